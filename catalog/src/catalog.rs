@@ -1,0 +1,519 @@
+//! The catalog: databases and collections, each collection a Lance dataset under the data root.
+//!
+//! Invariants:
+//! - Every record change is one [`MetaStore`] commit, so a reader sees a whole change or none.
+//! - A collection's dataset is written *before* its record is committed: a crash in between leaves
+//!   an unreferenced directory (removed by garbage collection), never a record without data.
+//! - Dropping a collection commits first and removes files after; until the files are gone the
+//!   location is listed in [`CatalogState::dropped`], so garbage collection finishes the job if
+//!   the process dies in between.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatchIterator;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use lance::dataset::builder::DatasetBuilder;
+use lance::dataset::{WriteMode, WriteParams};
+use lance::session::Session;
+use lance::Dataset;
+use object_store::path::Path;
+
+use crate::error::{CatalogError, Result};
+use crate::location::DataRoot;
+use crate::metastore::{MetaStore, Versioned};
+use crate::model::{
+    validate_name, CatalogState, CollectionRecord, DatabaseRecord, DroppedLocation, SnapshotState,
+    DEFAULT_DATABASE,
+};
+
+/// Schema name reserved for Quiver's system tables (`quiver.snapshots`, `quiver.jobs`).
+pub const SYSTEM_SCHEMA: &str = "quiver";
+
+/// The catalog of one data root.
+#[derive(Debug)]
+pub struct Catalog {
+    root: DataRoot,
+    meta: MetaStore,
+    session: Arc<Session>,
+}
+
+impl Catalog {
+    /// Opens the catalog at `root`, creating the `default` database on first use.
+    pub async fn open(root: DataRoot) -> Result<Self> {
+        let meta = MetaStore::new(root.store().clone(), root.prefix());
+        let catalog = Self {
+            root,
+            meta,
+            session: Arc::new(Session::default()),
+        };
+        if !catalog
+            .state()
+            .await?
+            .databases
+            .contains_key(DEFAULT_DATABASE)
+        {
+            catalog.create_database(DEFAULT_DATABASE, true).await?;
+        }
+        Ok(catalog)
+    }
+
+    /// The data root.
+    pub fn root(&self) -> &DataRoot {
+        &self.root
+    }
+
+    /// The latest committed catalog.
+    pub async fn state(&self) -> Result<Arc<CatalogState>> {
+        Ok(self.meta.latest().await?.state)
+    }
+
+    /// The catalog as last read by this process, without I/O (empty before the first read).
+    pub fn last_seen_state(&self) -> Arc<CatalogState> {
+        self.meta.last_seen().map(|v| v.state).unwrap_or_default()
+    }
+
+    /// The latest committed catalog with its version number.
+    pub async fn versioned_state(&self) -> Result<Versioned> {
+        self.meta.latest().await
+    }
+
+    /// Applies `mutate` to the latest catalog and commits it (see [`MetaStore::commit`]).
+    pub async fn commit<T>(&self, mutate: impl FnMut(&mut CatalogState) -> Result<T>) -> Result<T> {
+        Ok(self.meta.commit(mutate).await?.1)
+    }
+
+    /// The metadata store (for maintenance such as trimming old versions).
+    pub fn metastore(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    /// Creates a database; returns whether it was created (false: it existed and
+    /// `if_not_exists` was set).
+    pub async fn create_database(&self, name: &str, if_not_exists: bool) -> Result<bool> {
+        validate_name("database", name)?;
+        if name == SYSTEM_SCHEMA {
+            return Err(CatalogError::InvalidName {
+                kind: "database",
+                name: name.to_string(),
+                reason: "the name is reserved for system tables",
+            });
+        }
+        self.commit(|state| {
+            if state.databases.contains_key(name) {
+                if if_not_exists {
+                    return Ok(false);
+                }
+                return Err(CatalogError::DatabaseAlreadyExists {
+                    name: name.to_string(),
+                });
+            }
+            state.databases.insert(
+                name.to_string(),
+                DatabaseRecord {
+                    name: name.to_string(),
+                    created_at: Utc::now(),
+                },
+            );
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Drops a database; with `cascade`, its collections (and their snapshots) go with it.
+    /// Returns whether it was dropped (false: it did not exist and `if_exists` was set).
+    pub async fn drop_database(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
+        if name == DEFAULT_DATABASE {
+            return Err(CatalogError::InvalidRequest {
+                message: "the default database cannot be dropped".to_string(),
+            });
+        }
+        let dropped = self
+            .commit(|state| {
+                if !state.databases.contains_key(name) {
+                    if if_exists {
+                        return Ok(None);
+                    }
+                    return Err(CatalogError::DatabaseNotFound {
+                        name: name.to_string(),
+                    });
+                }
+                let ids: Vec<String> = state
+                    .collections_in(name)
+                    .iter()
+                    .map(|c| c.id.clone())
+                    .collect();
+                if !ids.is_empty() && !cascade {
+                    return Err(CatalogError::DatabaseNotEmpty {
+                        name: name.to_string(),
+                        count: ids.len(),
+                    });
+                }
+                state.databases.remove(name);
+                let mut dropped = Vec::new();
+                for id in ids {
+                    if let Some(record) = Self::remove_collection(state, &id, true)? {
+                        dropped.push(record);
+                    }
+                }
+                Ok(Some(dropped))
+            })
+            .await?;
+        match dropped {
+            Some(records) => {
+                for record in records {
+                    self.purge_dropped(&record.id).await?;
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Creates a collection with `schema` in `database`: writes its empty Lance dataset, then
+    /// commits its record. Returns `None` if it existed and `if_not_exists` was set.
+    pub async fn create_collection(
+        &self,
+        database: &str,
+        name: &str,
+        schema: SchemaRef,
+        primary_key: Vec<String>,
+        if_not_exists: bool,
+    ) -> Result<Option<CollectionRecord>> {
+        validate_name("collection", name)?;
+        {
+            let state = self.state().await?;
+            state.require_database(database)?;
+            if state.collection(database, name).is_some() {
+                if if_not_exists {
+                    return Ok(None);
+                }
+                return Err(CatalogError::CollectionAlreadyExists {
+                    database: database.to_string(),
+                    name: name.to_string(),
+                });
+            }
+        }
+        for key in &primary_key {
+            if schema.field_with_name(key).is_err() {
+                return Err(CatalogError::InvalidRequest {
+                    message: format!("primary key column '{key}' is not a column of '{name}'"),
+                });
+            }
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let location = format!("collections/{id}");
+        let empty = RecordBatchIterator::new(
+            std::iter::empty::<std::result::Result<RecordBatch, arrow::error::ArrowError>>(),
+            schema,
+        );
+        Dataset::write(
+            empty,
+            self.root.uri_of(&location).as_str(),
+            Some(self.write_params(WriteMode::Create)),
+        )
+        .await?;
+        let record = CollectionRecord {
+            id: id.clone(),
+            database: database.to_string(),
+            name: name.to_string(),
+            created_at: Utc::now(),
+            location: location.clone(),
+            primary_key,
+            properties: Default::default(),
+        };
+        let committed = self
+            .commit(|state| {
+                state.require_database(database)?;
+                if state.collection(database, name).is_some() {
+                    return Ok(false);
+                }
+                state.collections.insert(id.clone(), record.clone());
+                Ok(true)
+            })
+            .await;
+        match committed {
+            Ok(true) => Ok(Some(record)),
+            Ok(false) => {
+                // Another writer created the name first: ours was never visible.
+                self.remove_location(&location).await?;
+                if if_not_exists {
+                    Ok(None)
+                } else {
+                    Err(CatalogError::CollectionAlreadyExists {
+                        database: database.to_string(),
+                        name: name.to_string(),
+                    })
+                }
+            }
+            Err(e) => {
+                self.remove_location(&location).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a collection's record (and, with `cascade`, its snapshots' records) from `state`,
+    /// queueing its location for purging.
+    fn remove_collection(
+        state: &mut CatalogState,
+        id: &str,
+        cascade: bool,
+    ) -> Result<Option<CollectionRecord>> {
+        let Some(record) = state.collections.get(id).cloned() else {
+            return Ok(None);
+        };
+        let snapshots: Vec<String> = state
+            .snapshots_of(id)
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        let committed = state
+            .snapshots_of(id)
+            .iter()
+            .filter(|s| s.state == SnapshotState::Committed)
+            .count();
+        if committed > 0 && !cascade {
+            return Err(CatalogError::CollectionHasSnapshots {
+                database: record.database.clone(),
+                name: record.name.clone(),
+                count: committed,
+            });
+        }
+        for snapshot in snapshots {
+            state.snapshots.remove(&snapshot);
+        }
+        state.collections.remove(id);
+        state.dropped.push(DroppedLocation {
+            collection_id: record.id.clone(),
+            location: record.location.clone(),
+            dropped_at: Utc::now(),
+        });
+        Ok(Some(record))
+    }
+
+    /// Drops a collection; with `cascade`, its snapshots go with it. Returns the dropped record,
+    /// or `None` if it did not exist and `if_exists` was set.
+    pub async fn drop_collection(
+        &self,
+        database: &str,
+        name: &str,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<Option<CollectionRecord>> {
+        let dropped = self
+            .commit(|state| {
+                state.require_database(database)?;
+                let Some(record) = state.collection(database, name) else {
+                    if if_exists {
+                        return Ok(None);
+                    }
+                    return Err(CatalogError::CollectionNotFound {
+                        database: database.to_string(),
+                        name: name.to_string(),
+                    });
+                };
+                let id = record.id.clone();
+                Self::remove_collection(state, &id, cascade)
+            })
+            .await?;
+        if let Some(record) = &dropped {
+            self.purge_dropped(&record.id).await?;
+        }
+        Ok(dropped)
+    }
+
+    /// Deletes a dropped collection's files and forgets its location.
+    pub async fn purge_dropped(&self, collection_id: &str) -> Result<()> {
+        let state = self.state().await?;
+        let Some(dropped) = state
+            .dropped
+            .iter()
+            .find(|d| d.collection_id == collection_id)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        self.remove_location(&dropped.location).await?;
+        self.remove_location(&format!("snapshots/{collection_id}"))
+            .await?;
+        self.commit(|state| {
+            state.dropped.retain(|d| d.collection_id != collection_id);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes every object under `relative` (a path under the root).
+    pub async fn remove_location(&self, relative: &str) -> Result<()> {
+        let prefix: Path = self.root.path_of(relative);
+        let store = self.root.store().clone();
+        let paths = store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .boxed();
+        store
+            .delete_stream(paths)
+            .try_for_each(|_| futures::future::ready(Ok(())))
+            .await
+            .or_else(|e| match e {
+                object_store::Error::NotFound { .. } => Ok(()),
+                e => Err(e),
+            })?;
+        Ok(())
+    }
+
+    /// The live collection `database.name`.
+    pub async fn collection(&self, database: &str, name: &str) -> Result<CollectionRecord> {
+        Ok(self
+            .state()
+            .await?
+            .require_collection(database, name)?
+            .clone())
+    }
+
+    /// Opens a collection's dataset, at `version` or the latest.
+    pub async fn open_dataset(
+        &self,
+        record: &CollectionRecord,
+        version: Option<u64>,
+    ) -> Result<Dataset> {
+        let mut builder = DatasetBuilder::from_uri(self.root.uri_of(&record.location))
+            .with_session(self.session.clone());
+        if let Some(params) = self.root.store_params() {
+            builder = builder.with_store_params(params);
+        }
+        if let Some(version) = version {
+            builder = builder.with_version(version);
+        }
+        Ok(builder.load().await?)
+    }
+
+    /// Write parameters for this root's datasets, in `mode`.
+    pub fn write_params(&self, mode: WriteMode) -> WriteParams {
+        WriteParams {
+            mode,
+            session: Some(self.session.clone()),
+            store_params: self.root.store_params(),
+            ..Default::default()
+        }
+    }
+
+    /// The Lance session shared by every dataset of this catalog (caches of metadata and
+    /// indices).
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]))
+    }
+
+    async fn open(dir: &std::path::Path) -> Catalog {
+        Catalog::open(DataRoot::open(&dir.to_string_lossy()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn collections_persist_across_reopen_and_drop_removes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = open(dir.path()).await;
+        let record = catalog
+            .create_collection("default", "docs", schema(), vec!["id".into()], false)
+            .await
+            .unwrap()
+            .unwrap();
+        let dataset_dir = dir.path().join(&record.location);
+        assert!(dataset_dir.is_dir());
+        drop(catalog);
+
+        let catalog = open(dir.path()).await;
+        let found = catalog.collection("default", "docs").await.unwrap();
+        assert_eq!(found, record);
+        let ds = catalog.open_dataset(&found, None).await.unwrap();
+        assert_eq!(ds.count_rows(None).await.unwrap(), 0);
+
+        catalog
+            .drop_collection("default", "docs", false, false)
+            .await
+            .unwrap();
+        assert!(!dataset_dir.exists());
+        assert!(catalog.state().await.unwrap().dropped.is_empty());
+        let err = catalog.collection("default", "docs").await.unwrap_err();
+        assert!(matches!(err, CatalogError::CollectionNotFound { .. }));
+    }
+
+    #[tokio::test]
+    async fn duplicate_and_unknown_names_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = open(dir.path()).await;
+        catalog
+            .create_collection("default", "docs", schema(), vec![], false)
+            .await
+            .unwrap();
+        let err = catalog
+            .create_collection("default", "docs", schema(), vec![], false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "collection 'default.docs' already exists");
+        assert!(catalog
+            .create_collection("default", "docs", schema(), vec![], true)
+            .await
+            .unwrap()
+            .is_none());
+        let err = catalog
+            .create_collection("nope", "docs", schema(), vec![], false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "database 'nope' does not exist");
+        let err = catalog
+            .create_collection("default", "x", schema(), vec!["missing".into()], false)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("primary key column 'missing'"),
+            "{err}"
+        );
+        // Only the first collection's directory exists.
+        let n = std::fs::read_dir(dir.path().join("collections"))
+            .unwrap()
+            .count();
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn databases_refuse_to_drop_while_holding_collections() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = open(dir.path()).await;
+        catalog.create_database("other", false).await.unwrap();
+        catalog
+            .create_collection("other", "t", schema(), vec![], false)
+            .await
+            .unwrap();
+        let err = catalog
+            .drop_database("other", false, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            CatalogError::DatabaseNotEmpty { count: 1, .. }
+        ));
+        assert!(catalog.drop_database("other", false, true).await.unwrap());
+        assert!(!catalog.drop_database("other", true, false).await.unwrap());
+        assert!(catalog.state().await.unwrap().collections.is_empty());
+        let err = catalog
+            .drop_database("default", false, false)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot be dropped"));
+    }
+}

@@ -1,0 +1,19 @@
+//! Quiver's catalog: databases, collections, snapshots and jobs, kept in a versioned metadata
+//! store on an object store, next to the collections' Lance datasets.
+//!
+//! Nothing here knows about SQL or Flight. The crate owns:
+//! - [`metastore`]: the catalog log, committed by put-if-absent;
+//! - [`model`]: the records it holds;
+//! - [`location`]: the data root (a local directory or an object store URL) and fault hooks;
+//! - [`catalog`]: the operations on databases and collections, and their Lance datasets.
+
+pub mod catalog;
+pub mod error;
+pub mod fault;
+pub mod location;
+pub mod metastore;
+pub mod model;
+
+pub use catalog::Catalog;
+pub use error::{CatalogError, Result};
+pub use model::*;

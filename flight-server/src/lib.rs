@@ -1,0 +1,3 @@
+//! Quiver's Arrow Flight SQL service and command line.
+
+pub mod cli;

@@ -1,0 +1,39 @@
+//! Vector functions for SQL, each under its pgvector name with its DuckDB name as an alias.
+//!
+//! | function | alias | value |
+//! |---|---|---|
+//! | `l2_distance(a, b)` | `array_distance` | Euclidean distance |
+//! | `cosine_distance(a, b)` | `array_cosine_distance` | `1 - cos(a, b)`; NaN for a zero vector |
+//! | `inner_product(a, b)` | `array_inner_product` | `a . b` |
+//! | `negative_inner_product(a, b)` | `array_negative_inner_product` | `-(a . b)` |
+//! | `l2_norm(a)` | `vector_norm` | `|a|` |
+//! | `vector_dims(a)` | | number of dimensions |
+//! | `to_vector(x [, dim [, column]])` | | text `'[1,2]'` or a list as a vector |
+//!
+//! Arguments are vector columns (`FixedSizeList<Float32|Float16>`), vector literals
+//! (`[0.1, 0.2]`, any numeric list) or parameters. A NULL argument gives NULL; vectors of different
+//! lengths, non-vector arguments and non-finite query literals are errors.
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::ScalarUDF;
+
+mod distance;
+mod norm;
+mod to_vector;
+
+pub use distance::{DistanceFunction, DistanceUdf};
+pub use norm::{L2NormUdf, VectorDimsUdf};
+pub use to_vector::ToVectorUdf;
+
+/// Every vector function, ready to register with a session.
+pub fn all() -> Vec<Arc<ScalarUDF>> {
+    let mut out: Vec<Arc<ScalarUDF>> = DistanceFunction::ALL
+        .iter()
+        .map(|f| Arc::new(ScalarUDF::from(DistanceUdf::new(*f))))
+        .collect();
+    out.push(Arc::new(ScalarUDF::from(L2NormUdf::new())));
+    out.push(Arc::new(ScalarUDF::from(VectorDimsUdf::new())));
+    out.push(Arc::new(ScalarUDF::from(ToVectorUdf::new())));
+    out
+}

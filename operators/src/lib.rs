@@ -1,0 +1,13 @@
+//! Quiver's DataFusion operators and functions: SIMD distance kernels, vector functions, exact
+//! and index-backed k-NN, and the operators jobs are built from.
+//!
+//! Nothing here knows about Flight; SQL reaches these operators through `quiver-planner`.
+
+pub mod distance;
+pub mod error;
+pub mod functions;
+pub mod knn;
+pub mod topk;
+pub mod vector;
+
+pub use error::OperatorError;

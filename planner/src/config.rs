@@ -1,0 +1,23 @@
+//! Session settings under the `quiver.` prefix, set with `SET quiver.<name> = <value>` and shown
+//! with `SHOW quiver.<name>`.
+
+use datafusion::common::config::ConfigExtension;
+use datafusion::common::extensions_options;
+
+extensions_options! {
+    /// Quiver's session settings.
+    pub struct QuiverConfig {
+        /// IVF partitions probed by an index search (more: higher recall, slower).
+        pub nprobes: usize, default = 20
+        /// HNSW search breadth for IVF_HNSW indices (more: higher recall, slower).
+        pub ef: usize, default = 100
+        /// Re-rank `k * refine_factor` index candidates with exact distances (0: off).
+        pub refine_factor: usize, default = 0
+        /// Whether k-NN queries may use a vector index (off: always exact).
+        pub use_index: bool, default = true
+    }
+}
+
+impl ConfigExtension for QuiverConfig {
+    const PREFIX: &'static str = "quiver";
+}

@@ -1,0 +1,19 @@
+//! Quiver's SQL layer: a DataFusion session with Quiver's catalog, vector types and functions,
+//! and the statements Quiver runs itself (collection DDL, `COPY ... FROM`, `DESCRIBE`).
+
+pub mod catalog_provider;
+pub mod config;
+mod copy;
+mod ddl;
+pub mod dml;
+pub mod error;
+pub mod session;
+pub mod sink;
+pub mod statement;
+pub mod system;
+pub mod table;
+pub mod types;
+pub mod vector_cast;
+
+pub use error::{user_message, PlannerError};
+pub use session::QuiverSession;

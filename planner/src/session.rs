@@ -1,0 +1,228 @@
+//! A Quiver SQL session: DataFusion with Quiver's catalog, types, functions and rules, plus the
+//! statements Quiver runs itself.
+//!
+//! Every statement starts by refreshing the catalog, so it sees everything committed before it
+//! began (by this process or another over the same root).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::{plan_err, Result, TableReference};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::planner::object_name_to_table_reference;
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName};
+use quiver_catalog::{Catalog, DEFAULT_DATABASE};
+
+use crate::catalog_provider::{external, QuiverCatalogList, CATALOG_NAME};
+use crate::config::QuiverConfig;
+use crate::statement::{parse_statements, QuiverStatement};
+use crate::system::SystemSchema;
+use crate::types::VectorTypePlanner;
+use crate::vector_cast::name_vector_casts;
+
+/// A SQL session over one catalog.
+#[derive(Clone)]
+pub struct QuiverSession {
+    catalog: Arc<Catalog>,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for QuiverSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuiverSession")
+            .field("root", &self.catalog.root().display())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuiverSession {
+    /// A new session over `catalog`, in the `default` database.
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
+            .with_create_default_catalog_and_schema(false)
+            .with_option_extension(QuiverConfig::default());
+        // Lance stores Utf8; keep SQL strings in that type rather than Utf8View.
+        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+        let system = Arc::new(SystemSchema::new(catalog.clone()));
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_catalog_list(Arc::new(QuiverCatalogList::new(catalog.clone(), system)))
+            .with_type_planner(Arc::new(VectorTypePlanner))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        for udf in quiver_operators::functions::all() {
+            ctx.register_udf(udf.as_ref().clone());
+        }
+        Self { catalog, ctx }
+    }
+
+    /// The catalog this session works on.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The DataFusion context underneath.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The current database.
+    pub fn current_database(&self) -> String {
+        self.ctx
+            .state()
+            .config_options()
+            .catalog
+            .default_schema
+            .clone()
+    }
+
+    /// Plans (and, for commands, runs) one statement; queries and DML come back as lazy
+    /// DataFrames that run when collected or streamed.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let mut statements = parse_statements(sql)?;
+        if statements.len() != 1 {
+            return plan_err!(
+                "expected one statement, got {}; use run_script for several",
+                statements.len()
+            );
+        }
+        let statement = statements.remove(0);
+        self.statement(statement).await
+    }
+
+    /// Runs every statement of a script in order, each to completion, and returns each
+    /// statement's result.
+    pub async fn run_script(&self, sql: &str) -> Result<Vec<Vec<RecordBatch>>> {
+        let mut out = Vec::new();
+        for statement in parse_statements(sql)? {
+            out.push(self.statement(statement).await?.collect().await?);
+        }
+        Ok(out)
+    }
+
+    /// Plans (and, for commands, runs) one parsed statement.
+    pub async fn statement(&self, statement: QuiverStatement) -> Result<DataFrame> {
+        self.catalog.state().await.map_err(external)?;
+        match statement {
+            QuiverStatement::DataFusion(statement) => {
+                let plan = self.ctx.state().statement_to_plan(*statement).await?;
+                self.execute_plan(plan).await
+            }
+            QuiverStatement::CreateDatabase {
+                name,
+                if_not_exists,
+            } => {
+                self.catalog
+                    .create_database(&normalize(&name), if_not_exists)
+                    .await
+                    .map_err(external)?;
+                self.done()
+            }
+            QuiverStatement::DropDatabase {
+                name,
+                if_exists,
+                cascade,
+            } => {
+                self.catalog
+                    .drop_database(&normalize(&name), if_exists, cascade)
+                    .await
+                    .map_err(external)?;
+                self.done()
+            }
+            QuiverStatement::DropTable {
+                names,
+                if_exists,
+                cascade,
+            } => {
+                for name in names {
+                    let (database, table) = self.resolve(&name)?;
+                    self.catalog
+                        .drop_collection(&database, &table, if_exists, cascade)
+                        .await
+                        .map_err(external)?;
+                }
+                self.done()
+            }
+            QuiverStatement::ShowDatabases => self.show_databases().await,
+            QuiverStatement::Describe { name } => self.describe(&name).await,
+            QuiverStatement::CopyFrom {
+                name,
+                path,
+                options,
+            } => self.copy_from(&name, &path, &options).await,
+        }
+    }
+
+    /// Runs a DataFusion plan, intercepting the DDL that must go to Quiver's catalog.
+    async fn execute_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+                self.create_table(create).await
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateView(_)) => {
+                plan_err!("CREATE VIEW is not supported: collections are Quiver's only tables")
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => plan_err!(
+                "CREATE EXTERNAL TABLE is not supported; load files with COPY <table> FROM '<path>'"
+            ),
+            LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => {
+                let input = name_vector_casts(dml.input.as_ref().clone())?;
+                let dml = DmlStatement {
+                    input: Arc::new(input),
+                    ..dml
+                };
+                self.ctx.execute_logical_plan(LogicalPlan::Dml(dml)).await
+            }
+            other => self.ctx.execute_logical_plan(other).await,
+        }
+    }
+
+    /// An empty result, for commands.
+    pub(crate) fn done(&self) -> Result<DataFrame> {
+        self.ctx.read_empty()
+    }
+
+    /// A result made of one batch.
+    pub(crate) fn result(&self, batch: RecordBatch) -> Result<DataFrame> {
+        self.ctx.read_batch(batch)
+    }
+
+    /// Resolves a SQL name to `(database, collection)` against the current database.
+    pub fn resolve(&self, name: &ObjectName) -> Result<(String, String)> {
+        let reference = object_name_to_table_reference(name.clone(), true)?;
+        self.resolve_reference(&reference)
+    }
+
+    /// Resolves a table reference to `(database, collection)`.
+    pub fn resolve_reference(&self, reference: &TableReference) -> Result<(String, String)> {
+        match reference {
+            TableReference::Bare { table } => Ok((self.current_database(), table.to_string())),
+            TableReference::Partial { schema, table } => {
+                Ok((schema.to_string(), table.to_string()))
+            }
+            TableReference::Full {
+                catalog,
+                schema,
+                table,
+            } if catalog.as_ref() == CATALOG_NAME => Ok((schema.to_string(), table.to_string())),
+            TableReference::Full { catalog, .. } => {
+                plan_err!("unknown catalog '{catalog}': Quiver has one catalog, '{CATALOG_NAME}'")
+            }
+        }
+    }
+}
+
+/// An identifier as SQL means it: lower-cased unless quoted.
+pub fn normalize(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}

@@ -1,0 +1,274 @@
+//! Quiver's SQL statements: what DataFusion plans, plus the statements Quiver runs itself.
+//!
+//! [`parse_statements`] splits a script into statements. Collection DDL that must reach the
+//! catalog (`CREATE/DROP DATABASE`, `DROP TABLE ... [CASCADE]`), `DESCRIBE`, `SHOW DATABASES` and
+//! `COPY ... FROM` become [`QuiverStatement`] variants; everything else is handed to DataFusion
+//! unchanged (queries, `INSERT`, `DELETE`, `UPDATE`, `CREATE TABLE`, `EXPLAIN`, `SET`, `SHOW`).
+
+use datafusion::common::{plan_err, Result};
+use datafusion::sql::parser::{DFParser, DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{
+    self, DescribeAlias, ObjectName, ObjectType, SchemaName, Statement as SqlStatement,
+};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+/// One parsed statement.
+#[derive(Debug, Clone)]
+pub enum QuiverStatement {
+    /// A statement DataFusion plans (and Quiver may intercept after planning).
+    DataFusion(Box<DFStatement>),
+    /// `CREATE DATABASE|SCHEMA [IF NOT EXISTS] name`.
+    CreateDatabase {
+        /// The database name.
+        name: ast::Ident,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+    },
+    /// `DROP DATABASE|SCHEMA [IF EXISTS] name [CASCADE]`.
+    DropDatabase {
+        /// The database name.
+        name: ast::Ident,
+        /// `IF EXISTS`.
+        if_exists: bool,
+        /// `CASCADE`.
+        cascade: bool,
+    },
+    /// `DROP TABLE [IF EXISTS] name [, ...] [CASCADE]`.
+    DropTable {
+        /// The collections.
+        names: Vec<ObjectName>,
+        /// `IF EXISTS`.
+        if_exists: bool,
+        /// `CASCADE`: drop the collections' snapshots too.
+        cascade: bool,
+    },
+    /// `SHOW DATABASES` / `SHOW SCHEMAS`.
+    ShowDatabases,
+    /// `DESCRIBE name`.
+    Describe {
+        /// The collection.
+        name: ObjectName,
+    },
+    /// `COPY name FROM 'path' [WITH (FORMAT parquet|csv, HEADER true, DELIMITER ',')]`.
+    CopyFrom {
+        /// The target collection.
+        name: ObjectName,
+        /// The file (or directory) to load.
+        path: String,
+        /// Options, keys lower-cased.
+        options: Vec<(String, String)>,
+    },
+}
+
+/// Parses a script of `;`-separated statements.
+pub fn parse_statements(sql: &str) -> Result<Vec<QuiverStatement>> {
+    let mut parser = DFParserBuilder::new(sql).build()?;
+    let mut out = Vec::new();
+    loop {
+        while parser.parser.consume_token(&Token::SemiColon) {}
+        if parser.parser.peek_token().token == Token::EOF {
+            break;
+        }
+        out.push(parse_one(&mut parser)?);
+        let next = parser.parser.peek_token();
+        if next.token != Token::EOF && next.token != Token::SemiColon {
+            return plan_err!(
+                "expected ';' or the end of the statement, found '{}'",
+                next.token
+            );
+        }
+    }
+    if out.is_empty() {
+        return plan_err!("no SQL statement given");
+    }
+    Ok(out)
+}
+
+fn parse_one(parser: &mut DFParser<'_>) -> Result<QuiverStatement> {
+    if parser.parser.peek_keyword(Keyword::COPY) && copy_is_from(parser) {
+        return parse_copy_from(parser);
+    }
+    let statement = parser.parse_statement()?;
+    Ok(classify(statement))
+}
+
+/// Whether `COPY <name> FROM` follows (DataFusion parses only `COPY ... TO`).
+fn copy_is_from(parser: &DFParser<'_>) -> bool {
+    let mut n = 1;
+    loop {
+        match parser.parser.peek_nth_token(n).token {
+            Token::Word(w) if w.keyword == Keyword::FROM && w.quote_style.is_none() => return true,
+            Token::Word(w) if w.keyword == Keyword::TO && w.quote_style.is_none() => return false,
+            Token::Word(_) | Token::Period => n += 1,
+            _ => return false,
+        }
+    }
+}
+
+fn parse_copy_from(parser: &mut DFParser<'_>) -> Result<QuiverStatement> {
+    let p = &mut parser.parser;
+    p.expect_keyword_is(Keyword::COPY)?;
+    let name = p.parse_object_name(true)?;
+    p.expect_keyword_is(Keyword::FROM)?;
+    let path = p.parse_literal_string()?;
+    let mut options = Vec::new();
+    let with = p.parse_keyword(Keyword::WITH);
+    if with || p.peek_token().token == Token::LParen {
+        p.expect_token(&Token::LParen)?;
+        loop {
+            let key = p.parse_identifier()?.value.to_ascii_lowercase();
+            let _ = p.consume_token(&Token::Eq);
+            let value = match p.next_token().token {
+                Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
+                Token::Number(n, _) => n,
+                Token::Word(w) => w.value,
+                other => return plan_err!("COPY option '{key}': unexpected value '{other}'"),
+            };
+            options.push((key, value));
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        p.expect_token(&Token::RParen)?;
+    }
+    Ok(QuiverStatement::CopyFrom {
+        name,
+        path,
+        options,
+    })
+}
+
+/// The single identifier of a one-part name.
+fn single_ident(name: &ObjectName) -> Option<ast::Ident> {
+    match name.0.as_slice() {
+        [part] => part.as_ident().cloned(),
+        _ => None,
+    }
+}
+
+/// Turns DataFusion's parse into Quiver's statement.
+fn classify(statement: DFStatement) -> QuiverStatement {
+    let DFStatement::Statement(inner) = statement else {
+        return QuiverStatement::DataFusion(Box::new(statement));
+    };
+    let quiver = match inner.as_ref() {
+        SqlStatement::CreateDatabase {
+            db_name,
+            if_not_exists,
+            ..
+        } => single_ident(db_name).map(|name| QuiverStatement::CreateDatabase {
+            name,
+            if_not_exists: *if_not_exists,
+        }),
+        SqlStatement::CreateSchema {
+            schema_name: SchemaName::Simple(schema),
+            if_not_exists,
+            ..
+        } => single_ident(schema).map(|name| QuiverStatement::CreateDatabase {
+            name,
+            if_not_exists: *if_not_exists,
+        }),
+        SqlStatement::Drop {
+            object_type: ObjectType::Table,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => Some(QuiverStatement::DropTable {
+            names: names.clone(),
+            if_exists: *if_exists,
+            cascade: *cascade,
+        }),
+        SqlStatement::Drop {
+            object_type: ObjectType::Schema | ObjectType::Database,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => match names.as_slice() {
+            [one] => single_ident(one).map(|name| QuiverStatement::DropDatabase {
+                name,
+                if_exists: *if_exists,
+                cascade: *cascade,
+            }),
+            _ => None,
+        },
+        SqlStatement::ShowDatabases { .. } | SqlStatement::ShowSchemas { .. } => {
+            Some(QuiverStatement::ShowDatabases)
+        }
+        SqlStatement::ExplainTable {
+            describe_alias: DescribeAlias::Describe | DescribeAlias::Desc,
+            table_name,
+            ..
+        } => Some(QuiverStatement::Describe {
+            name: table_name.clone(),
+        }),
+        _ => None,
+    };
+    quiver.unwrap_or_else(|| QuiverStatement::DataFusion(Box::new(DFStatement::Statement(inner))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_split_into_statements() {
+        let s = parse_statements("CREATE DATABASE a; SELECT 1;; DROP TABLE IF EXISTS a.t CASCADE")
+            .unwrap();
+        assert_eq!(s.len(), 3);
+        assert!(matches!(s[0], QuiverStatement::CreateDatabase { .. }));
+        assert!(matches!(s[1], QuiverStatement::DataFusion(_)));
+        assert!(matches!(
+            s[2],
+            QuiverStatement::DropTable {
+                if_exists: true,
+                cascade: true,
+                ..
+            }
+        ));
+        assert!(parse_statements("  ;  ").is_err());
+        assert!(parse_statements("SELECT 1 SELECT 2").is_err());
+    }
+
+    #[test]
+    fn copy_from_parses_path_and_options() {
+        let s = parse_statements(
+            "COPY db.docs FROM '/tmp/x.csv' WITH (FORMAT csv, HEADER true, DELIMITER '|')",
+        )
+        .unwrap();
+        let QuiverStatement::CopyFrom {
+            name,
+            path,
+            options,
+        } = &s[0]
+        else {
+            panic!("{s:?}");
+        };
+        assert_eq!(name.to_string(), "db.docs");
+        assert_eq!(path, "/tmp/x.csv");
+        assert_eq!(
+            options,
+            &vec![
+                ("format".to_string(), "csv".to_string()),
+                ("header".to_string(), "true".to_string()),
+                ("delimiter".to_string(), "|".to_string())
+            ]
+        );
+        // COPY ... TO stays DataFusion's.
+        let s = parse_statements("COPY (SELECT 1) TO '/tmp/out.parquet'").unwrap();
+        assert!(matches!(s[0], QuiverStatement::DataFusion(_)));
+    }
+
+    #[test]
+    fn describe_and_show_databases_are_quivers() {
+        let s = parse_statements("DESCRIBE docs; SHOW DATABASES; DROP SCHEMA x CASCADE").unwrap();
+        assert!(matches!(s[0], QuiverStatement::Describe { .. }));
+        assert!(matches!(s[1], QuiverStatement::ShowDatabases));
+        assert!(matches!(
+            s[2],
+            QuiverStatement::DropDatabase { cascade: true, .. }
+        ));
+    }
+}

@@ -1,0 +1,144 @@
+//! The `quiver` system schema: the catalog's records as read-only tables
+//! (`quiver.databases`, `quiver.collections`).
+//!
+//! Each table is built from the latest committed catalog when a statement names it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
+use datafusion::error::Result;
+use quiver_catalog::{Catalog, CatalogState};
+
+use crate::catalog_provider::external;
+
+/// A system table: its name and how to build it from the catalog.
+struct SystemTable {
+    name: &'static str,
+    build: fn(&CatalogState) -> Result<RecordBatch>,
+}
+
+const TABLES: &[SystemTable] = &[
+    SystemTable {
+        name: "databases",
+        build: databases,
+    },
+    SystemTable {
+        name: "collections",
+        build: collections,
+    },
+];
+
+/// The `quiver` schema.
+#[derive(Debug)]
+pub struct SystemSchema {
+    catalog: Arc<Catalog>,
+}
+
+impl SystemSchema {
+    /// The system schema of `catalog`.
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self { catalog }
+    }
+}
+
+/// A non-null UTC timestamp column type.
+pub(crate) fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// Microsecond timestamps (UTC) for a timestamp column.
+pub(crate) fn timestamps(
+    values: impl IntoIterator<Item = Option<chrono::DateTime<chrono::Utc>>>,
+) -> ArrayRef {
+    Arc::new(
+        TimestampMicrosecondArray::from(
+            values
+                .into_iter()
+                .map(|t| t.map(|t| t.timestamp_micros()))
+                .collect::<Vec<_>>(),
+        )
+        .with_timezone("UTC"),
+    )
+}
+
+fn databases(state: &CatalogState) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("collections", DataType::UInt64, false),
+        Field::new("created_at", timestamp_type(), false),
+    ]));
+    let dbs: Vec<_> = state.databases.values().collect();
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                dbs.iter().map(|d| d.name.as_str()),
+            )),
+            Arc::new(datafusion::arrow::array::UInt64Array::from_iter_values(
+                dbs.iter()
+                    .map(|d| state.collections_in(&d.name).len() as u64),
+            )),
+            timestamps(dbs.iter().map(|d| Some(d.created_at))),
+        ],
+    )?)
+}
+
+fn collections(state: &CatalogState) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("database", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("id", DataType::Utf8, false),
+        Field::new("primary_key", DataType::Utf8, true),
+        Field::new("location", DataType::Utf8, false),
+        Field::new("created_at", timestamp_type(), false),
+    ]));
+    let mut rows: Vec<_> = state.collections.values().collect();
+    rows.sort_by(|a, b| (&a.database, &a.name).cmp(&(&b.database, &b.name)));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|c| c.database.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|c| c.name.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|c| c.id.as_str()),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|c| (!c.primary_key.is_empty()).then(|| c.primary_key.join(", ")))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|c| c.location.as_str()),
+            )),
+            timestamps(rows.iter().map(|c| Some(c.created_at))),
+        ],
+    )?)
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|t| t.name.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(table) = TABLES.iter().find(|t| t.name == name) else {
+            return Ok(None);
+        };
+        let state = self.catalog.state().await.map_err(external)?;
+        let batch = (table.build)(&state)?;
+        let mem = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        Ok(Some(Arc::new(mem)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.iter().any(|t| t.name == name)
+    }
+}

@@ -1,0 +1,219 @@
+//! A collection as a DataFusion table: scans go to Lance (with projection and filter push-down),
+//! writes become new Lance versions.
+//!
+//! Reads see the version that was latest when the statement was planned. Writes open the latest
+//! version when they run and commit one new version each, so a failed write leaves the
+//! collection exactly as it was.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{not_impl_err, Constraint, Constraints, Result};
+use datafusion::datasource::sink::DataSinkExec;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use lance::datafusion::LanceTableProvider;
+use lance::Dataset;
+use quiver_catalog::{Catalog, CollectionRecord};
+
+use crate::catalog_provider::external;
+use crate::dml::{DmlExec, DmlOp};
+use crate::sink::CollectionSink;
+
+/// A collection (or a read-only version of one) as a DataFusion table.
+#[derive(Debug)]
+pub struct CollectionTable {
+    catalog: Arc<Catalog>,
+    record: CollectionRecord,
+    dataset: Arc<Dataset>,
+    scan: LanceTableProvider,
+    schema: SchemaRef,
+    constraints: Option<Constraints>,
+    read_only: bool,
+}
+
+impl CollectionTable {
+    /// Opens the collection at its latest version.
+    pub async fn open(catalog: Arc<Catalog>, record: CollectionRecord) -> Result<Self> {
+        let dataset = catalog
+            .open_dataset(&record, None)
+            .await
+            .map_err(external)?;
+        Ok(Self::new(catalog, record, Arc::new(dataset), false))
+    }
+
+    /// Wraps an opened dataset; `read_only` for versions that must not be written (snapshots).
+    pub fn new(
+        catalog: Arc<Catalog>,
+        record: CollectionRecord,
+        dataset: Arc<Dataset>,
+        read_only: bool,
+    ) -> Self {
+        let scan = LanceTableProvider::new(dataset.clone(), false, false);
+        let schema = scan.schema();
+        let key: Vec<usize> = record
+            .primary_key
+            .iter()
+            .filter_map(|k| schema.index_of(k).ok())
+            .collect();
+        let constraints = (!key.is_empty())
+            .then(|| Constraints::new_unverified(vec![Constraint::PrimaryKey(key)]));
+        Self {
+            catalog,
+            record,
+            dataset,
+            scan,
+            schema,
+            constraints,
+            read_only,
+        }
+    }
+
+    /// The collection's catalog record.
+    pub fn record(&self) -> &CollectionRecord {
+        &self.record
+    }
+
+    /// The dataset version this table reads.
+    pub fn dataset(&self) -> &Arc<Dataset> {
+        &self.dataset
+    }
+
+    /// The catalog the collection belongs to.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return not_impl_err!(
+                "'{}' at version {} is read-only",
+                self.record.qualified_name(),
+                self.dataset.version_id()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether `expr` calls a function Lance's scan should not evaluate (Quiver's vector
+/// functions): such filters stay in DataFusion, where k-NN and range search see them.
+fn calls_vector_function(expr: &Expr) -> bool {
+    let names: Vec<String> = quiver_operators::functions::all()
+        .iter()
+        .flat_map(|f| std::iter::once(f.name().to_string()).chain(f.aliases().iter().cloned()))
+        .collect();
+    let mut found = false;
+    let _ = expr.apply(|e| {
+        if let Expr::ScalarFunction(f) = e {
+            if names.iter().any(|n| n == f.func.name()) {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+#[async_trait]
+impl TableProvider for CollectionTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.constraints.as_ref()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.scan.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if calls_vector_function(f) {
+                    TableProviderFilterPushDown::Unsupported
+                } else {
+                    TableProviderFilterPushDown::Exact
+                }
+            })
+            .collect())
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.check_writable()?;
+        let sink = CollectionSink::new(
+            self.catalog.clone(),
+            self.record.clone(),
+            self.schema.clone(),
+            insert_op,
+        )?;
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+
+    async fn delete_from(
+        &self,
+        _state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.check_writable()?;
+        Ok(Arc::new(DmlExec::new(
+            self.catalog.clone(),
+            self.record.clone(),
+            DmlOp::Delete {
+                filter: filters.into_iter().reduce(Expr::and),
+            },
+        )))
+    }
+
+    async fn update(
+        &self,
+        _state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.check_writable()?;
+        Ok(Arc::new(DmlExec::new(
+            self.catalog.clone(),
+            self.record.clone(),
+            DmlOp::Update {
+                assignments,
+                filter: filters.into_iter().reduce(Expr::and),
+            },
+        )))
+    }
+
+    async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+        self.check_writable()?;
+        Ok(Arc::new(DmlExec::new(
+            self.catalog.clone(),
+            self.record.clone(),
+            DmlOp::Delete { filter: None },
+        )))
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds quiver, loads a small demo collection into ./quiver-data, runs a few queries, then opens
+# the SQL shell on it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+cargo build --bin quiver
+QUIVER="$CARGO_TARGET_DIR/debug/quiver"
+export QUIVER_DATA="${QUIVER_DATA:-./quiver-data}"
+
+"$QUIVER" sql "DROP TABLE IF EXISTS demo_docs;
+CREATE TABLE demo_docs (id BIGINT NOT NULL PRIMARY KEY, title VARCHAR, category VARCHAR, embedding VECTOR(4));
+INSERT INTO demo_docs VALUES
+  (1, 'Arrow columnar format', 'data',   [0.9, 0.1, 0.0, 0.1]),
+  (2, 'Lance table format',    'data',   [0.8, 0.2, 0.1, 0.0]),
+  (3, 'DataFusion planner',    'query',  [0.1, 0.9, 0.2, 0.0]),
+  (4, 'Flight SQL protocol',   'wire',   [0.0, 0.2, 0.9, 0.1]),
+  (5, 'Vector search',         'query',  [0.3, 0.7, 0.1, 0.6]);
+DESCRIBE demo_docs;
+SELECT id, title, l2_distance(embedding, [0.85, 0.15, 0.05, 0.05]) AS distance
+  FROM demo_docs ORDER BY distance LIMIT 3;
+SELECT category, count(*) AS docs FROM demo_docs GROUP BY category ORDER BY category;"
+
+exec "$QUIVER" sql

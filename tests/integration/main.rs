@@ -1,0 +1,4 @@
+//! Quiver's end-to-end tests: one binary, one module per topic.
+
+mod collections;
+mod sql;
