@@ -94,7 +94,7 @@ impl KnnExec {
         };
         if dim != spec.query.len() {
             return Err(OperatorError::DimensionMismatch {
-                function: spec.metric.name().to_string(),
+                function: spec.metric.function_name().to_string(),
                 left: dim,
                 right: spec.query.len(),
             }

@@ -18,6 +18,7 @@ use quiver_catalog::{Catalog, DEFAULT_DATABASE};
 
 use crate::catalog_provider::{external, QuiverCatalogList, CATALOG_NAME};
 use crate::config::QuiverConfig;
+use crate::knn_rule::KnnRule;
 use crate::statement::{parse_statements, QuiverStatement};
 use crate::system::SystemSchema;
 use crate::types::VectorTypePlanner;
@@ -54,6 +55,7 @@ impl QuiverSession {
             .with_default_features()
             .with_catalog_list(Arc::new(QuiverCatalogList::new(catalog.clone(), system)))
             .with_type_planner(Arc::new(VectorTypePlanner))
+            .with_physical_optimizer_rule(Arc::new(KnnRule))
             .build();
         let ctx = SessionContext::new_with_state(state);
         for udf in quiver_operators::functions::all() {

@@ -13,6 +13,8 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
+use crate::dialect::QuiverDialect;
+
 /// One parsed statement.
 #[derive(Debug, Clone)]
 pub enum QuiverStatement {
@@ -63,7 +65,9 @@ pub enum QuiverStatement {
 
 /// Parses a script of `;`-separated statements.
 pub fn parse_statements(sql: &str) -> Result<Vec<QuiverStatement>> {
-    let mut parser = DFParserBuilder::new(sql).build()?;
+    let mut parser = DFParserBuilder::new(sql)
+        .with_dialect(&QuiverDialect)
+        .build()?;
     let mut out = Vec::new();
     loop {
         while parser.parser.consume_token(&Token::SemiColon) {}

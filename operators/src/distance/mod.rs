@@ -45,6 +45,16 @@ impl Metric {
         }
     }
 
+    /// The SQL function computing the metric (pgvector's name).
+    pub fn function_name(&self) -> &'static str {
+        match self {
+            Self::L2 => "l2_distance",
+            Self::Cosine => "cosine_distance",
+            Self::InnerProduct => "inner_product",
+            Self::NegativeInnerProduct => "negative_inner_product",
+        }
+    }
+
     /// Whether larger values mean closer (so nearest-first is `ORDER BY ... DESC`).
     pub fn is_similarity(&self) -> bool {
         matches!(self, Self::InnerProduct)

@@ -48,12 +48,7 @@ impl DistanceFunction {
 
     /// The pgvector name.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::L2 => "l2_distance",
-            Self::Cosine => "cosine_distance",
-            Self::InnerProduct => "inner_product",
-            Self::NegativeInnerProduct => "negative_inner_product",
-        }
+        self.metric().function_name()
     }
 
     /// The DuckDB name.
