@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod error;
 pub mod fault;
+pub mod indices;
 pub mod location;
 pub mod metastore;
 pub mod model;

@@ -6,6 +6,7 @@
 pub mod distance;
 pub mod error;
 pub mod functions;
+pub mod index_knn;
 pub mod knn;
 pub mod topk;
 pub mod vector;

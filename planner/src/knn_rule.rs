@@ -8,6 +8,11 @@
 //! so every filter below still runs before the search. The rewrite keeps the exact semantics of
 //! the sort (order direction, NULL placement, the same values); anything it cannot prove
 //! equivalent — several sort keys, a non-constant query — is left to DataFusion.
+//!
+//! When the search reads a collection scan directly (filters pushed into the scan, only column
+//! projections in between) and the collection has a vector index on the column built for the
+//! query's metric, the exact search is replaced by [`IndexKnnExec`] with the session's
+//! `quiver.nprobes`, `quiver.ef` and `quiver.refine_factor` (unless `quiver.use_index` is off).
 
 use std::sync::Arc;
 
@@ -15,16 +20,26 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Result;
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::expressions::{CastExpr, Column, Literal};
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::ExecutionPlan;
 use quiver_operators::functions::DistanceUdf;
+use quiver_operators::index_knn::{
+    index_distance_type, index_knn_schema, IndexKnnExec, IndexSearch, IndexSearchParams,
+};
 use quiver_operators::knn::{KnnExec, KnnSpec};
 use quiver_operators::vector::scalar_vector;
+
+use crate::config::QuiverConfig;
+use crate::scan::CollectionScanExec;
 
 /// The largest `LIMIT` rewritten into a k-NN search; larger ones stay ordinary sorts.
 pub const MAX_K: usize = 1_000_000;
@@ -83,11 +98,105 @@ fn as_distance_call(expr: &Arc<dyn PhysicalExpr>) -> Option<DistanceCall> {
     })
 }
 
+/// Follows `plan`'s columns down through column-only projections and row-preserving nodes to a
+/// collection scan: the scan, and the dataset column behind each of `plan`'s columns.
+fn trace_to_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<(&CollectionScanExec, Vec<String>)> {
+    if let Some(scan) = plan.downcast_ref::<CollectionScanExec>() {
+        return Some((scan, scan.columns().to_vec()));
+    }
+    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
+        let (scan, below) = trace_to_scan(projection.input())?;
+        let columns = projection
+            .expr()
+            .iter()
+            .map(|p| {
+                p.expr
+                    .downcast_ref::<Column>()
+                    .and_then(|c| below.get(c.index()).cloned())
+            })
+            .collect::<Option<Vec<_>>>()?;
+        return Some((scan, columns));
+    }
+    let transparent = plan.downcast_ref::<CooperativeExec>().is_some()
+        || plan.downcast_ref::<RepartitionExec>().is_some()
+        || plan.downcast_ref::<CoalescePartitionsExec>().is_some();
+    match plan.children().as_slice() {
+        [child] if transparent => trace_to_scan(child),
+        _ => None,
+    }
+}
+
+/// The index search that can replace `knn`: the k-NN input must be an unfiltered-above scan of
+/// a collection with a vector index on the column for the query's metric.
+fn index_search_for(
+    knn: &KnnExec,
+    config: &QuiverConfig,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let spec = knn.spec();
+    if !config.use_index {
+        return Ok(None);
+    }
+    let Some(wanted) = index_distance_type(spec.metric, spec.descending) else {
+        return Ok(None);
+    };
+    let Some((scan, columns)) = trace_to_scan(knn.input()) else {
+        return Ok(None);
+    };
+    let Some(column) = columns.get(spec.column) else {
+        return Ok(None);
+    };
+    let Some(index) = scan
+        .indices()
+        .iter()
+        .find(|ix| &ix.column == column && ix.metric == wanted.to_string())
+    else {
+        return Ok(None);
+    };
+    let search = IndexSearch {
+        index: index.name.clone(),
+        column: column.clone(),
+        query: spec.query.clone(),
+        metric: spec.metric,
+        descending: spec.descending,
+        k: spec.k,
+        params: IndexSearchParams {
+            nprobes: config.nprobes,
+            ef: config.ef,
+            refine_factor: config.refine_factor,
+        },
+    };
+    let schema = index_knn_schema(knn.input().schema().fields(), knn.distance_column());
+    let filter = scan.filters().iter().cloned().reduce(Expr::and);
+    Ok(Some(Arc::new(IndexKnnExec::try_new(
+        scan.dataset().clone(),
+        search,
+        filter,
+        columns,
+        schema,
+        knn.distance_column().is_some(),
+    )?)))
+}
+
+/// An exact [`KnnExec`], or the index search that replaces it when one applies.
+fn search(
+    input: Arc<dyn ExecutionPlan>,
+    spec: KnnSpec,
+    distance_column: Option<String>,
+    config: &QuiverConfig,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let knn = KnnExec::try_new(input, spec, distance_column)?;
+    Ok(match index_search_for(&knn, config)? {
+        Some(index) => index,
+        None => Arc::new(knn),
+    })
+}
+
 /// The k-NN plan replacing a top-`k` sort by `ordering` over `input`, if it applies.
 fn knn_for(
     ordering: &LexOrdering,
     k: usize,
     input: &Arc<dyn ExecutionPlan>,
+    config: &QuiverConfig,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     if k == 0 || k > MAX_K || ordering.len() != 1 {
         return Ok(None);
@@ -103,11 +212,7 @@ fn knn_for(
     };
     // ORDER BY distance(column, query): the distance is not part of the output.
     if let Some(call) = as_distance_call(&sort.expr) {
-        return Ok(Some(Arc::new(KnnExec::try_new(
-            input.clone(),
-            spec(call),
-            None,
-        )?)));
+        return Ok(Some(search(input.clone(), spec(call), None, config)?));
     }
     // SELECT ..., distance(column, query) AS d ... ORDER BY d: search below the projection and
     // project the search's distance column in place of the recomputed one.
@@ -126,11 +231,12 @@ fn knn_for(
     };
     let below = projection.input();
     let distance_index = below.schema().fields().len();
-    let knn = Arc::new(KnnExec::try_new(
+    let knn = search(
         below.clone(),
         spec(call),
         Some(DISTANCE_COLUMN.to_string()),
-    )?);
+        config,
+    )?;
     let exprs: Vec<ProjectionExpr> = projection
         .expr()
         .iter()
@@ -149,17 +255,22 @@ fn knn_for(
     Ok(Some(Arc::new(ProjectionExec::try_new(exprs, knn)?)))
 }
 
-fn rewrite(node: Arc<dyn ExecutionPlan>) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
+fn rewrite(
+    node: Arc<dyn ExecutionPlan>,
+    config: &QuiverConfig,
+) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
     let replacement = if let Some(merge) = node.downcast_ref::<SortPreservingMergeExec>() {
         match (merge.fetch(), merge.input().downcast_ref::<SortExec>()) {
             (Some(k), Some(sort)) if sort.expr() == merge.expr() => {
-                knn_for(merge.expr(), k, sort.input())?
+                knn_for(merge.expr(), k, sort.input(), config)?
             }
             _ => None,
         }
     } else if let Some(sort) = node.downcast_ref::<SortExec>() {
         match sort.fetch() {
-            Some(k) if !sort.preserve_partitioning() => knn_for(sort.expr(), k, sort.input())?,
+            Some(k) if !sort.preserve_partitioning() => {
+                knn_for(sort.expr(), k, sort.input(), config)?
+            }
             _ => None,
         }
     } else {
@@ -175,9 +286,14 @@ impl PhysicalOptimizerRule for KnnRule {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
+        config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(plan.transform_down(rewrite)?.data)
+        let quiver = config
+            .extensions
+            .get::<QuiverConfig>()
+            .cloned()
+            .unwrap_or_default();
+        Ok(plan.transform_down(|node| rewrite(node, &quiver))?.data)
     }
 
     fn name(&self) -> &str {

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{plan_err, Result, TableReference};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -19,6 +20,7 @@ use quiver_catalog::{Catalog, DEFAULT_DATABASE};
 use crate::catalog_provider::{external, QuiverCatalogList, CATALOG_NAME};
 use crate::config::QuiverConfig;
 use crate::knn_rule::KnnRule;
+use crate::progress::ProgressListener;
 use crate::statement::{parse_statements, QuiverStatement};
 use crate::system::SystemSchema;
 use crate::types::VectorTypePlanner;
@@ -29,6 +31,7 @@ use crate::vector_cast::name_vector_casts;
 pub struct QuiverSession {
     catalog: Arc<Catalog>,
     ctx: SessionContext,
+    progress: Option<Arc<dyn ProgressListener>>,
 }
 
 impl std::fmt::Debug for QuiverSession {
@@ -61,7 +64,22 @@ impl QuiverSession {
         for udf in quiver_operators::functions::all() {
             ctx.register_udf(udf.as_ref().clone());
         }
-        Self { catalog, ctx }
+        Self {
+            catalog,
+            ctx,
+            progress: None,
+        }
+    }
+
+    /// Reports the progress of long statements (index builds) to `listener`.
+    pub fn with_progress(mut self, listener: Arc<dyn ProgressListener>) -> Self {
+        self.progress = Some(listener);
+        self
+    }
+
+    /// Where progress is reported, if anywhere.
+    pub fn progress(&self) -> Option<Arc<dyn ProgressListener>> {
+        self.progress.clone()
     }
 
     /// The catalog this session works on.
@@ -153,6 +171,14 @@ impl QuiverSession {
             }
             QuiverStatement::ShowDatabases => self.show_databases().await,
             QuiverStatement::Describe { name } => self.describe(&name).await,
+            QuiverStatement::CreateIndex(create) => self.create_index(&create).await,
+            QuiverStatement::DropIndex {
+                name,
+                table,
+                if_exists,
+            } => self.drop_index(&name, table.as_ref(), if_exists).await,
+            QuiverStatement::ShowSetting { name } => self.show_setting(&name),
+            QuiverStatement::ShowIndexes { table } => self.show_indexes(table.as_ref()).await,
             QuiverStatement::CopyFrom {
                 name,
                 path,
@@ -183,6 +209,38 @@ impl QuiverSession {
             }
             other => self.ctx.execute_logical_plan(other).await,
         }
+    }
+
+    /// `SHOW quiver.<name>` (DataFusion's `SHOW` does not find extension settings).
+    fn show_setting(&self, name: &str) -> Result<DataFrame> {
+        let state = self.ctx.state();
+        let entries = state
+            .config_options()
+            .extensions
+            .get::<QuiverConfig>()
+            .map(datafusion::common::config::ExtensionOptions::entries)
+            .unwrap_or_default();
+        let Some(entry) = entries.iter().find(|e| e.key == name) else {
+            return plan_err!(
+                "unknown setting 'quiver.{name}'; known: {}",
+                entries
+                    .iter()
+                    .map(|e| format!("quiver.{}", e.key))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("value", DataType::Utf8, true),
+            ])),
+            vec![
+                Arc::new(StringArray::from(vec![format!("quiver.{name}")])),
+                Arc::new(StringArray::from(vec![entry.value.clone()])),
+            ],
+        )?;
+        self.result(batch)
     }
 
     /// An empty result, for commands.

@@ -14,6 +14,8 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::dialect::QuiverDialect;
+use crate::index::CreateIndex;
+use crate::session::normalize;
 
 /// One parsed statement.
 #[derive(Debug, Clone)]
@@ -51,6 +53,27 @@ pub enum QuiverStatement {
     Describe {
         /// The collection.
         name: ObjectName,
+    },
+    /// `CREATE INDEX ... USING <type> (column [opclass]) [WITH (...)]`.
+    CreateIndex(CreateIndex),
+    /// `DROP INDEX [IF EXISTS] name [ON table]`.
+    DropIndex {
+        /// The index.
+        name: String,
+        /// Its collection, if given.
+        table: Option<ObjectName>,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
+    /// `SHOW quiver.<setting>`: Quiver's own session settings.
+    ShowSetting {
+        /// The setting, without the `quiver.` prefix.
+        name: String,
+    },
+    /// `SHOW INDEXES [FROM|ON|IN table]`.
+    ShowIndexes {
+        /// One collection, or all of the current database.
+        table: Option<ObjectName>,
     },
     /// `COPY name FROM 'path' [WITH (FORMAT parquet|csv, HEADER true, DELIMITER ',')]`.
     CopyFrom {
@@ -93,8 +116,86 @@ fn parse_one(parser: &mut DFParser<'_>) -> Result<QuiverStatement> {
     if parser.parser.peek_keyword(Keyword::COPY) && copy_is_from(parser) {
         return parse_copy_from(parser);
     }
+    if let Some(statement) = parse_show_indexes(parser)? {
+        return Ok(statement);
+    }
     let statement = parser.parse_statement()?;
-    Ok(classify(statement))
+    classify(statement)
+}
+
+/// `SHOW INDEX|INDEXES|INDICES [FROM|ON|IN table]`.
+fn parse_show_indexes(parser: &mut DFParser<'_>) -> Result<Option<QuiverStatement>> {
+    let p = &mut parser.parser;
+    let is_indexes = matches!(&p.peek_nth_token_ref(1).token, Token::Word(w)
+        if ["index", "indexes", "indices"].contains(&w.value.to_ascii_lowercase().as_str()));
+    if !p.peek_keyword(Keyword::SHOW) || !is_indexes {
+        return Ok(None);
+    }
+    p.next_token();
+    p.next_token();
+    let table = if p
+        .parse_one_of_keywords(&[Keyword::FROM, Keyword::ON, Keyword::IN])
+        .is_some()
+    {
+        Some(p.parse_object_name(false)?)
+    } else {
+        None
+    };
+    Ok(Some(QuiverStatement::ShowIndexes { table }))
+}
+
+fn option_value(expr: &ast::Expr) -> Option<String> {
+    match expr {
+        ast::Expr::Value(v) => Some(match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            ast::Value::Number(n, _) => n.to_string(),
+            ast::Value::Boolean(b) => b.to_string(),
+            other => other.to_string(),
+        }),
+        ast::Expr::Identifier(ident) => Some(ident.value.clone()),
+        _ => None,
+    }
+}
+
+fn create_index(create: &ast::CreateIndex) -> Result<QuiverStatement> {
+    let [column] = create.columns.as_slice() else {
+        return plan_err!("a vector index covers exactly one column");
+    };
+    let ast::Expr::Identifier(ident) = &column.column.expr else {
+        return plan_err!(
+            "a vector index covers a column, not '{}'",
+            column.column.expr
+        );
+    };
+    let mut options = Vec::new();
+    for option in &create.with {
+        let parsed = match option {
+            ast::Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Eq,
+                right,
+            } => match (left.as_ref(), option_value(right)) {
+                (ast::Expr::Identifier(key), Some(value)) => {
+                    Some((key.value.to_ascii_lowercase(), value))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        match parsed {
+            Some(kv) => options.push(kv),
+            None => return plan_err!("index options are written name = value, got '{option}'"),
+        }
+    }
+    Ok(QuiverStatement::CreateIndex(CreateIndex {
+        name: create.name.as_ref().map(|n| n.to_string()),
+        table: create.table_name.clone(),
+        using: create.using.as_ref().map(|u| u.to_string()),
+        column: normalize(ident),
+        operator_class: column.operator_class.as_ref().map(|c| c.to_string()),
+        options,
+        if_not_exists: create.if_not_exists,
+    }))
 }
 
 /// Whether `COPY <name> FROM` follows (DataFusion parses only `COPY ... TO`).
@@ -152,10 +253,30 @@ fn single_ident(name: &ObjectName) -> Option<ast::Ident> {
 }
 
 /// Turns DataFusion's parse into Quiver's statement.
-fn classify(statement: DFStatement) -> QuiverStatement {
+fn classify(statement: DFStatement) -> Result<QuiverStatement> {
     let DFStatement::Statement(inner) = statement else {
-        return QuiverStatement::DataFusion(Box::new(statement));
+        return Ok(QuiverStatement::DataFusion(Box::new(statement)));
     };
+    match inner.as_ref() {
+        SqlStatement::CreateIndex(create) => return create_index(create),
+        SqlStatement::Drop {
+            object_type: ObjectType::Index,
+            if_exists,
+            names,
+            table,
+            ..
+        } => {
+            let [name] = names.as_slice() else {
+                return plan_err!("DROP INDEX drops one index at a time");
+            };
+            return Ok(QuiverStatement::DropIndex {
+                name: name.to_string(),
+                table: table.clone(),
+                if_exists: *if_exists,
+            });
+        }
+        _ => {}
+    }
     let quiver = match inner.as_ref() {
         SqlStatement::CreateDatabase {
             db_name,
@@ -198,6 +319,17 @@ fn classify(statement: DFStatement) -> QuiverStatement {
             }),
             _ => None,
         },
+        SqlStatement::ShowVariable { variable } => {
+            let name = variable
+                .iter()
+                .map(|i| i.value.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(".");
+            name.strip_prefix("quiver.")
+                .map(|setting| QuiverStatement::ShowSetting {
+                    name: setting.to_string(),
+                })
+        }
         SqlStatement::ShowDatabases { .. } | SqlStatement::ShowSchemas { .. } => {
             Some(QuiverStatement::ShowDatabases)
         }
@@ -210,7 +342,8 @@ fn classify(statement: DFStatement) -> QuiverStatement {
         }),
         _ => None,
     };
-    quiver.unwrap_or_else(|| QuiverStatement::DataFusion(Box::new(DFStatement::Statement(inner))))
+    Ok(quiver
+        .unwrap_or_else(|| QuiverStatement::DataFusion(Box::new(DFStatement::Statement(inner)))))
 }
 
 #[cfg(test)]

@@ -18,10 +18,12 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use lance::datafusion::LanceTableProvider;
 use lance::Dataset;
+use quiver_catalog::indices::{vector_indices, VectorIndexInfo};
 use quiver_catalog::{Catalog, CollectionRecord};
 
 use crate::catalog_provider::external;
 use crate::dml::{DmlExec, DmlOp};
+use crate::scan::CollectionScanExec;
 use crate::sink::CollectionSink;
 
 /// A collection (or a read-only version of one) as a DataFusion table.
@@ -33,6 +35,7 @@ pub struct CollectionTable {
     scan: LanceTableProvider,
     schema: SchemaRef,
     constraints: Option<Constraints>,
+    indices: Arc<Vec<VectorIndexInfo>>,
     read_only: bool,
 }
 
@@ -43,16 +46,17 @@ impl CollectionTable {
             .open_dataset(&record, None)
             .await
             .map_err(external)?;
-        Ok(Self::new(catalog, record, Arc::new(dataset), false))
+        Self::new(catalog, record, Arc::new(dataset), false).await
     }
 
     /// Wraps an opened dataset; `read_only` for versions that must not be written (snapshots).
-    pub fn new(
+    pub async fn new(
         catalog: Arc<Catalog>,
         record: CollectionRecord,
         dataset: Arc<Dataset>,
         read_only: bool,
-    ) -> Self {
+    ) -> Result<Self> {
+        let indices = Arc::new(vector_indices(&dataset).await.map_err(external)?);
         let scan = LanceTableProvider::new(dataset.clone(), false, false);
         let schema = scan.schema();
         let key: Vec<usize> = record
@@ -62,15 +66,16 @@ impl CollectionTable {
             .collect();
         let constraints = (!key.is_empty())
             .then(|| Constraints::new_unverified(vec![Constraint::PrimaryKey(key)]));
-        Self {
+        Ok(Self {
             catalog,
             record,
             dataset,
             scan,
             schema,
             constraints,
+            indices,
             read_only,
-        }
+        })
     }
 
     /// The collection's catalog record.
@@ -141,7 +146,14 @@ impl TableProvider for CollectionTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.scan.scan(state, projection, filters, limit).await
+        let inner = self.scan.scan(state, projection, filters, limit).await?;
+        Ok(Arc::new(CollectionScanExec::new(
+            self.record.qualified_name(),
+            self.dataset.clone(),
+            self.indices.clone(),
+            filters.to_vec(),
+            inner,
+        )))
     }
 
     fn supports_filters_pushdown(

@@ -1,4 +1,8 @@
 //! Quiver's end-to-end tests: one binary, one module per topic.
 
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod collections;
 mod sql;
+mod vector;

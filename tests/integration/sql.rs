@@ -1,4 +1,7 @@
 //! Runs every SQL logic test file under `tests/sql/`, each against a fresh data root.
+//!
+//! `SLT=<part of a file name>` runs only matching files; `SLT_COMPLETE=1` rewrites the expected
+//! results with the actual ones (DataFusion's `--complete`).
 
 use std::path::PathBuf;
 
@@ -13,6 +16,7 @@ async fn sql_logic_tests() {
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {}", dir.display());
     let filter = std::env::var("SLT").ok();
+    let complete = std::env::var("SLT_COMPLETE").is_ok_and(|v| v == "1");
     let mut failures = Vec::new();
     for file in files {
         if let Some(f) = &filter {
@@ -20,7 +24,7 @@ async fn sql_logic_tests() {
                 continue;
             }
         }
-        if let Err(e) = quiver_tests::slt::run_file(&file).await {
+        if let Err(e) = quiver_tests::slt::run_file(&file, complete).await {
             failures.push(e);
         }
     }

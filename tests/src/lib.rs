@@ -15,6 +15,7 @@ use quiver_catalog::location::DataRoot;
 use quiver_catalog::Catalog;
 use quiver_planner::{user_message, QuiverSession};
 
+pub mod npy;
 pub mod slt;
 
 /// A session over a fresh temporary data root, deleted on drop.

@@ -98,8 +98,23 @@ fn mask_uri(line: &str) -> String {
 }
 
 /// Runs one `.slt` file; returns the runner's error text on failure.
-pub async fn run_file(path: &Path) -> Result<(), String> {
+///
+/// With `complete`, rewrites the file's expected results with the actual ones instead (review
+/// the diff before committing it).
+pub async fn run_file(path: &Path, complete: bool) -> Result<(), String> {
     let mut runner = sqllogictest::Runner::new(|| async { Ok(QuiverSlt::new().await) });
+    if complete {
+        return runner
+            .update_test_file(
+                path,
+                " ",
+                sqllogictest::default_validator,
+                sqllogictest::default_normalizer,
+                sqllogictest::default_column_validator,
+            )
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()));
+    }
     runner
         .run_file_async(path)
         .await

@@ -1,0 +1,338 @@
+//! [`IndexKnnExec`]: k nearest neighbours through a Lance vector index.
+//!
+//! Lance searches the index (IVF partitions, HNSW graph, quantized codes) with the filter applied
+//! first (pre-filtering), and searches the rows written after the index was built exactly, merging
+//! both. The candidates' distances are then recomputed with Quiver's kernels from the stored
+//! vectors, so the values are exactly what the distance functions return and the order is exact
+//! among the candidates; which rows are candidates depends on the index (approximate search).
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Float32Array, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{internal_err, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::TryStreamExt;
+use lance::Dataset;
+use lance_linalg::distance::DistanceType;
+
+use crate::distance::{distance, Metric};
+use crate::vector::VectorArray;
+
+/// Index search settings (`SET quiver.nprobes`, `quiver.ef`, `quiver.refine_factor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSearchParams {
+    /// IVF partitions probed.
+    pub nprobes: usize,
+    /// HNSW search breadth.
+    pub ef: usize,
+    /// Candidates re-ranked with exact distances, as a multiple of k (0: none).
+    pub refine_factor: usize,
+}
+
+/// The Lance distance type an index must have been built with to answer `metric` ordered
+/// `descending`, if any.
+pub fn index_distance_type(metric: Metric, descending: bool) -> Option<DistanceType> {
+    match (metric, descending) {
+        (Metric::L2, false) => Some(DistanceType::L2),
+        (Metric::Cosine, false) => Some(DistanceType::Cosine),
+        (Metric::NegativeInnerProduct, false) | (Metric::InnerProduct, true) => {
+            Some(DistanceType::Dot)
+        }
+        _ => None,
+    }
+}
+
+/// What an [`IndexKnnExec`] searches for.
+#[derive(Debug, Clone)]
+pub struct IndexSearch {
+    /// The index used (for display).
+    pub index: String,
+    /// The vector column.
+    pub column: String,
+    /// The query vector.
+    pub query: Arc<[f32]>,
+    /// The metric of the query.
+    pub metric: Metric,
+    /// Order by the metric descending (inner product similarity).
+    pub descending: bool,
+    /// Rows wanted.
+    pub k: usize,
+    /// Settings.
+    pub params: IndexSearchParams,
+}
+
+/// Index-backed k-NN over one dataset version.
+#[derive(Debug)]
+pub struct IndexKnnExec {
+    /// The dataset version searched.
+    dataset: Arc<Dataset>,
+    /// The search.
+    search: IndexSearch,
+    /// Pre-filter, applied by Lance before the search.
+    filter: Option<Expr>,
+    /// Dataset columns output, in order (named as in `schema`).
+    columns: Vec<String>,
+    /// Output schema: `columns`, then the distance column if any.
+    schema: SchemaRef,
+    /// Whether the last output column is the distance.
+    with_distance: bool,
+    /// Execution metrics.
+    metrics: ExecutionPlanMetricsSet,
+    /// Cached plan properties.
+    properties: Arc<PlanProperties>,
+}
+
+impl IndexKnnExec {
+    /// Searches `dataset`; outputs `columns` (dataset column names) under the names and types of
+    /// `schema`, whose last field is the distance when `with_distance`.
+    pub fn try_new(
+        dataset: Arc<Dataset>,
+        search: IndexSearch,
+        filter: Option<Expr>,
+        columns: Vec<String>,
+        schema: SchemaRef,
+        with_distance: bool,
+    ) -> Result<Self> {
+        let expected = columns.len() + usize::from(with_distance);
+        if schema.fields().len() != expected {
+            return internal_err!(
+                "IndexKnnExec: {} output fields for {} columns",
+                schema.fields().len(),
+                columns.len()
+            );
+        }
+        if index_distance_type(search.metric, search.descending).is_none() {
+            return internal_err!("IndexKnnExec: no index metric serves {:?}", search.metric);
+        }
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        Ok(Self {
+            dataset,
+            search,
+            filter,
+            columns,
+            schema,
+            with_distance,
+            metrics: ExecutionPlanMetricsSet::new(),
+            properties: Arc::new(properties),
+        })
+    }
+
+    /// The search.
+    pub fn search(&self) -> &IndexSearch {
+        &self.search
+    }
+
+    async fn run(
+        dataset: Arc<Dataset>,
+        search: IndexSearch,
+        filter: Option<Expr>,
+        columns: Vec<String>,
+        schema: SchemaRef,
+        with_distance: bool,
+    ) -> Result<RecordBatch> {
+        let mut projection = columns.clone();
+        if !projection.contains(&search.column) {
+            projection.push(search.column.clone());
+        }
+        let mut scan = dataset.scan();
+        scan.project(&projection)?;
+        if let Some(filter) = filter {
+            scan.filter_expr(filter);
+        }
+        let query = Float32Array::from(search.query.to_vec());
+        scan.nearest(&search.column, &query, search.k)?;
+        // Search settings only take effect after `nearest`.
+        let distance_type =
+            index_distance_type(search.metric, search.descending).unwrap_or(DistanceType::L2);
+        scan.nprobes(search.params.nprobes.max(1))
+            .ef(search.params.ef.max(search.k))
+            .distance_metric(distance_type)
+            .prefilter(true);
+        if search.params.refine_factor > 0 {
+            scan.refine(u32::try_from(search.params.refine_factor).unwrap_or(u32::MAX));
+        }
+        let batches: Vec<RecordBatch> = scan.try_into_stream().await?.try_collect().await?;
+        let result_schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => return Ok(RecordBatch::new_empty(schema)),
+        };
+        let all = concat_batches(&result_schema, &batches)?;
+        // Exact values from the stored vectors, then order by them.
+        let vectors_column = all.column(result_schema.index_of(&search.column)?);
+        let vectors = VectorArray::try_new(vectors_column, search.metric.function_name(), 1)?;
+        let mut rows: Vec<(f32, usize)> = (0..all.num_rows())
+            .filter_map(|i| {
+                vectors
+                    .row(i)
+                    .map(|v| (distance(search.metric, &search.query, &v.to_f32()), i))
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            let (x, y) = if search.descending {
+                (b.0, a.0)
+            } else {
+                (a.0, b.0)
+            };
+            x.total_cmp(&y).then(a.1.cmp(&b.1))
+        });
+        rows.truncate(search.k);
+        let taken = take_record_batch(
+            &all,
+            &UInt32Array::from(rows.iter().map(|(_, i)| *i as u32).collect::<Vec<_>>()),
+        )?;
+        let mut out = Vec::with_capacity(schema.fields().len());
+        for name in &columns {
+            out.push(taken.column(result_schema.index_of(name)?).clone());
+        }
+        if with_distance {
+            out.push(Arc::new(Float32Array::from(
+                rows.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+            )));
+        }
+        Ok(RecordBatch::try_new(schema, out)?)
+    }
+}
+
+/// The output schema of an index search that projects `fields` and, optionally, a distance
+/// column named `distance`.
+pub fn index_knn_schema(fields: &[Arc<Field>], distance: Option<&str>) -> SchemaRef {
+    let mut out: Vec<Field> = fields.iter().map(|f| f.as_ref().clone()).collect();
+    if let Some(name) = distance {
+        out.push(Field::new(name, DataType::Float32, true));
+    }
+    Arc::new(Schema::new(out))
+}
+
+impl DisplayAs for IndexKnnExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.search;
+        let order = if s.descending { "desc" } else { "asc" };
+        let filter = self
+            .filter
+            .as_ref()
+            .map(|e| format!(", filter={e}"))
+            .unwrap_or_default();
+        match t {
+            DisplayFormatType::Default | DisplayFormatType::Verbose => write!(
+                f,
+                "IndexKnnExec: index={}, column={}, metric={}, k={}, order={order}, nprobes={}, ef={}, refine_factor={}{filter}",
+                s.index,
+                s.column,
+                s.metric.name(),
+                s.k,
+                s.params.nprobes,
+                s.params.ef,
+                s.params.refine_factor
+            ),
+            DisplayFormatType::TreeRender => {
+                write!(f, "index={}\nk={}", s.index, s.k)
+            }
+        }
+    }
+}
+
+impl ExecutionPlan for IndexKnnExec {
+    fn name(&self) -> &str {
+        "IndexKnnExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            internal_err!("IndexKnnExec has no children")
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return internal_err!("IndexKnnExec has one partition, asked for {partition}");
+        }
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let fut = Self::run(
+            self.dataset.clone(),
+            self.search.clone(),
+            self.filter.clone(),
+            self.columns.clone(),
+            self.schema.clone(),
+            self.with_distance,
+        );
+        let stream = futures::stream::once(async move {
+            let timer = baseline.elapsed_compute().timer();
+            let batch = fut.await;
+            timer.done();
+            if let Ok(b) = &batch {
+                baseline.record_output(b.num_rows());
+            }
+            baseline.done();
+            batch
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_map_to_the_index_metric_that_serves_them() {
+        assert_eq!(
+            index_distance_type(Metric::L2, false),
+            Some(DistanceType::L2)
+        );
+        assert_eq!(
+            index_distance_type(Metric::Cosine, false),
+            Some(DistanceType::Cosine)
+        );
+        assert_eq!(
+            index_distance_type(Metric::InnerProduct, true),
+            Some(DistanceType::Dot)
+        );
+        assert_eq!(
+            index_distance_type(Metric::NegativeInnerProduct, false),
+            Some(DistanceType::Dot)
+        );
+        // Farthest-first has no index.
+        assert_eq!(index_distance_type(Metric::L2, true), None);
+        assert_eq!(index_distance_type(Metric::InnerProduct, false), None);
+    }
+}
