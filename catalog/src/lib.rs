@@ -11,9 +11,12 @@ pub mod catalog;
 pub mod error;
 pub mod fault;
 pub mod indices;
+pub mod inventory;
 pub mod location;
+pub mod manifest;
 pub mod metastore;
 pub mod model;
+pub mod snapshot;
 
 pub use catalog::Catalog;
 pub use error::{CatalogError, Result};

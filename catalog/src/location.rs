@@ -135,6 +135,27 @@ impl DataRoot {
             .fold(self.prefix.clone(), |acc, part| acc.join(part))
     }
 
+    /// The root-relative form of a store path under the root, if it is under it.
+    pub fn relative_path(&self, path: &Path) -> Option<String> {
+        let prefix = self.prefix.as_ref();
+        let full = path.as_ref();
+        if prefix.is_empty() {
+            return Some(full.to_string());
+        }
+        full.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(str::to_string)
+    }
+
+    /// The root-relative form of a URI (or local path) under the root, as Lance records base
+    /// paths, if it is under it.
+    pub fn relative_uri(&self, uri: &str) -> Option<String> {
+        let uri = uri.strip_prefix("file://").unwrap_or(uri);
+        uri.strip_prefix(&self.base_uri)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(|rest| rest.trim_end_matches('/').to_string())
+    }
+
     /// The URI Lance opens for `relative` (a `/`-separated path under the root).
     pub fn uri_of(&self, relative: &str) -> String {
         format!("{}/{}", self.base_uri, relative.trim_matches('/'))

@@ -4,7 +4,8 @@
 //! DataFusion lists catalogs and schemas synchronously, so listings come from the catalog state
 //! this process last read; the session refreshes that state before planning every statement.
 //! Tables are opened asynchronously at their latest committed Lance version, so every statement
-//! reads the newest data.
+//! reads the newest data. A name `collection@snapshot` opens a snapshot's pinned version,
+//! read-only (see [`crate::time_travel`]).
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use datafusion::error::{DataFusionError, Result};
 use quiver_catalog::{Catalog, CatalogError};
 
 use crate::table::CollectionTable;
+use crate::time_travel::split_snapshot_name;
 
 /// The name of Quiver's one DataFusion catalog.
 pub const CATALOG_NAME: &str = "quiver";
@@ -104,6 +106,21 @@ impl SchemaProvider for DatabaseSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some((collection, snapshot)) = split_snapshot_name(name) {
+            let (record, snapshot) = self
+                .catalog
+                .snapshot(&self.database, collection, snapshot)
+                .await
+                .map_err(external)?;
+            let dataset = self
+                .catalog
+                .open_snapshot(&record, &snapshot)
+                .await
+                .map_err(external)?;
+            let table =
+                CollectionTable::new(self.catalog.clone(), record, Arc::new(dataset), true).await?;
+            return Ok(Some(Arc::new(table)));
+        }
         let state = self.catalog.state().await.map_err(external)?;
         let Some(record) = state.collection(&self.database, name) else {
             return Ok(None);
@@ -113,9 +130,12 @@ impl SchemaProvider for DatabaseSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog
-            .last_seen_state()
-            .collection(&self.database, name)
-            .is_some()
+        let state = self.catalog.last_seen_state();
+        match split_snapshot_name(name) {
+            Some((collection, snapshot)) => state
+                .collection(&self.database, collection)
+                .is_some_and(|c| state.committed_snapshot(&c.id, snapshot).is_some()),
+            None => state.collection(&self.database, name).is_some(),
+        }
     }
 }

@@ -14,9 +14,11 @@ pub mod progress;
 pub mod scan;
 pub mod session;
 pub mod sink;
+mod snapshot_sql;
 pub mod statement;
 pub mod system;
 pub mod table;
+pub mod time_travel;
 pub mod types;
 pub mod vector_cast;
 

@@ -23,6 +23,7 @@ use crate::knn_rule::KnnRule;
 use crate::progress::ProgressListener;
 use crate::statement::{parse_statements, QuiverStatement};
 use crate::system::SystemSchema;
+use crate::time_travel::rewrite_snapshot_functions;
 use crate::types::VectorTypePlanner;
 use crate::vector_cast::name_vector_casts;
 
@@ -130,7 +131,8 @@ impl QuiverSession {
     pub async fn statement(&self, statement: QuiverStatement) -> Result<DataFrame> {
         self.catalog.state().await.map_err(external)?;
         match statement {
-            QuiverStatement::DataFusion(statement) => {
+            QuiverStatement::DataFusion(mut statement) => {
+                rewrite_snapshot_functions(&mut statement)?;
                 let plan = self.ctx.state().statement_to_plan(*statement).await?;
                 self.execute_plan(plan).await
             }
@@ -179,6 +181,20 @@ impl QuiverSession {
             } => self.drop_index(&name, table.as_ref(), if_exists).await,
             QuiverStatement::ShowSetting { name } => self.show_setting(&name),
             QuiverStatement::ShowIndexes { table } => self.show_indexes(table.as_ref()).await,
+            QuiverStatement::CreateSnapshot {
+                name,
+                table,
+                comment,
+            } => self.create_snapshot(&name, &table, comment).await,
+            QuiverStatement::DropSnapshot {
+                name,
+                table,
+                if_exists,
+            } => self.drop_snapshot(&name, &table, if_exists).await,
+            QuiverStatement::ShowSnapshots { table } => self.show_snapshots(table.as_ref()).await,
+            QuiverStatement::DescribeSnapshot { name, table } => {
+                self.describe_snapshot(&name, &table).await
+            }
             QuiverStatement::CopyFrom {
                 name,
                 path,

@@ -75,6 +75,36 @@ pub enum QuiverStatement {
         /// One collection, or all of the current database.
         table: Option<ObjectName>,
     },
+    /// `CREATE SNAPSHOT name ON table [COMMENT 'text']`.
+    CreateSnapshot {
+        /// The snapshot name.
+        name: String,
+        /// The collection.
+        table: ObjectName,
+        /// The comment.
+        comment: Option<String>,
+    },
+    /// `DROP SNAPSHOT [IF EXISTS] name ON table`.
+    DropSnapshot {
+        /// The snapshot name.
+        name: String,
+        /// The collection.
+        table: ObjectName,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
+    /// `SHOW SNAPSHOTS [ON table]`.
+    ShowSnapshots {
+        /// One collection, or every collection.
+        table: Option<ObjectName>,
+    },
+    /// `DESCRIBE SNAPSHOT name ON table`.
+    DescribeSnapshot {
+        /// The snapshot name.
+        name: String,
+        /// The collection.
+        table: ObjectName,
+    },
     /// `COPY name FROM 'path' [WITH (FORMAT parquet|csv, HEADER true, DELIMITER ',')]`.
     CopyFrom {
         /// The target collection.
@@ -119,6 +149,9 @@ fn parse_one(parser: &mut DFParser<'_>) -> Result<QuiverStatement> {
     if let Some(statement) = parse_show_indexes(parser)? {
         return Ok(statement);
     }
+    if let Some(statement) = parse_snapshot_statement(parser)? {
+        return Ok(statement);
+    }
     let statement = parser.parse_statement()?;
     classify(statement)
 }
@@ -142,6 +175,89 @@ fn parse_show_indexes(parser: &mut DFParser<'_>) -> Result<Option<QuiverStatemen
         None
     };
     Ok(Some(QuiverStatement::ShowIndexes { table }))
+}
+
+/// Whether the word after the current token is `word` (unquoted, any case).
+fn second_word_is(parser: &DFParser<'_>, word: &str) -> bool {
+    matches!(&parser.parser.peek_nth_token_ref(1).token, Token::Word(w)
+        if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+/// A snapshot name: an identifier, as written (normalized like any identifier).
+fn parse_snapshot_name(parser: &mut DFParser<'_>) -> Result<String> {
+    Ok(normalize(&parser.parser.parse_identifier()?))
+}
+
+/// `CREATE SNAPSHOT`, `DROP SNAPSHOT`, `SHOW SNAPSHOTS`, `DESCRIBE SNAPSHOT`.
+fn parse_snapshot_statement(parser: &mut DFParser<'_>) -> Result<Option<QuiverStatement>> {
+    let first = parser.parser.peek_token_ref().token.clone();
+    let keyword = match &first {
+        Token::Word(w) => w.keyword,
+        _ => return Ok(None),
+    };
+    let statement = match keyword {
+        Keyword::CREATE if second_word_is(parser, "snapshot") => {
+            let p = &mut parser.parser;
+            p.next_token();
+            p.next_token();
+            let name = parse_snapshot_name(parser)?;
+            let p = &mut parser.parser;
+            p.expect_keyword_is(Keyword::ON)?;
+            let table = p.parse_object_name(false)?;
+            let comment = if p.parse_keyword(Keyword::COMMENT) {
+                let _ = p.consume_token(&Token::Eq);
+                Some(p.parse_literal_string()?)
+            } else {
+                None
+            };
+            QuiverStatement::CreateSnapshot {
+                name,
+                table,
+                comment,
+            }
+        }
+        Keyword::DROP if second_word_is(parser, "snapshot") => {
+            let p = &mut parser.parser;
+            p.next_token();
+            p.next_token();
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = parse_snapshot_name(parser)?;
+            let p = &mut parser.parser;
+            p.expect_keyword_is(Keyword::ON)?;
+            let table = p.parse_object_name(false)?;
+            QuiverStatement::DropSnapshot {
+                name,
+                table,
+                if_exists,
+            }
+        }
+        Keyword::SHOW if second_word_is(parser, "snapshots") => {
+            let p = &mut parser.parser;
+            p.next_token();
+            p.next_token();
+            let table = if p
+                .parse_one_of_keywords(&[Keyword::ON, Keyword::FROM, Keyword::IN])
+                .is_some()
+            {
+                Some(p.parse_object_name(false)?)
+            } else {
+                None
+            };
+            QuiverStatement::ShowSnapshots { table }
+        }
+        Keyword::DESCRIBE | Keyword::DESC if second_word_is(parser, "snapshot") => {
+            let p = &mut parser.parser;
+            p.next_token();
+            p.next_token();
+            let name = parse_snapshot_name(parser)?;
+            let p = &mut parser.parser;
+            p.expect_keyword_is(Keyword::ON)?;
+            let table = p.parse_object_name(false)?;
+            QuiverStatement::DescribeSnapshot { name, table }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(statement))
 }
 
 fn option_value(expr: &ast::Expr) -> Option<String> {
@@ -396,6 +512,36 @@ mod tests {
         // COPY ... TO stays DataFusion's.
         let s = parse_statements("COPY (SELECT 1) TO '/tmp/out.parquet'").unwrap();
         assert!(matches!(s[0], QuiverStatement::DataFusion(_)));
+    }
+
+    #[test]
+    fn snapshot_statements_parse() {
+        let s = parse_statements(
+            "CREATE SNAPSHOT Nightly ON db.docs COMMENT 'before'; DROP SNAPSHOT IF EXISTS n ON docs;
+             SHOW SNAPSHOTS; SHOW SNAPSHOTS ON docs; DESCRIBE SNAPSHOT n ON docs",
+        )
+        .unwrap();
+        assert!(
+            matches!(&s[0], QuiverStatement::CreateSnapshot { name, comment: Some(c), .. }
+            if name == "nightly" && c == "before")
+        );
+        assert!(matches!(
+            &s[1],
+            QuiverStatement::DropSnapshot {
+                if_exists: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &s[2],
+            QuiverStatement::ShowSnapshots { table: None }
+        ));
+        assert!(matches!(
+            &s[3],
+            QuiverStatement::ShowSnapshots { table: Some(_) }
+        ));
+        assert!(matches!(&s[4], QuiverStatement::DescribeSnapshot { .. }));
+        assert!(parse_statements("CREATE SNAPSHOT n docs").is_err());
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! The `quiver` system schema: the catalog's records as read-only tables
-//! (`quiver.databases`, `quiver.collections`).
+//! (`quiver.databases`, `quiver.collections`, `quiver.snapshots`).
 //!
 //! Each table is built from the latest committed catalog when a statement names it.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use datafusion::error::Result;
-use quiver_catalog::{Catalog, CatalogState};
+use quiver_catalog::{Catalog, CatalogState, SnapshotRecord, SnapshotState};
 
 use crate::catalog_provider::external;
 
@@ -21,6 +23,10 @@ struct SystemTable {
 }
 
 const TABLES: &[SystemTable] = &[
+    SystemTable {
+        name: "snapshots",
+        build: committed_snapshots,
+    },
     SystemTable {
         name: "databases",
         build: databases,
@@ -64,6 +70,64 @@ pub(crate) fn timestamps(
     )
 }
 
+/// Snapshots as rows: id, database, collection, name, comment, state, created_at, version, rows,
+/// files, bytes.
+pub fn snapshots_batch(snapshots: &[SnapshotRecord]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("database", DataType::Utf8, false),
+        Field::new("collection", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("comment", DataType::Utf8, true),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("created_at", timestamp_type(), false),
+        Field::new("version", DataType::UInt64, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("files", DataType::UInt64, false),
+        Field::new("bytes", DataType::UInt64, false),
+    ]));
+    let strings = |f: fn(&SnapshotRecord) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(snapshots.iter().map(f)))
+    };
+    let numbers = |f: fn(&SnapshotRecord) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(snapshots.iter().map(f)))
+    };
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            strings(|s| &s.id),
+            strings(|s| &s.database),
+            strings(|s| &s.collection),
+            strings(|s| &s.name),
+            Arc::new(StringArray::from(
+                snapshots
+                    .iter()
+                    .map(|s| s.comment.clone())
+                    .collect::<Vec<_>>(),
+            )),
+            strings(|s| s.state.as_str()),
+            timestamps(snapshots.iter().map(|s| Some(s.created_at))),
+            numbers(|s| s.version),
+            numbers(|s| s.rows),
+            numbers(|s| s.files),
+            numbers(|s| s.bytes),
+        ],
+    )?)
+}
+
+fn committed_snapshots(state: &CatalogState) -> Result<RecordBatch> {
+    let mut snapshots: Vec<SnapshotRecord> = state
+        .snapshots
+        .values()
+        .filter(|s| s.state == SnapshotState::Committed)
+        .cloned()
+        .collect();
+    snapshots.sort_by(|a, b| {
+        (&a.database, &a.collection, a.created_at).cmp(&(&b.database, &b.collection, b.created_at))
+    });
+    snapshots_batch(&snapshots)
+}
+
 fn databases(state: &CatalogState) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
@@ -77,7 +141,7 @@ fn databases(state: &CatalogState) -> Result<RecordBatch> {
             Arc::new(StringArray::from_iter_values(
                 dbs.iter().map(|d| d.name.as_str()),
             )),
-            Arc::new(datafusion::arrow::array::UInt64Array::from_iter_values(
+            Arc::new(UInt64Array::from_iter_values(
                 dbs.iter()
                     .map(|d| state.collections_in(&d.name).len() as u64),
             )),

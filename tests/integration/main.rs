@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod collections;
+mod snapshots;
 mod sql;
 mod vector;

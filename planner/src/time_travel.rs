@@ -1,0 +1,130 @@
+//! Time travel: reading a snapshot in SQL without restoring it.
+//!
+//! `snapshot('docs', 'nightly')` (or `snapshot('db.docs', 'nightly')`) in a `FROM` clause is
+//! rewritten, before planning, into the table name `"docs@nightly"` in the collection's database;
+//! the catalog resolves such names to the snapshot's pinned Lance version, read-only. The quoted
+//! name can also be written directly: `SELECT * FROM "docs@nightly"`. Everything that works on a
+//! collection (filters, joins, vector search) works on it, and nothing written after the snapshot
+//! appears.
+
+use std::ops::ControlFlow;
+
+use datafusion::common::{DataFusionError, Result};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, TableFactor, Value,
+    VisitMut, VisitorMut,
+};
+
+/// Separates a collection from a snapshot in a time-travel table name.
+pub const SNAPSHOT_SEPARATOR: char = '@';
+
+/// Splits `collection@snapshot`.
+pub fn split_snapshot_name(table: &str) -> Option<(&str, &str)> {
+    table.split_once(SNAPSHOT_SEPARATOR)
+}
+
+struct SnapshotFunctions;
+
+fn string_arg(arg: &FunctionArg) -> Option<String> {
+    match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl VisitorMut for SnapshotFunctions {
+    type Break = DataFusionError;
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Self::Break> {
+        let TableFactor::Table { name, args, .. } = factor else {
+            return ControlFlow::Continue(());
+        };
+        let is_snapshot = matches!(name.0.as_slice(), [ObjectNamePart::Identifier(i)]
+            if i.value.eq_ignore_ascii_case("snapshot"));
+        let Some(call) = args.as_ref().filter(|_| is_snapshot) else {
+            return ControlFlow::Continue(());
+        };
+        let parsed: Option<Vec<String>> = call.args.iter().map(string_arg).collect();
+        let Some([collection, snapshot]) = parsed.as_deref() else {
+            return ControlFlow::Break(DataFusionError::Plan(
+                "snapshot() takes two string literals: snapshot('collection', 'snapshot name')"
+                    .to_string(),
+            ));
+        };
+        let mut parts: Vec<ObjectNamePart> = collection
+            .split('.')
+            .map(|p| ObjectNamePart::Identifier(Ident::with_quote('"', p.to_lowercase())))
+            .collect();
+        let Some(ObjectNamePart::Identifier(last)) = parts.pop() else {
+            return ControlFlow::Continue(());
+        };
+        parts.push(ObjectNamePart::Identifier(Ident::with_quote(
+            '"',
+            format!(
+                "{}{SNAPSHOT_SEPARATOR}{}",
+                last.value,
+                snapshot.to_lowercase()
+            ),
+        )));
+        *name = ObjectName(parts);
+        *args = None;
+        ControlFlow::Continue(())
+    }
+}
+
+/// Rewrites `snapshot('collection', 'name')` table functions into time-travel table names.
+pub fn rewrite_snapshot_functions(statement: &mut DFStatement) -> Result<()> {
+    match statement {
+        DFStatement::Statement(inner) => match inner.visit(&mut SnapshotFunctions) {
+            ControlFlow::Break(e) => Err(e),
+            ControlFlow::Continue(()) => Ok(()),
+        },
+        DFStatement::Explain(explain) => rewrite_snapshot_functions(&mut explain.statement),
+        DFStatement::CopyTo(copy) => match &mut copy.source {
+            datafusion::sql::parser::CopyToSource::Query(query) => {
+                match query.visit(&mut SnapshotFunctions) {
+                    ControlFlow::Break(e) => Err(e),
+                    ControlFlow::Continue(()) => Ok(()),
+                }
+            }
+            datafusion::sql::parser::CopyToSource::Relation(_) => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statement::{parse_statements, QuiverStatement};
+
+    fn rewrite(sql: &str) -> String {
+        let mut statements = parse_statements(sql).unwrap();
+        let QuiverStatement::DataFusion(statement) = &mut statements[0] else {
+            panic!("not a DataFusion statement");
+        };
+        rewrite_snapshot_functions(statement).unwrap();
+        statement.to_string()
+    }
+
+    #[test]
+    fn snapshot_calls_become_table_names() {
+        assert_eq!(
+            rewrite("SELECT * FROM snapshot('docs', 'Nightly') AS s WHERE s.id = 1"),
+            r#"SELECT * FROM "docs@nightly" AS s WHERE s.id = 1"#
+        );
+        assert_eq!(
+            rewrite("SELECT id FROM snapshot('shop.items', 'n') JOIN items USING (id)"),
+            r#"SELECT id FROM "shop"."items@n" JOIN items USING(id)"#
+        );
+        let mut statements = parse_statements("SELECT * FROM snapshot('docs')").unwrap();
+        let QuiverStatement::DataFusion(statement) = &mut statements[0] else {
+            panic!()
+        };
+        assert!(rewrite_snapshot_functions(statement).is_err());
+    }
+}
