@@ -29,6 +29,12 @@ use crate::model::{
     DEFAULT_DATABASE,
 };
 
+/// The Lance tag a zero-copy restore puts on the source version it reads, so Lance's cleanup
+/// keeps that version's files while the restored collection lives.
+pub fn clone_tag(target_id: &str) -> String {
+    format!("quiver-clone-{target_id}")
+}
+
 /// Schema name reserved for Quiver's system tables (`quiver.snapshots`, `quiver.jobs`).
 pub const SYSTEM_SCHEMA: &str = "quiver";
 
@@ -163,6 +169,9 @@ impl Catalog {
             .await?;
         match dropped {
             Some(records) => {
+                for record in &records {
+                    self.release_shared(record).await?;
+                }
                 for record in records {
                     self.purge_dropped(&record.id).await?;
                 }
@@ -223,6 +232,7 @@ impl Catalog {
             location: location.clone(),
             primary_key,
             properties: Default::default(),
+            shares_files_of: Vec::new(),
         };
         let committed = self
             .commit(|state| {
@@ -320,12 +330,32 @@ impl Catalog {
             })
             .await?;
         if let Some(record) = &dropped {
+            self.release_shared(record).await?;
             self.purge_dropped(&record.id).await?;
         }
         Ok(dropped)
     }
 
-    /// Deletes a dropped collection's files and forgets its location.
+    /// Removes the tags a dropped zero-copy restore held on the versions it read.
+    async fn release_shared(&self, dropped: &CollectionRecord) -> Result<()> {
+        let state = self.state().await?;
+        for location in &dropped.shares_files_of {
+            let Some(source) = state.collections.values().find(|c| &c.location == location) else {
+                continue;
+            };
+            let dataset = self.open_dataset(source, None).await?;
+            match dataset.tags().delete(&clone_tag(&dropped.id)).await {
+                Ok(()) | Err(lance::Error::RefNotFound { .. }) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a dropped collection's files and forgets its location — unless a live
+    /// collection still reads its files, in which case garbage collection removes them file by
+    /// file once nothing references them.
     pub async fn purge_dropped(&self, collection_id: &str) -> Result<()> {
         let state = self.state().await?;
         let Some(dropped) = state
@@ -336,6 +366,13 @@ impl Catalog {
         else {
             return Ok(());
         };
+        let shared = state
+            .collections
+            .values()
+            .any(|c| c.shares_files_of.contains(&dropped.location));
+        if shared {
+            return Ok(());
+        }
         self.remove_location(&dropped.location).await?;
         self.remove_location(&format!("snapshots/{collection_id}"))
             .await?;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fault;
 pub mod indices;
 pub mod inventory;
+pub mod jobs;
 pub mod location;
 pub mod manifest;
 pub mod metastore;

@@ -62,6 +62,10 @@ pub struct CollectionRecord {
     /// Free-form collection properties.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Locations of other collections whose files this one reads (a zero-copy restore): they
+    /// are not purged while this collection lives.
+    #[serde(default)]
+    pub shares_files_of: Vec<String>,
 }
 
 impl CollectionRecord {
@@ -214,6 +218,18 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The process running it (a random id per scheduler), if running.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// When its runner last reported; a RUNNING job whose runner stopped reporting is taken over.
+    #[serde(default)]
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    /// Whether a user asked to cancel it.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// What it produced (the restore summary, the garbage collection report), as JSON.
+    #[serde(default)]
+    pub result: Option<serde_json::Value>,
 }
 
 /// A dropped collection's storage, kept until garbage collection purges it.

@@ -7,6 +7,7 @@ pub mod distance;
 pub mod error;
 pub mod functions;
 pub mod index_knn;
+pub mod jobs;
 pub mod knn;
 pub mod topk;
 pub mod vector;

@@ -9,6 +9,7 @@ pub mod dialect;
 pub mod dml;
 pub mod error;
 pub mod index;
+pub mod jobs;
 pub mod knn_rule;
 pub mod progress;
 pub mod scan;

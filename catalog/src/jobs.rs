@@ -1,0 +1,165 @@
+//! Job records: restore and garbage collection runs that users follow.
+//!
+//! A job's record moves `PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED`; terminal states
+//! never change again, and progress never goes backwards (an update that would lower it keeps the
+//! higher value). The runner identifies itself (`owner`) and reports a heartbeat; a scheduler that
+//! finds a RUNNING job whose heartbeat is older than its lease takes it over or fails it — a job is
+//! never left RUNNING forever.
+
+use chrono::Utc;
+
+use crate::catalog::Catalog;
+use crate::error::{CatalogError, Result};
+use crate::model::{JobKind, JobRecord, JobState};
+
+impl Catalog {
+    /// Records a new PENDING job.
+    pub async fn submit_job(
+        &self,
+        kind: JobKind,
+        target: String,
+        spec: serde_json::Value,
+    ) -> Result<JobRecord> {
+        self.commit(|state| {
+            state.next_job_id = state.next_job_id.max(1);
+            let id = state.next_job_id;
+            state.next_job_id += 1;
+            let job = JobRecord {
+                id,
+                kind,
+                target: target.clone(),
+                spec: spec.clone(),
+                state: JobState::Pending,
+                progress: 0,
+                files_done: 0,
+                files_total: 0,
+                bytes_done: 0,
+                bytes_total: 0,
+                rows_done: 0,
+                rows_total: 0,
+                error: None,
+                created_at: Utc::now(),
+                started_at: None,
+                finished_at: None,
+                owner: None,
+                heartbeat_at: None,
+                cancel_requested: false,
+                result: None,
+            };
+            state.jobs.insert(id, job.clone());
+            Ok(job)
+        })
+        .await
+    }
+
+    /// The job `id`.
+    pub async fn job(&self, id: u64) -> Result<JobRecord> {
+        self.state()
+            .await?
+            .jobs
+            .get(&id)
+            .cloned()
+            .ok_or(CatalogError::JobNotFound { id })
+    }
+
+    /// Every job, newest first.
+    pub async fn jobs(&self) -> Result<Vec<JobRecord>> {
+        let mut jobs: Vec<JobRecord> = self.state().await?.jobs.values().cloned().collect();
+        jobs.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(jobs)
+    }
+
+    /// Applies `update` to job `id` and commits it. A finished job is not changed (the update is
+    /// dropped and the record returned as is); progress never decreases.
+    pub async fn update_job(
+        &self,
+        id: u64,
+        mut update: impl FnMut(&mut JobRecord),
+    ) -> Result<JobRecord> {
+        self.commit(|state| {
+            let job = state.jobs.get_mut(&id).ok_or(CatalogError::JobNotFound { id })?;
+            if job.state.is_terminal() {
+                return Ok(job.clone());
+            }
+            let before = job.progress;
+            update(job);
+            job.progress = job.progress.clamp(before, 100);
+            Ok(job.clone())
+        })
+        .await
+    }
+
+    /// Asks for job `id` to be cancelled: a PENDING job is cancelled at once, a RUNNING one by
+    /// its runner at its next step. Cancelling a finished job is an error naming its state.
+    pub async fn request_cancel(&self, id: u64) -> Result<JobRecord> {
+        self.commit(|state| {
+            let job = state.jobs.get_mut(&id).ok_or(CatalogError::JobNotFound { id })?;
+            match job.state {
+                JobState::Pending => {
+                    job.state = JobState::Cancelled;
+                    job.cancel_requested = true;
+                    job.error = Some("cancelled before it started".to_string());
+                    job.finished_at = Some(Utc::now());
+                }
+                JobState::Running => job.cancel_requested = true,
+                finished => {
+                    return Err(CatalogError::InvalidRequest {
+                        message: format!("job {id} has already finished ({})", finished.as_str()),
+                    })
+                }
+            }
+            Ok(job.clone())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::location::DataRoot;
+
+    #[tokio::test]
+    async fn progress_never_goes_back_and_finished_jobs_stay_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(DataRoot::open(&dir.path().to_string_lossy()).unwrap())
+            .await
+            .unwrap();
+        let job = catalog
+            .submit_job(JobKind::Gc, "all".into(), serde_json::json!({}))
+            .await
+            .unwrap();
+        assert_eq!(job.state, JobState::Pending);
+        let next = catalog
+            .submit_job(JobKind::Gc, "all".into(), serde_json::json!({}))
+            .await
+            .unwrap();
+        assert_eq!(next.id, job.id + 1);
+        catalog
+            .update_job(job.id, |j| {
+                j.state = JobState::Running;
+                j.progress = 60;
+            })
+            .await
+            .unwrap();
+        let j = catalog.update_job(job.id, |j| j.progress = 20).await.unwrap();
+        assert_eq!(j.progress, 60);
+        catalog
+            .update_job(job.id, |j| j.state = JobState::Succeeded)
+            .await
+            .unwrap();
+        let j = catalog
+            .update_job(job.id, |j| j.state = JobState::Running)
+            .await
+            .unwrap();
+        assert_eq!(j.state, JobState::Succeeded);
+        let err = catalog.request_cancel(job.id).await.unwrap_err();
+        assert_eq!(err.to_string(), format!("job {} has already finished (SUCCEEDED)", job.id));
+        let cancelled = catalog.request_cancel(next.id).await.unwrap();
+        assert_eq!(cancelled.state, JobState::Cancelled);
+        assert!(matches!(
+            catalog.job(999).await.unwrap_err(),
+            CatalogError::JobNotFound { id: 999 }
+        ));
+    }
+}
