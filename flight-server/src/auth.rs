@@ -177,8 +177,15 @@ fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
 
+/// Standard base64 with or without padding (Go's Flight client sends it unpadded).
+const BASIC_ENCODING: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 fn decode_basic(encoded: &str) -> Result<(String, String), Status> {
-    let raw = base64::engine::general_purpose::STANDARD
+    let raw = BASIC_ENCODING
         .decode(encoded)
         .map_err(|_| Status::unauthenticated("malformed basic credentials"))?;
     let text = String::from_utf8(raw)
@@ -244,6 +251,10 @@ mod tests {
             .authenticate(&headers(&format!("Bearer {token}")))
             .expect("issued token");
         assert_eq!(caller.user.as_deref(), Some("alice"));
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode("alice:s3cret");
+        assert!(auth
+            .authenticate(&headers(&format!("Basic {unpadded}")))
+            .is_ok());
         let fixed = auth
             .authenticate(&headers("bearer fixed-token"))
             .expect("configured token");

@@ -138,6 +138,7 @@ impl Executor {
         let df = match params {
             Some(values) => {
                 let (state, plan) = df.into_parts();
+                let values = typed_parameters(&plan, values)?;
                 DataFrame::new(state, plan.with_param_values(values).map_err(sql_error)?)
             }
             None => df,
@@ -291,6 +292,41 @@ fn guarded(
         }
     })
     .boxed()
+}
+
+/// Converts each bound value to the type the statement gives its placeholder (`$n` is the n-th
+/// value), so that a value lands in the plan with the type the plan was built for: a list of
+/// doubles bound to an `INSERT` into a `VECTOR(4)` column becomes a `FixedSizeList<Float32, 4>`.
+/// Placeholders without a type (such as a vector function's argument) take the value as is.
+fn typed_parameters(
+    plan: &LogicalPlan,
+    values: Vec<ScalarValue>,
+) -> Result<Vec<ScalarValue>, Status> {
+    let fields = plan
+        .get_parameter_fields()
+        .map_err(|e| status_from_datafusion(&e))?;
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let id = format!("${}", i + 1);
+            let Some(Some(field)) = fields.get(&id) else {
+                return Ok(value);
+            };
+            let target = field.data_type();
+            if &value.data_type() == target {
+                return Ok(value);
+            }
+            value.cast_to(target).map_err(|e| {
+                FlightServerError::InvalidRequest(format!(
+                    "parameter {id}: cannot convert {} to {target}: {}",
+                    value.data_type(),
+                    quiver_planner::user_message(&e)
+                ))
+                .into()
+            })
+        })
+        .collect()
 }
 
 /// The one statement of `sql`.

@@ -2,7 +2,7 @@
 //! and commands that wait for their execution.
 
 use arrow::array::{ArrayRef, ListArray};
-use arrow::datatypes::Float32Type;
+use arrow::datatypes::{Float32Type, Float64Type};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, CommandPreparedStatementQuery, ProstMessageExt,
@@ -95,6 +95,34 @@ async fn parameter_sets_run_one_after_the_other() {
     assert_eq!(
         quiver_tests::format_rows(&fetch(&mut client, info).await.expect("fetch")),
         vec![vec!["doc 11"], vec!["alpha"]]
+    );
+
+    // Values convert to the placeholder's type: a list of doubles into a VECTOR(4) column.
+    let embedding = ListArray::from_iter_primitive::<Float64Type, _, _>(vec![Some(vec![
+        Some(0.5),
+        Some(0.5),
+        Some(0.0),
+        Some(0.0),
+    ])]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("$1", DataType::Int64, false),
+        Field::new("$2", DataType::Utf8, true),
+        Field::new("$3", embedding.data_type().clone(), true),
+    ]));
+    let doubles = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![12])),
+            Arc::new(StringArray::from(vec!["twelve"])),
+            Arc::new(embedding),
+        ],
+    )
+    .expect("batch");
+    insert.set_parameters(doubles).expect("bind");
+    assert_eq!(insert.execute_update().await.expect("insert"), 1);
+    assert_eq!(
+        rows(&mut client, "SELECT embedding FROM docs WHERE id = 12").await,
+        vec![vec!["[0.5, 0.5, 0, 0]"]]
     );
 
     // The wrong number of parameters is refused when bound.
