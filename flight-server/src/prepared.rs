@@ -37,6 +37,9 @@ pub const MAX_PREPARED: usize = 10_000;
 /// The most parameter sets (rows) one bind may carry.
 pub const MAX_PARAMETER_SETS: usize = 100_000;
 
+/// The most memory the bound parameters of one statement may hold.
+pub const MAX_PARAMETER_BYTES: usize = 256 * 1024 * 1024;
+
 /// One prepared statement.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -174,9 +177,11 @@ impl PreparedStatements {
             }
         }
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        if rows > MAX_PARAMETER_SETS {
+        let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+        if rows > MAX_PARAMETER_SETS || bytes > MAX_PARAMETER_BYTES {
             return Err(FlightServerError::InvalidRequest(format!(
-                "{rows} parameter sets bound at once; the limit is {MAX_PARAMETER_SETS}"
+                "{rows} parameter sets ({bytes} bytes) bound at once; the limits are \
+                 {MAX_PARAMETER_SETS} sets and {MAX_PARAMETER_BYTES} bytes"
             ))
             .into());
         }
