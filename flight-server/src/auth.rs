@@ -68,8 +68,9 @@ pub struct Authenticator {
     tokens: Mutex<HashMap<String, Issued>>,
 }
 
-/// The user name a configured static token authenticates as.
-const TOKEN_USER: &str = "token";
+/// The user a configured static token authenticates as (not a possible basic-auth user name
+/// clash: user names come from the command line, and this one is reserved).
+pub const TOKEN_USER: &str = "<token>";
 
 impl Authenticator {
     /// An authenticator; `None` lets everyone in.
@@ -258,7 +259,7 @@ mod tests {
         let fixed = auth
             .authenticate(&headers("bearer fixed-token"))
             .expect("configured token");
-        assert_eq!(fixed.user.as_deref(), Some("token"));
+        assert_eq!(fixed.user.as_deref(), Some(TOKEN_USER));
     }
 
     #[test]

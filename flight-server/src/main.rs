@@ -166,7 +166,7 @@ fn auth_config(auth: bool, credentials: &Credentials) -> Result<Option<AuthConfi
     let user = credentials.user()?;
     if !auth {
         if user.is_some() || credentials.token.is_some() {
-            return Err("credentials were given without --auth; add --auth to require them".into());
+            tracing::warn!("--user/--password/--token are ignored without --auth");
         }
         return Ok(None);
     }

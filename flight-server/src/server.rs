@@ -178,6 +178,11 @@ pub async fn start_with_catalog(
         addr: config.bind,
         source,
     })?;
+    if config.auth.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "serving {addr} without authentication: anyone who can reach it has full access"
+        );
+    }
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let (shutdown, signal) = oneshot::channel::<()>();
     let task = tokio::spawn(builder.add_service(service).serve_with_incoming_shutdown(
