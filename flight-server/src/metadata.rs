@@ -16,9 +16,10 @@ use arrow_flight::sql::metadata::{
     SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
 };
 use arrow_flight::sql::{
-    CommandGetCatalogs, CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo,
-    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, Nullable, Searchable, SqlInfo,
-    SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction, XdbcDataType,
+    CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
+    CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, CommandGetXdbcTypeInfo, Nullable, Searchable, SqlInfo, SqlNullOrdering,
+    SqlSupportedCaseSensitivity, SqlSupportedTransaction, XdbcDataType,
 };
 use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -29,6 +30,7 @@ use quiver_planner::catalog_provider::CATALOG_NAME;
 use quiver_planner::QuiverSession;
 use tonic::Status;
 
+use crate::config::QueryLimits;
 use crate::error::{status_from_catalog, status_from_datafusion};
 
 /// The table type of collections.
@@ -49,6 +51,12 @@ pub enum MetadataCommand {
     TableTypes(CommandGetTableTypes),
     /// `CommandGetPrimaryKeys`.
     PrimaryKeys(CommandGetPrimaryKeys),
+    /// `CommandGetExportedKeys`: Quiver has no foreign keys, so always empty.
+    ExportedKeys(CommandGetExportedKeys),
+    /// `CommandGetImportedKeys`: always empty.
+    ImportedKeys(CommandGetImportedKeys),
+    /// `CommandGetCrossReference`: always empty.
+    CrossReference(CommandGetCrossReference),
     /// `CommandGetSqlInfo`.
     SqlInfo(CommandGetSqlInfo),
     /// `CommandGetXdbcTypeInfo`.
@@ -80,10 +88,10 @@ fn flight_status(e: FlightError) -> Status {
 
 impl Metadata {
     /// Metadata over `catalog`.
-    pub fn new(catalog: Arc<Catalog>) -> Result<Self, FlightError> {
+    pub fn new(catalog: Arc<Catalog>, limits: &QueryLimits) -> Result<Self, FlightError> {
         Ok(Self {
             catalog,
-            sql_info: sql_info()?,
+            sql_info: sql_info(limits)?,
             type_info: type_info()?,
         })
     }
@@ -96,6 +104,9 @@ impl Metadata {
             MetadataCommand::Tables(c) => c.clone().into_builder().schema(),
             MetadataCommand::TableTypes(c) => (*c).into_builder().schema(),
             MetadataCommand::PrimaryKeys(_) => primary_keys_schema(),
+            MetadataCommand::ExportedKeys(_)
+            | MetadataCommand::ImportedKeys(_)
+            | MetadataCommand::CrossReference(_) => foreign_keys_schema(),
             MetadataCommand::SqlInfo(c) => c.clone().into_builder(&self.sql_info).schema(),
             MetadataCommand::XdbcTypeInfo(c) => (*c).into_builder(&self.type_info).schema(),
         }
@@ -125,6 +136,11 @@ impl Metadata {
                 builder.build().map_err(flight_status)
             }
             MetadataCommand::PrimaryKeys(c) => self.primary_keys(c).await,
+            MetadataCommand::ExportedKeys(_)
+            | MetadataCommand::ImportedKeys(_)
+            | MetadataCommand::CrossReference(_) => {
+                Ok(RecordBatch::new_empty(foreign_keys_schema()))
+            }
             MetadataCommand::SqlInfo(c) => c
                 .into_builder(&self.sql_info)
                 .build()
@@ -239,8 +255,28 @@ fn primary_keys_schema() -> SchemaRef {
     ]))
 }
 
+/// The result schema of the foreign key commands, as the Flight SQL spec defines it.
+fn foreign_keys_schema() -> SchemaRef {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        text("pk_catalog_name", true),
+        text("pk_db_schema_name", true),
+        text("pk_table_name", false),
+        text("pk_column_name", false),
+        text("fk_catalog_name", true),
+        text("fk_db_schema_name", true),
+        text("fk_table_name", false),
+        text("fk_column_name", false),
+        Field::new("key_sequence", DataType::Int32, false),
+        text("fk_key_name", true),
+        text("pk_key_name", true),
+        Field::new("update_rule", DataType::UInt8, false),
+        Field::new("delete_rule", DataType::UInt8, false),
+    ]))
+}
+
 /// What the server tells clients about itself.
-fn sql_info() -> Result<SqlInfoData, FlightError> {
+fn sql_info(limits: &QueryLimits) -> Result<SqlInfoData, FlightError> {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, "Quiver");
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -255,6 +291,11 @@ fn sql_info() -> Result<SqlInfoData, FlightError> {
     b.append(SqlInfo::FlightSqlServerCancel, true);
     b.append(SqlInfo::FlightSqlServerBulkIngestion, true);
     b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
+    let timeout = limits
+        .timeout
+        .map(|t| i32::try_from(t.as_secs().max(1)).unwrap_or(i32::MAX))
+        .unwrap_or(0);
+    b.append(SqlInfo::FlightSqlServerStatementTimeout, timeout);
     b.append(SqlInfo::SqlDdlCatalog, false);
     b.append(SqlInfo::SqlDdlSchema, true);
     b.append(SqlInfo::SqlDdlTable, true);

@@ -23,8 +23,9 @@ use arrow_flight::sql::server::{DoPutError, FlightSqlService, PeekableFlightData
 use arrow_flight::sql::{
     ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest,
     ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
-    CommandGetCatalogs, CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetSqlInfo,
-    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
+    CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
+    CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
     CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
     CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
     TicketStatementQuery,
@@ -88,11 +89,11 @@ impl QuiverFlightService {
         actions: ActionRegistry,
     ) -> Result<Self, FlightError> {
         Ok(Self {
-            executor: Executor::new(catalog.clone(), limits),
+            executor: Executor::new(catalog.clone(), limits.clone()),
             auth,
             queries: Arc::new(QueryRegistry::default()),
             prepared: PreparedStatements::default(),
-            metadata: Metadata::new(catalog)?,
+            metadata: Metadata::new(catalog, &limits)?,
             actions,
         })
     }
@@ -400,6 +401,33 @@ impl FlightSqlService for QuiverFlightService {
         self.metadata_info(MetadataCommand::PrimaryKeys(query), any, request)
     }
 
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let any = query.as_any();
+        self.metadata_info(MetadataCommand::ExportedKeys(query), any, request)
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let any = query.as_any();
+        self.metadata_info(MetadataCommand::ImportedKeys(query), any, request)
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let any = query.as_any();
+        self.metadata_info(MetadataCommand::CrossReference(query), any, request)
+    }
+
     async fn get_flight_info_xdbc_type_info(
         &self,
         query: CommandGetXdbcTypeInfo,
@@ -460,6 +488,33 @@ impl FlightSqlService for QuiverFlightService {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_get(MetadataCommand::PrimaryKeys(query), request)
+            .await
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_get(MetadataCommand::ExportedKeys(query), request)
+            .await
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_get(MetadataCommand::ImportedKeys(query), request)
+            .await
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_get(MetadataCommand::CrossReference(query), request)
             .await
     }
 

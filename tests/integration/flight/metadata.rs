@@ -3,7 +3,8 @@
 
 use arrow::array::AsArray;
 use arrow_flight::sql::{
-    CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables, CommandGetXdbcTypeInfo, SqlInfo,
+    CommandGetDbSchemas, CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetTables,
+    CommandGetXdbcTypeInfo, SqlInfo,
 };
 use arrow_flight::IpcMessage;
 
@@ -106,6 +107,25 @@ async fn catalogs_schemas_tables_and_keys_describe_the_collections() {
         })
         .await
         .expect("keys");
+    assert!(listing(&mut client, info).await.is_empty());
+
+    // No foreign keys: empty results with the spec's 13 columns.
+    let info = client
+        .get_imported_keys(CommandGetImportedKeys {
+            catalog: None,
+            db_schema: None,
+            table: "docs".into(),
+        })
+        .await
+        .expect("imported keys");
+    assert_eq!(
+        info.clone()
+            .try_decode_schema()
+            .expect("schema")
+            .fields()
+            .len(),
+        13
+    );
     assert!(listing(&mut client, info).await.is_empty());
     server.shutdown().await;
 }

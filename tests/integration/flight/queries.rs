@@ -146,3 +146,24 @@ async fn remote_cli_output_matches_the_embedded_engine() {
         remote_output[4]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clients_are_served_side_by_side() {
+    let server = TestServer::start().await;
+    let mut setup = server.client().await;
+    create_docs(&mut setup).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut client = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            let sql = format!(
+                "SELECT id FROM docs ORDER BY l2_distance(embedding, [0, 0, 1, {i}]) LIMIT 1"
+            );
+            rows(&mut client, &sql).await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), vec![vec!["3"]]);
+    }
+    server.shutdown().await;
+}
