@@ -81,11 +81,6 @@ impl Authenticator {
         }
     }
 
-    /// Whether credentials are required.
-    pub fn enabled(&self) -> bool {
-        self.config.is_some()
-    }
-
     /// The caller of a request with these headers, or `Unauthenticated`.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
         let Some(config) = &self.config else {
@@ -284,7 +279,6 @@ mod tests {
     #[test]
     fn without_auth_everyone_is_anonymous() {
         let auth = Authenticator::new(None);
-        assert!(!auth.enabled());
         let caller = auth.authenticate(&MetadataMap::new()).expect("open");
         assert_eq!(caller.user, None);
         assert!(caller.owns(&None));

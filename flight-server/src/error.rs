@@ -33,9 +33,6 @@ pub enum FlightServerError {
     /// A request that is malformed or asks for something impossible.
     #[error("{0}")]
     InvalidRequest(String),
-    /// A request for a feature Quiver does not have.
-    #[error("{0}")]
-    Unsupported(String),
     /// The data a client streamed in could not be read.
     #[error("reading the client's data failed: {0}")]
     Input(String),
@@ -49,7 +46,6 @@ impl FlightServerError {
         match self {
             Self::UnknownStatement { .. } | Self::UnknownPreparedStatement { .. } => Code::NotFound,
             Self::InvalidRequest(_) | Self::Input(_) => Code::InvalidArgument,
-            Self::Unsupported(_) => Code::Unimplemented,
             Self::Internal(_) => Code::Internal,
         }
     }

@@ -93,11 +93,6 @@ impl Executor {
         &self.catalog
     }
 
-    /// The limits every query runs under.
-    pub fn limits(&self) -> &QueryLimits {
-        &self.limits
-    }
-
     /// A fresh session over the catalog.
     pub fn session(&self) -> QuiverSession {
         QuiverSession::new(self.catalog.clone())
