@@ -14,7 +14,7 @@ use quiver_flight::client::{ConnectOptions, RemoteClient};
 use quiver_flight::config::{
     parse_duration, parse_size, QueryLimits, ServerConfig, TlsFiles, DEFAULT_MAX_MESSAGE_SIZE,
 };
-use quiver_flight::server::{self, shutdown_signal};
+use quiver_flight::server::{self, ShutdownSignal};
 
 /// Quiver: a vector collection engine on Arrow, DataFusion and Lance.
 #[derive(Debug, Parser)]
@@ -181,13 +181,14 @@ fn auth_config(auth: bool, credentials: &Credentials) -> Result<Option<AuthConfi
 
 async fn serve(config: ServerConfig) -> Result<(), String> {
     let data = config.data.clone();
+    let mut signal = ShutdownSignal::install().map_err(|e| format!("cannot catch signals: {e}"))?;
     let running = server::start(config).await.map_err(|e| e.to_string())?;
     println!(
         "Quiver Flight SQL server listening on {} (data: {data}); Ctrl-C to stop",
         running.url()
     );
     tracing::info!("listening on {}", running.local_addr());
-    shutdown_signal().await;
+    signal.recv().await;
     tracing::info!("shutting down");
     running.shutdown().await.map_err(|e| e.to_string())?;
     println!("Quiver Flight SQL server stopped");
