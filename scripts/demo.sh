@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds quiver, loads a small demo collection into ./quiver-data, runs a few queries, then opens
-# the SQL shell on it.
+# Builds quiver, loads a small demo collection into ./quiver-data, runs a few queries, then serves
+# the data root over Arrow Flight SQL (Ctrl-C stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-cargo build --bin quiver
+cargo build --workspace --all-targets
 QUIVER="$CARGO_TARGET_DIR/debug/quiver"
 export QUIVER_DATA="${QUIVER_DATA:-./quiver-data}"
 
@@ -22,4 +22,9 @@ SELECT id, title, l2_distance(embedding, [0.85, 0.15, 0.05, 0.05]) AS distance
   FROM demo_docs ORDER BY distance LIMIT 3;
 SELECT category, count(*) AS docs FROM demo_docs GROUP BY category ORDER BY category;"
 
-exec "$QUIVER" sql
+BIND="${QUIVER_BIND:-127.0.0.1:50051}"
+echo
+echo "Serving ./quiver-data over Flight SQL. From another terminal:"
+echo "  $QUIVER sql --connect grpc://$BIND \"SELECT * FROM demo_docs\""
+echo "or any Flight SQL client (ADBC, JDBC, pyarrow) at grpc://$BIND."
+exec "$QUIVER" serve --bind "$BIND"

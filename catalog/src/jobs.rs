@@ -65,7 +65,7 @@ impl Catalog {
     /// Every job, newest first.
     pub async fn jobs(&self) -> Result<Vec<JobRecord>> {
         let mut jobs: Vec<JobRecord> = self.state().await?.jobs.values().cloned().collect();
-        jobs.sort_by(|a, b| b.id.cmp(&a.id));
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
         Ok(jobs)
     }
 
@@ -77,7 +77,10 @@ impl Catalog {
         mut update: impl FnMut(&mut JobRecord),
     ) -> Result<JobRecord> {
         self.commit(|state| {
-            let job = state.jobs.get_mut(&id).ok_or(CatalogError::JobNotFound { id })?;
+            let job = state
+                .jobs
+                .get_mut(&id)
+                .ok_or(CatalogError::JobNotFound { id })?;
             if job.state.is_terminal() {
                 return Ok(job.clone());
             }
@@ -93,7 +96,10 @@ impl Catalog {
     /// its runner at its next step. Cancelling a finished job is an error naming its state.
     pub async fn request_cancel(&self, id: u64) -> Result<JobRecord> {
         self.commit(|state| {
-            let job = state.jobs.get_mut(&id).ok_or(CatalogError::JobNotFound { id })?;
+            let job = state
+                .jobs
+                .get_mut(&id)
+                .ok_or(CatalogError::JobNotFound { id })?;
             match job.state {
                 JobState::Pending => {
                     job.state = JobState::Cancelled;
@@ -142,7 +148,10 @@ mod tests {
             })
             .await
             .unwrap();
-        let j = catalog.update_job(job.id, |j| j.progress = 20).await.unwrap();
+        let j = catalog
+            .update_job(job.id, |j| j.progress = 20)
+            .await
+            .unwrap();
         assert_eq!(j.progress, 60);
         catalog
             .update_job(job.id, |j| j.state = JobState::Succeeded)
@@ -154,7 +163,10 @@ mod tests {
             .unwrap();
         assert_eq!(j.state, JobState::Succeeded);
         let err = catalog.request_cancel(job.id).await.unwrap_err();
-        assert_eq!(err.to_string(), format!("job {} has already finished (SUCCEEDED)", job.id));
+        assert_eq!(
+            err.to_string(),
+            format!("job {} has already finished (SUCCEEDED)", job.id)
+        );
         let cancelled = catalog.request_cancel(next.id).await.unwrap();
         assert_eq!(cancelled.state, JobState::Cancelled);
         assert!(matches!(

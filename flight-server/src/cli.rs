@@ -1,15 +1,22 @@
-//! The `quiver sql` command: run statements against an embedded data root and print aligned
-//! tables, or open an interactive shell with history.
+//! The `quiver sql` command: run statements against an embedded data root or a server
+//! (`--connect`) and print aligned tables, or open an interactive shell with history.
+//!
+//! Invariant: both backends print a statement's result through [`format_result`] from its
+//! schema and batches, so the output is the same whether the data is local or remote.
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::error::Result;
+use datafusion::arrow::util::pretty::pretty_format_batches_with_schema;
+use datafusion::error::{DataFusionError, Result};
 use quiver_catalog::location::DataRoot;
 use quiver_catalog::Catalog;
 use quiver_planner::QuiverSession;
 use rustyline::error::ReadlineError;
+
+use crate::client::{split_statements, ClientError, RemoteClient};
 
 /// Opens the catalog at `data` and a session over it.
 pub async fn open_session(data: &str) -> Result<QuiverSession> {
@@ -21,25 +28,73 @@ pub async fn open_session(data: &str) -> Result<QuiverSession> {
     Ok(QuiverSession::new(Arc::new(catalog)))
 }
 
-/// Formats one statement's result as the CLI prints it.
-pub fn format_result(batches: &[RecordBatch]) -> Result<String> {
-    let has_columns = batches.iter().any(|b| b.num_columns() > 0);
-    if !has_columns {
+/// Formats one statement's result as the CLI prints it: `OK` for a result without columns,
+/// otherwise a table and its row count.
+pub fn format_result(schema: &Schema, batches: &[RecordBatch]) -> Result<String, ArrowError> {
+    if schema.fields().is_empty() {
         return Ok("OK".to_string());
     }
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let table = pretty_format_batches(batches)?.to_string();
+    let table = pretty_format_batches_with_schema(Arc::new(schema.clone()), batches)?.to_string();
     let noun = if rows == 1 { "row" } else { "rows" };
     Ok(format!("{table}\n({rows} {noun})"))
 }
 
-/// Runs a script and prints each statement's result; stops at the first error.
-pub async fn run_and_print(session: &QuiverSession, sql: &str) -> Result<()> {
-    for statement in quiver_planner::statement::parse_statements(sql)? {
-        let batches = session.statement(statement).await?.collect().await?;
-        println!("{}", format_result(&batches)?);
+/// Where `quiver sql` runs statements.
+#[derive(Debug)]
+pub enum Backend {
+    /// In this process, on a data root.
+    Embedded(QuiverSession),
+    /// On a server, over Flight SQL.
+    Remote(Box<RemoteClient>),
+}
+
+/// Why `quiver sql` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A statement failed in the embedded engine.
+    #[error("{}", quiver_planner::user_message(.0))]
+    Sql(#[from] DataFusionError),
+    /// The server refused or failed.
+    #[error(transparent)]
+    Remote(#[from] ClientError),
+    /// A result could not be formatted.
+    #[error("formatting the result failed: {0}")]
+    Format(#[from] ArrowError),
+    /// The terminal failed.
+    #[error("terminal error: {0}")]
+    Terminal(String),
+}
+
+impl Backend {
+    /// Where statements run, for the shell's banner.
+    fn location(&self) -> String {
+        match self {
+            Backend::Embedded(session) => session.catalog().root().display().to_string(),
+            Backend::Remote(client) => client.url().to_string(),
+        }
     }
-    Ok(())
+
+    /// Runs a script and prints each statement's result; stops at the first error.
+    pub async fn run_and_print(&mut self, sql: &str) -> Result<(), CliError> {
+        match self {
+            Backend::Embedded(session) => {
+                for statement in quiver_planner::statement::parse_statements(sql)? {
+                    let df = session.statement(statement).await?;
+                    let schema = df.schema().as_arrow().clone();
+                    let batches = df.collect().await?;
+                    println!("{}", format_result(&schema, &batches)?);
+                }
+            }
+            Backend::Remote(client) => {
+                for statement in split_statements(sql)? {
+                    let (schema, batches) = client.run(&statement).await?;
+                    println!("{}", format_result(&schema, &batches)?);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Whether `buffer` holds a complete statement (ends with `;` outside quotes).
@@ -61,9 +116,9 @@ fn is_complete(buffer: &str) -> bool {
 }
 
 /// The interactive shell: statements end with `;`, history is kept in `~/.quiver_history`.
-pub async fn shell(session: &QuiverSession) -> Result<()> {
-    let mut editor = rustyline::DefaultEditor::new()
-        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+pub async fn shell(backend: &mut Backend) -> Result<(), CliError> {
+    let mut editor =
+        rustyline::DefaultEditor::new().map_err(|e| CliError::Terminal(e.to_string()))?;
     let history =
         std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".quiver_history"));
     if let Some(h) = &history {
@@ -71,7 +126,7 @@ pub async fn shell(session: &QuiverSession) -> Result<()> {
     }
     println!(
         "Quiver SQL shell on {} — end statements with ';', exit with \\q or Ctrl-D.",
-        session.catalog().root().display()
+        backend.location()
     );
     let mut buffer = String::new();
     loop {
@@ -90,8 +145,8 @@ pub async fn shell(session: &QuiverSession) -> Result<()> {
                 if is_complete(&buffer) {
                     let sql = std::mem::take(&mut buffer);
                     let _ = editor.add_history_entry(sql.trim());
-                    if let Err(e) = run_and_print(session, &sql).await {
-                        eprintln!("ERROR: {}", quiver_planner::user_message(&e));
+                    if let Err(e) = backend.run_and_print(&sql).await {
+                        eprintln!("ERROR: {e}");
                     }
                 }
             }
@@ -112,6 +167,26 @@ pub async fn shell(session: &QuiverSession) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_print_as_tables_or_ok() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{DataType, Field};
+        let schema = Schema::new(vec![Field::new("n", DataType::Int64, false)]);
+        assert_eq!(format_result(&Schema::empty(), &[]).expect("ok"), "OK");
+        let empty = format_result(&schema, &[]).expect("empty");
+        assert!(
+            empty.contains("| n |") && empty.ends_with("(0 rows)"),
+            "{empty}"
+        );
+        let batch = RecordBatch::try_new(
+            Arc::new(schema.clone()),
+            vec![Arc::new(Int64Array::from(vec![7]))],
+        )
+        .expect("batch");
+        let one = format_result(&schema, &[batch]).expect("one");
+        assert!(one.contains("| 7 |") && one.ends_with("(1 row)"), "{one}");
+    }
 
     #[test]
     fn statements_complete_at_a_semicolon_outside_quotes() {

@@ -1,8 +1,20 @@
-//! The `quiver` command line.
+//! The `quiver` command line: `quiver serve` runs the Flight SQL server, `quiver sql` runs
+//! statements embedded or against a server.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
-use quiver_flight::cli;
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+use quiver_flight::auth::AuthConfig;
+use quiver_flight::cli::{self, Backend};
+use quiver_flight::client::{ConnectOptions, RemoteClient};
+use quiver_flight::config::{
+    parse_duration, parse_size, QueryLimits, ServerConfig, TlsFiles, DEFAULT_MAX_MESSAGE_SIZE,
+};
+use quiver_flight::server::{self, ShutdownSignal};
 
 /// Quiver: a vector collection engine on Arrow, DataFusion and Lance.
 #[derive(Debug, Parser)]
@@ -20,32 +32,198 @@ struct Args {
     command: Command,
 }
 
+/// Credentials, for `serve` (what to accept) and `sql --connect` (what to send).
+#[derive(Debug, ClapArgs)]
+struct Credentials {
+    /// The user name.
+    #[arg(long, env = "QUIVER_USER")]
+    user: Option<String>,
+    /// The password (prefer the QUIVER_PASSWORD environment variable).
+    #[arg(long, env = "QUIVER_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// A bearer token (prefer the QUIVER_TOKEN environment variable).
+    #[arg(long, env = "QUIVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Credentials {
+    fn user(&self) -> Result<Option<(String, String)>, String> {
+        match (&self.user, &self.password) {
+            (Some(u), Some(p)) => Ok(Some((u.clone(), p.clone()))),
+            (None, None) => Ok(None),
+            _ => Err("--user and --password go together".into()),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run SQL statements and print the results; without a statement, open a shell.
     Sql {
         /// The statement(s) to run, separated by ';'.
         statement: Option<String>,
+        /// Run on a server instead of the local data root: grpc://host:port or
+        /// grpc+tls://host:port.
+        #[arg(long)]
+        connect: Option<String>,
+        #[command(flatten)]
+        credentials: Credentials,
+        /// With grpc+tls://, the PEM file of the CA that signed the server's certificate.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+    },
+    /// Serve the data root over Arrow Flight SQL until Ctrl-C or SIGTERM.
+    Serve {
+        /// Where to listen (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        bind: SocketAddr,
+        /// Require authentication: --user/--password (basic auth in the handshake) and/or
+        /// --token (a fixed bearer token).
+        #[arg(long)]
+        auth: bool,
+        #[command(flatten)]
+        credentials: Credentials,
+        /// TLS certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM); needs --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Largest gRPC message accepted or sent (e.g. 64MiB).
+        #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_MAX_MESSAGE_SIZE)]
+        max_message_size: usize,
+        /// Memory one query may use (e.g. 1GiB); 0 for no limit.
+        #[arg(long, value_parser = parse_size, default_value = "1GiB")]
+        query_memory_limit: usize,
+        /// How long one query may run (e.g. 30s, 5m); 0 for no limit.
+        #[arg(long, value_parser = parse_duration, default_value = "5m")]
+        query_timeout: Duration,
     },
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
-        Command::Sql { statement } => match cli::open_session(&args.data).await {
-            Ok(session) => match statement {
-                Some(sql) => cli::run_and_print(&session, &sql).await,
-                None => cli::shell(&session).await,
-            },
-            Err(e) => Err(e),
-        },
+        Command::Sql {
+            statement,
+            connect,
+            credentials,
+            tls_ca,
+        } => sql(&args.data, statement, connect, credentials, tls_ca).await,
+        Command::Serve {
+            bind,
+            auth,
+            credentials,
+            tls_cert,
+            tls_key,
+            max_message_size,
+            query_memory_limit,
+            query_timeout,
+        } => {
+            init_logging();
+            let tls = tls_cert
+                .zip(tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key });
+            let limits = QueryLimits {
+                memory: (query_memory_limit > 0).then_some(query_memory_limit),
+                timeout: (!query_timeout.is_zero()).then_some(query_timeout),
+            };
+            match auth_config(auth, &credentials) {
+                Ok(auth) => {
+                    let config = ServerConfig {
+                        auth,
+                        tls,
+                        max_message_size,
+                        limits,
+                        ..ServerConfig::new(args.data, bind)
+                    };
+                    serve(config).await
+                }
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ERROR: {}", quiver_planner::user_message(&e));
-            std::process::ExitCode::FAILURE
+            eprintln!("ERROR: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lance=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn auth_config(auth: bool, credentials: &Credentials) -> Result<Option<AuthConfig>, String> {
+    let user = credentials.user()?;
+    if !auth {
+        if user.is_some() || credentials.token.is_some() {
+            tracing::warn!("--user/--password/--token are ignored without --auth");
+        }
+        return Ok(None);
+    }
+    if user.is_none() && credentials.token.is_none() {
+        return Err("--auth needs --user and --password, or --token".into());
+    }
+    Ok(Some(AuthConfig {
+        user,
+        token: credentials.token.clone(),
+    }))
+}
+
+async fn serve(config: ServerConfig) -> Result<(), String> {
+    let data = config.data.clone();
+    let mut signal = ShutdownSignal::install().map_err(|e| format!("cannot catch signals: {e}"))?;
+    let running = server::start(config).await.map_err(|e| e.to_string())?;
+    println!(
+        "Quiver Flight SQL server listening on {} (data: {data}); Ctrl-C to stop",
+        running.url()
+    );
+    tracing::info!("listening on {}", running.local_addr());
+    signal.recv().await;
+    tracing::info!("shutting down");
+    running.shutdown().await.map_err(|e| e.to_string())?;
+    println!("Quiver Flight SQL server stopped");
+    Ok(())
+}
+
+async fn sql(
+    data: &str,
+    statement: Option<String>,
+    connect: Option<String>,
+    credentials: Credentials,
+    tls_ca: Option<PathBuf>,
+) -> Result<(), String> {
+    let mut backend = match connect {
+        Some(url) => {
+            let options = ConnectOptions {
+                url,
+                user: credentials.user()?,
+                token: credentials.token,
+                tls_ca,
+            };
+            let client = RemoteClient::connect(&options)
+                .await
+                .map_err(|e| e.to_string())?;
+            Backend::Remote(Box::new(client))
+        }
+        None => Backend::Embedded(
+            cli::open_session(data)
+                .await
+                .map_err(|e| quiver_planner::user_message(&e))?,
+        ),
+    };
+    let result = match statement {
+        Some(sql) => backend.run_and_print(&sql).await,
+        None => cli::shell(&mut backend).await,
+    };
+    result.map_err(|e| e.to_string())
 }

@@ -129,6 +129,46 @@ impl Validator {
         })
     }
 
+    /// Gives each column its collection type: vectors through `to_vector`'s conversion (so a
+    /// wrong length names the column), other types by a cast.
+    fn conform(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        if batch.num_columns() != self.schema.fields().len() {
+            return Err(PlannerError::Invalid(format!(
+                "'{}' has {} columns, the input {}",
+                self.table,
+                self.schema.fields().len(),
+                batch.num_columns()
+            ))
+            .into());
+        }
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
+            if column.data_type() == field.data_type() {
+                columns.push(column.clone());
+            } else if let DataType::FixedSizeList(_, dim) = field.data_type() {
+                let converted = quiver_operators::functions::to_vector::convert(
+                    column,
+                    *dim as usize,
+                    &format!("column '{}'", field.name()),
+                )?;
+                columns.push(datafusion::arrow::compute::cast(
+                    &converted,
+                    field.data_type(),
+                )?);
+            } else {
+                columns.push(datafusion::arrow::compute::cast(column, field.data_type())?);
+            }
+        }
+        let nullable = Schema::new(
+            self.schema
+                .fields()
+                .iter()
+                .map(|f| Field::clone(f).with_nullable(true))
+                .collect::<Vec<_>>(),
+        );
+        Ok(RecordBatch::try_new(Arc::new(nullable), columns)?)
+    }
+
     /// Fails if a key of `batch` repeats a key seen earlier in this insert.
     fn check_unique_keys(&mut self, batch: &RecordBatch) -> Result<()> {
         let Some((indices, converter, seen)) = &mut self.key else {
@@ -163,6 +203,7 @@ impl Validator {
         let base = self
             .rows_seen
             .fetch_add(batch.num_rows(), Ordering::Relaxed);
+        let batch = self.conform(batch)?;
         for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
             if !field.is_nullable() {
                 if let Some(nulls) = column.logical_nulls() {

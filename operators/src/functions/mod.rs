@@ -20,7 +20,7 @@ use datafusion::logical_expr::ScalarUDF;
 
 mod distance;
 mod norm;
-mod to_vector;
+pub mod to_vector;
 
 pub use distance::{DistanceFunction, DistanceUdf};
 pub use norm::{L2NormUdf, VectorDimsUdf};

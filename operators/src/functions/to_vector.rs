@@ -143,26 +143,46 @@ impl ScalarUDFImpl for ToVectorUdf {
             DataType::FixedSizeList(_, n) => Some(*n as usize),
             _ => None,
         };
-        let input = &arrays[0];
-        let rows: Vec<Option<Vec<f32>>> = match input.data_type() {
-            DataType::Utf8 => input
-                .as_string::<i32>()
-                .iter()
-                .map(|t| t.map(|t| parse_text(t, &column)).transpose())
-                .collect::<Result<_, _>>()?,
-            _ => {
-                let vectors = VectorArray::try_new(input, self.name(), 1)?;
-                (0..vectors.len())
-                    .map(|i| vectors.row(i).map(|v| v.to_f32().into_owned()))
-                    .collect()
-            }
-        };
-        let out = build(rows, dim, &column)?;
+        let out = build(rows_of(&arrays[0], &column)?, dim, &column)?;
         if scalar {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
         }
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// The vectors of `input` (text, or any numeric list), one per row.
+fn rows_of(input: &ArrayRef, column: &str) -> Result<Vec<Option<Vec<f32>>>> {
+    let as_vectors = |array: &ArrayRef| -> Result<Vec<Option<Vec<f32>>>> {
+        let vectors = VectorArray::try_new(array, "to_vector", 1)?;
+        Ok((0..vectors.len())
+            .map(|i| vectors.row(i).map(|v| v.to_f32().into_owned()))
+            .collect())
+    };
+    match input.data_type() {
+        DataType::Utf8 => Ok(input
+            .as_string::<i32>()
+            .iter()
+            .map(|t| t.map(|t| parse_text(t, column)).transpose())
+            .collect::<Result<_, _>>()?),
+        DataType::LargeUtf8 | DataType::Utf8View => rows_of(
+            &datafusion::arrow::compute::cast(input, &DataType::Utf8)?,
+            column,
+        ),
+        other => match coerced_vector_type(other) {
+            Some(target) if &target == other => as_vectors(input),
+            Some(target) => as_vectors(&datafusion::arrow::compute::cast(input, &target)?),
+            None => Err(invalid(format!(
+                "{column}: cannot make a vector from {other}"
+            ))),
+        },
+    }
+}
+
+/// Converts `input` (text or numeric lists) into a `VECTOR(dim)` column; `column` names the
+/// target in errors (`column 'embedding'`).
+pub fn convert(input: &ArrayRef, dim: usize, column: &str) -> Result<ArrayRef> {
+    build(rows_of(input, column)?, Some(dim), column)
 }
 
 fn build(rows: Vec<Option<Vec<f32>>>, dim: Option<usize>, column: &str) -> Result<ArrayRef> {

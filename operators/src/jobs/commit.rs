@@ -63,7 +63,8 @@ impl<A: CommitAction> Transform for Commit<A> {
         batch: RecordBatch,
         _progress: &Arc<dyn JobProgress>,
     ) -> Result<Option<RecordBatch>> {
-        self.files.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.files
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         if let Ok(i) = batch.schema().index_of("size_bytes") {
             let sizes = batch.column(i).as_primitive::<UInt64Type>();
             let total: u64 = sizes.iter().flatten().sum();

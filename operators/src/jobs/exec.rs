@@ -90,7 +90,10 @@ impl<S: Source> ExecutionPlan for SourceExec<S> {
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
-            return internal_err!("{} has one partition, asked for {partition}", self.source.name());
+            return internal_err!(
+                "{} has one partition, asked for {partition}",
+                self.source.name()
+            );
         }
         let (source, progress) = (self.source.clone(), self.progress.clone());
         let baseline = BaselineMetrics::new(&self.metrics, partition);
@@ -107,7 +110,10 @@ impl<S: Source> ExecutionPlan for SourceExec<S> {
             out.map(|b| futures::stream::iter(b.into_iter().map(Ok)))
         })
         .try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), batches)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            batches,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -250,7 +256,10 @@ impl<T: Transform> ExecutionPlan for TransformExec<T> {
             .chain(finish)
             .try_filter_map(|b| futures::future::ready(Ok(b)))
             .inspect_ok(move |b| baseline.record_output(b.num_rows()));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

@@ -75,7 +75,10 @@ impl Transform for FileCopy {
         batch: RecordBatch,
         progress: &Arc<dyn JobProgress>,
     ) -> Result<Option<RecordBatch>> {
-        let paths = batch.column(batch.schema().index_of("path")?).as_string::<i32>().clone();
+        let paths = batch
+            .column(batch.schema().index_of("path")?)
+            .as_string::<i32>()
+            .clone();
         let sizes = batch
             .column(batch.schema().index_of("size_bytes")?)
             .as_primitive::<UInt64Type>()
@@ -122,7 +125,9 @@ impl Transform for FileCopy {
         let out = RecordBatch::try_new(
             self.schema(&batch.schema())?,
             vec![
-                Arc::new(StringArray::from_iter_values(copied.iter().map(|c| c.0.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    copied.iter().map(|c| c.0.as_str()),
+                )),
                 Arc::new(UInt64Array::from_iter_values(copied.iter().map(|c| c.1))),
             ],
         )?;

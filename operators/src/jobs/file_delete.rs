@@ -72,7 +72,10 @@ impl Transform for FileDelete {
         batch: RecordBatch,
         progress: &Arc<dyn JobProgress>,
     ) -> Result<Option<RecordBatch>> {
-        let paths = batch.column(batch.schema().index_of("path")?).as_string::<i32>().clone();
+        let paths = batch
+            .column(batch.schema().index_of("path")?)
+            .as_string::<i32>()
+            .clone();
         let sizes = batch
             .column(batch.schema().index_of("size_bytes")?)
             .as_primitive::<UInt64Type>()
@@ -105,7 +108,9 @@ impl Transform for FileDelete {
                 Arc::new(StringArray::from_iter_values(
                     deleted.iter().map(|_| "unreferenced files"),
                 )),
-                Arc::new(StringArray::from_iter_values(deleted.iter().map(|d| d.0.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    deleted.iter().map(|d| d.0.as_str()),
+                )),
                 Arc::new(UInt64Array::from_iter_values(deleted.iter().map(|_| 1))),
                 Arc::new(UInt64Array::from_iter_values(deleted.iter().map(|d| d.1))),
             ],

@@ -43,10 +43,18 @@ pub struct GcRules {
 impl GcRules {
     /// Whether `path` (root-relative) modified at `modified` may be collected if unreferenced.
     pub fn collectable(&self, path: &str, modified: DateTime<Utc>) -> bool {
-        if self.protected.iter().any(|p| path.starts_with(&format!("{p}/"))) {
+        if self
+            .protected
+            .iter()
+            .any(|p| path.starts_with(&format!("{p}/")))
+        {
             return false;
         }
-        if self.dropped.iter().any(|d| path.starts_with(&format!("{d}/"))) {
+        if self
+            .dropped
+            .iter()
+            .any(|d| path.starts_with(&format!("{d}/")))
+        {
             return true;
         }
         if modified > self.cutoff {
@@ -134,9 +142,13 @@ impl Source for FileList {
             out.push(RecordBatch::try_new(
                 listing_schema(),
                 vec![
-                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|r| r.0.as_str()),
+                    )),
                     Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1))),
-                    Arc::new(BooleanArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+                    Arc::new(BooleanArray::from(
+                        rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                    )),
                 ],
             )?);
         }
@@ -160,7 +172,10 @@ mod tests {
         };
         for (path, expected) in [
             ("collections/live/data/a.lance", true),
-            ("collections/live/_versions/18446744073709551614.manifest", true),
+            (
+                "collections/live/_versions/18446744073709551614.manifest",
+                true,
+            ),
             ("collections/live/_versions/latest_version_hint.json", false),
             ("collections/live/_refs/tags/quiver-snapshot-s1.json", false),
             ("collections/orphan/_refs/tags/x.json", true),

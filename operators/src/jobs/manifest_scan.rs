@@ -43,7 +43,10 @@ impl fmt::Display for ManifestScan {
         write!(
             f,
             "snapshot={}.{}@{}, manifest={}",
-            self.snapshot.database, self.snapshot.collection, self.snapshot.name, self.snapshot.manifest_path
+            self.snapshot.database,
+            self.snapshot.collection,
+            self.snapshot.name,
+            self.snapshot.manifest_path
         )
     }
 }
@@ -72,10 +75,18 @@ impl Source for ManifestScan {
         let batch = RecordBatch::try_new(
             file_schema(),
             vec![
-                Arc::new(StringArray::from_iter_values(files.iter().map(|f| f.path.as_str()))),
-                Arc::new(StringArray::from_iter_values(files.iter().map(|f| f.kind.as_str()))),
-                Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.size_bytes))),
-                Arc::new(UInt64Array::from(files.iter().map(|f| f.row_count).collect::<Vec<_>>())),
+                Arc::new(StringArray::from_iter_values(
+                    files.iter().map(|f| f.path.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    files.iter().map(|f| f.kind.as_str()),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    files.iter().map(|f| f.size_bytes),
+                )),
+                Arc::new(UInt64Array::from(
+                    files.iter().map(|f| f.row_count).collect::<Vec<_>>(),
+                )),
                 Arc::new(UInt64Array::from(
                     files.iter().map(|f| f.fragment_id).collect::<Vec<_>>(),
                 )),

@@ -78,8 +78,11 @@ pub trait Transform: Debug + Display + Send + Sync + 'static {
     /// The output schema, given the input's.
     fn schema(&self, input: &SchemaRef) -> Result<SchemaRef>;
     /// Processes one input batch.
-    async fn apply(&self, batch: RecordBatch, progress: &Arc<dyn JobProgress>)
-        -> Result<Option<RecordBatch>>;
+    async fn apply(
+        &self,
+        batch: RecordBatch,
+        progress: &Arc<dyn JobProgress>,
+    ) -> Result<Option<RecordBatch>>;
     /// Runs after the last input batch; may emit one final batch.
     async fn finish(&self, _progress: &Arc<dyn JobProgress>) -> Result<Option<RecordBatch>> {
         Ok(None)

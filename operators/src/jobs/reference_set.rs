@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
-use datafusion::arrow::compute::cast;
 use futures::TryStreamExt;
 use quiver_catalog::manifest::manifest_paths;
 use quiver_catalog::snapshot::snapshot_dir;
@@ -74,11 +74,21 @@ impl Source for ReferenceSet {
                 .map_err(external)?;
             let mut tracked = dataset.tracked_files().await;
             while let Some(batch) = tracked.try_next().await? {
-                let bases = cast(batch.column(batch.schema().index_of("base_uri")?), &DataType::Utf8)?;
+                let bases = cast(
+                    batch.column(batch.schema().index_of("base_uri")?),
+                    &DataType::Utf8,
+                )?;
                 let bases = bases.as_string::<i32>();
-                let files = batch.column(batch.schema().index_of("path")?).as_string::<i32>().clone();
+                let files = batch
+                    .column(batch.schema().index_of("path")?)
+                    .as_string::<i32>()
+                    .clone();
                 for i in 0..batch.num_rows() {
-                    let base = bases.is_valid(i).then(|| bases.value(i)).unwrap_or_default();
+                    let base = if bases.is_valid(i) {
+                        bases.value(i)
+                    } else {
+                        ""
+                    };
                     let dir = root.relative_uri(base).ok_or_else(|| {
                         DataFusionError::Execution(format!(
                             "'{}' refers to files outside the data root ({base}); refusing to collect",

@@ -94,14 +94,22 @@ impl Source for VersionCleanup {
                 dataset.cleanup(policy).execute().await?
             };
             if stats.old_versions > 0 {
-                rows.push((record.qualified_name(), files_of(&stats), stats.bytes_removed));
+                rows.push((
+                    record.qualified_name(),
+                    files_of(&stats),
+                    stats.bytes_removed,
+                ));
             }
         }
         let batch = RecordBatch::try_new(
             report_schema(),
             vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "expired versions"))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|_| "expired versions"),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.0.as_str()),
+                )),
                 Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1))),
                 Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.2))),
             ],

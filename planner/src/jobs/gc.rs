@@ -80,7 +80,9 @@ pub async fn submit(scheduler: &Arc<JobScheduler>, spec: GcSpec) -> Result<JobRe
     let target = if spec.dry_run { "all (dry run)" } else { "all" };
     let spec = serde_json::to_value(&spec)
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-    scheduler.submit(JobKind::Gc, target.to_string(), spec).await
+    scheduler
+        .submit(JobKind::Gc, target.to_string(), spec)
+        .await
 }
 
 /// `StaleSnapshotsExec`: clears PENDING and DELETING snapshot records left by interrupted
@@ -94,7 +96,12 @@ struct StaleSnapshots {
 
 impl fmt::Display for StaleSnapshots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "grace={}s, dry_run={}", self.grace.num_seconds(), self.dry_run)
+        write!(
+            f,
+            "grace={}s, dry_run={}",
+            self.grace.num_seconds(),
+            self.dry_run
+        )
     }
 }
 
@@ -133,7 +140,9 @@ impl Source for StaleSnapshots {
         Ok(vec![RecordBatch::try_new(
             report_schema(),
             vec![
-                Arc::new(StringArray::from_iter_values(items.iter().map(|_| "stale snapshots"))),
+                Arc::new(StringArray::from_iter_values(
+                    items.iter().map(|_| "stale snapshots"),
+                )),
                 Arc::new(StringArray::from_iter_values(items.iter())),
                 Arc::new(UInt64Array::from_iter_values(items.iter().map(|_| 1))),
                 Arc::new(UInt64Array::from_iter_values(items.iter().map(|_| 0))),
@@ -206,11 +215,7 @@ impl Transform for GcSummary {
                 .await
                 .map_err(external)?;
         }
-        let totals = self
-            .totals
-            .lock()
-            .map(|t| t.clone())
-            .unwrap_or_default();
+        let totals = self.totals.lock().map(|t| t.clone()).unwrap_or_default();
         let rows: Vec<(&str, (u64, u64))> = CATEGORIES
             .iter()
             .map(|c| (*c, totals.get(*c).copied().unwrap_or_default()))

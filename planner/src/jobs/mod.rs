@@ -18,8 +18,8 @@ use std::time::Duration;
 use chrono::Utc;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
-use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::execution::TaskContext;
+use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 use quiver_catalog::{Catalog, JobKind, JobRecord, JobState};
 use quiver_operators::jobs::JobProgress;
@@ -187,7 +187,8 @@ impl JobScheduler {
 
     /// Takes over PENDING jobs and RUNNING jobs whose runner stopped reporting; returns their ids.
     pub async fn recover(self: &Arc<Self>) -> Result<Vec<u64>> {
-        let lease = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::zero());
+        let lease =
+            chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::zero());
         let now = Utc::now();
         let mut taken = Vec::new();
         for job in self.catalog.jobs().await.map_err(external)? {

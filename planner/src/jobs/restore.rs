@@ -293,9 +293,16 @@ impl Source for ShallowClone {
             Ok(()) | Err(lance::Error::RefConflict { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let target = self.catalog.root().uri_of(&target_location(&self.target_id));
+        let target = self
+            .catalog
+            .root()
+            .uri_of(&target_location(&self.target_id));
         source
-            .shallow_clone(&target, self.snapshot.version, self.catalog.root().store_params())
+            .shallow_clone(
+                &target,
+                self.snapshot.version,
+                self.catalog.root().store_params(),
+            )
             .await?;
         progress.add_total(1, 0, self.snapshot.rows);
         progress.add_done(1, 0, self.snapshot.rows);
@@ -366,10 +373,7 @@ pub async fn plan(
         .filter(|s| s.state == SnapshotState::Committed)
         .cloned()
         .ok_or_else(|| {
-            DataFusionError::Execution(format!(
-                "the snapshot of job {} no longer exists",
-                job.id
-            ))
+            DataFusionError::Execution(format!("the snapshot of job {} no longer exists", job.id))
         })?;
     let source = state
         .collections

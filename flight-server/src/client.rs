@@ -1,0 +1,229 @@
+//! The client side of `quiver sql --connect`: a Flight SQL client that runs statements on a
+//! server and brings back their results.
+//!
+//! Invariants: statements are split on the client with the SQL tokenizer (so `;` inside quotes
+//! or comments never splits) and sent one at a time, in order, stopping at the first error; an
+//! error is reported with the server's message only.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use futures::TryStreamExt;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// How to reach and authenticate to a server.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// `grpc://host:port` or `grpc+tls://host:port`.
+    pub url: String,
+    /// Basic credentials, exchanged for a token in the handshake.
+    pub user: Option<(String, String)>,
+    /// A bearer token to send as is.
+    pub token: Option<String>,
+    /// A PEM file with the CA that signed the server's certificate (for `grpc+tls://`).
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// Errors of the remote client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not one this client understands.
+    #[error("invalid server URL '{0}': expected grpc://host:port or grpc+tls://host:port")]
+    Url(String),
+    /// Connecting failed.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The server.
+        url: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// Reading the CA file failed.
+    #[error("cannot read '{path}': {source}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server refused or failed a call: its message.
+    #[error("{0}")]
+    Server(String),
+    /// The SQL could not be split into statements.
+    #[error("{0}")]
+    Sql(String),
+}
+
+impl From<FlightError> for ClientError {
+    fn from(e: FlightError) -> Self {
+        match e {
+            FlightError::Tonic(status) => ClientError::Server(status.message().to_string()),
+            other => ClientError::Server(other.to_string()),
+        }
+    }
+}
+
+impl From<ArrowError> for ClientError {
+    fn from(e: ArrowError) -> Self {
+        ClientError::Server(e.to_string())
+    }
+}
+
+/// A connection to a Quiver server.
+#[derive(Debug)]
+pub struct RemoteClient {
+    url: String,
+    client: FlightSqlServiceClient<Channel>,
+}
+
+impl RemoteClient {
+    /// Connects (and authenticates, when credentials are given).
+    pub async fn connect(options: &ConnectOptions) -> Result<Self, ClientError> {
+        let (uri, tls) = if let Some(rest) = options.url.strip_prefix("grpc+tls://") {
+            (format!("https://{rest}"), true)
+        } else if let Some(rest) = options.url.strip_prefix("grpc://") {
+            (format!("http://{rest}"), false)
+        } else {
+            return Err(ClientError::Url(options.url.clone()));
+        };
+        let connect_error = |source| ClientError::Connect {
+            url: options.url.clone(),
+            source,
+        };
+        let mut endpoint = Endpoint::from_shared(uri)
+            .map_err(|_| ClientError::Url(options.url.clone()))?
+            .connect_timeout(Duration::from_secs(20))
+            .tcp_nodelay(true);
+        if tls {
+            let mut config = ClientTlsConfig::new();
+            if let Some(path) = &options.tls_ca {
+                let pem = std::fs::read(path).map_err(|source| ClientError::CaFile {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                config = config.ca_certificate(Certificate::from_pem(pem));
+            }
+            endpoint = endpoint.tls_config(config).map_err(connect_error)?;
+        }
+        let channel = endpoint.connect().await.map_err(connect_error)?;
+        let inner = FlightServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let mut client = FlightSqlServiceClient::new_from_inner(inner);
+        if let Some((user, password)) = &options.user {
+            client.handshake(user, password).await?;
+        }
+        if let Some(token) = &options.token {
+            client.set_token(token.clone());
+        }
+        Ok(Self {
+            url: options.url.clone(),
+            client,
+        })
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs one statement; returns its result schema and batches.
+    pub async fn run(&mut self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), ClientError> {
+        let info = self.client.execute(sql.to_string(), None).await?;
+        let schema = Arc::new(info.clone().try_decode_schema()?);
+        let mut batches = Vec::new();
+        for endpoint in info.endpoint {
+            let Some(ticket) = endpoint.ticket else {
+                continue;
+            };
+            let stream = self.client.do_get(ticket).await?;
+            let mut received: Vec<RecordBatch> = stream.try_collect().await?;
+            batches.append(&mut received);
+        }
+        Ok((schema, batches))
+    }
+}
+
+/// Splits a script into its statements' text, on `;` outside quotes and comments.
+pub fn split_statements(sql: &str) -> Result<Vec<String>, ClientError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| ClientError::Sql(e.to_string()))?;
+    let mut statements = Vec::new();
+    let mut start = 0;
+    let mut has_code = false;
+    for token in tokens {
+        match token.token {
+            Token::SemiColon => {
+                let end = byte_offset(sql, token.span.start.line, token.span.start.column);
+                if has_code {
+                    statements.push(sql[start..end].trim().to_string());
+                }
+                start = (end + 1).min(sql.len());
+                has_code = false;
+            }
+            Token::Whitespace(_) | Token::EOF => {}
+            _ => has_code = true,
+        }
+    }
+    if has_code {
+        statements.push(sql[start..].trim().to_string());
+    }
+    Ok(statements)
+}
+
+/// The byte offset of a 1-based (line, column-in-characters) location.
+fn byte_offset(sql: &str, line: u64, column: u64) -> usize {
+    let mut offset = 0;
+    for (i, text) in sql.split_inclusive('\n').enumerate() {
+        if (i as u64) + 1 == line {
+            let skip = usize::try_from(column.saturating_sub(1)).unwrap_or(usize::MAX);
+            return offset
+                + text
+                    .char_indices()
+                    .nth(skip)
+                    .map(|(at, _)| at)
+                    .unwrap_or(text.len());
+        }
+        offset += text.len();
+    }
+    sql.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_split_outside_quotes_and_comments() {
+        let parts = split_statements(
+            "SELECT 'a;b' AS x; -- a comment; with a semicolon\nINSERT INTO t VALUES (1);\n;  ",
+        )
+        .expect("split");
+        assert_eq!(
+            parts,
+            [
+                "SELECT 'a;b' AS x",
+                "-- a comment; with a semicolon\nINSERT INTO t VALUES (1)"
+            ]
+        );
+        assert_eq!(
+            split_statements("-- only a comment").expect("split").len(),
+            0
+        );
+        assert_eq!(
+            split_statements("SELECT 'it''s';\nSELECT 'é'; SELECT 2").expect("split"),
+            ["SELECT 'it''s'", "SELECT 'é'", "SELECT 2"]
+        );
+        assert!(split_statements("SELECT 'unterminated").is_err());
+    }
+}

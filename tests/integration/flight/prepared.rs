@@ -1,0 +1,216 @@
+//! Prepared statements: schemas at prepare time, bound parameters (vectors included), updates,
+//! and commands that wait for their execution.
+
+use arrow::array::{ArrayRef, ListArray};
+use arrow::datatypes::{Float32Type, Float64Type};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandPreparedStatementQuery, ProstMessageExt,
+};
+use arrow_flight::{Action, FlightDescriptor};
+use prost::Message;
+
+use super::*;
+
+const NEAREST: &str = "SELECT id, l2_distance(embedding, $1) AS d FROM docs ORDER BY d LIMIT 3";
+
+fn one_param(column: ArrayRef) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "$1",
+        column.data_type().clone(),
+        true,
+    )]));
+    RecordBatch::try_new(schema, vec![column]).expect("params")
+}
+
+#[tokio::test]
+async fn a_vector_binds_to_a_prepared_search() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    create_docs(&mut client).await;
+
+    let mut statement = client.prepare(NEAREST.into(), None).await.expect("prepare");
+    let dataset = statement.dataset_schema().expect("dataset schema").clone();
+    let names: Vec<_> = dataset.fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["id", "d"]);
+    assert_eq!(
+        statement.parameter_schema().expect("params").fields().len(),
+        1
+    );
+
+    // A FixedSizeList<Float32, 4>, as Quiver stores vectors.
+    statement
+        .set_parameters(one_param(Arc::new(vectors(4, &[0.0, 0.0, 0.9, 0.1]))))
+        .expect("bind");
+    let info = statement.execute().await.expect("execute");
+    let found = quiver_tests::format_rows(&fetch(&mut client, info).await.expect("fetch"));
+    let ids: Vec<&str> = found.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, ["3", "1", "2"]);
+
+    // A List<Float32>, as most clients send a list of numbers.
+    let list = ListArray::from_iter_primitive::<Float32Type, _, _>(vec![Some(vec![
+        Some(0.9),
+        Some(0.1),
+        Some(0.0),
+        Some(0.0),
+    ])]);
+    statement
+        .set_parameters(one_param(Arc::new(list)))
+        .expect("bind");
+    let info = statement.execute().await.expect("execute");
+    let found = quiver_tests::format_rows(&fetch(&mut client, info).await.expect("fetch"));
+    assert_eq!(found[0][0], "1");
+
+    statement.close().await.expect("close");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn parameter_sets_run_one_after_the_other() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    create_docs(&mut client).await;
+
+    let mut insert = client
+        .prepare("INSERT INTO docs VALUES ($1, $2, $3)".into(), None)
+        .await
+        .expect("prepare insert");
+    assert_eq!(insert.parameter_schema().expect("params").fields().len(), 3);
+    insert
+        .set_parameters(docs_batch(
+            &[10, 11],
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+        ))
+        .expect("bind");
+    assert_eq!(insert.execute_update().await.expect("insert"), 2);
+
+    let mut lookup = client
+        .prepare("SELECT title FROM docs WHERE id = $1".into(), None)
+        .await
+        .expect("prepare lookup");
+    lookup
+        .set_parameters(one_param(Arc::new(Int64Array::from(vec![11, 1]))))
+        .expect("bind");
+    let info = lookup.execute().await.expect("execute");
+    assert_eq!(
+        quiver_tests::format_rows(&fetch(&mut client, info).await.expect("fetch")),
+        vec![vec!["doc 11"], vec!["alpha"]]
+    );
+
+    // Values convert to the placeholder's type: a list of doubles into a VECTOR(4) column.
+    let embedding = ListArray::from_iter_primitive::<Float64Type, _, _>(vec![Some(vec![
+        Some(0.5),
+        Some(0.5),
+        Some(0.0),
+        Some(0.0),
+    ])]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("$1", DataType::Int64, false),
+        Field::new("$2", DataType::Utf8, true),
+        Field::new("$3", embedding.data_type().clone(), true),
+    ]));
+    let doubles = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![12])),
+            Arc::new(StringArray::from(vec!["twelve"])),
+            Arc::new(embedding),
+        ],
+    )
+    .expect("batch");
+    insert.set_parameters(doubles).expect("bind");
+    assert_eq!(insert.execute_update().await.expect("insert"), 1);
+    assert_eq!(
+        rows(&mut client, "SELECT embedding FROM docs WHERE id = 12").await,
+        vec![vec!["[0.5, 0.5, 0, 0]"]]
+    );
+
+    // The wrong number of parameters is refused when bound.
+    lookup
+        .set_parameters(docs_batch(&[1], &[0.0; 4]))
+        .expect("set");
+    let err = status(
+        lookup
+            .execute()
+            .await
+            .expect_err("three values for one parameter"),
+    );
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("1 parameter(s) but 3"),
+        "{}",
+        err.message()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn commands_run_when_executed_not_when_prepared() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut create = client
+        .prepare("CREATE TABLE later (id BIGINT)".into(), None)
+        .await
+        .expect("prepare");
+    assert!(create.dataset_schema().expect("schema").fields().is_empty());
+    let err = query_error(&mut client, "SELECT * FROM later").await;
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    create.execute_update().await.expect("run");
+    assert_eq!(
+        rows(&mut client, "SELECT count(*) FROM later").await,
+        vec![vec!["0"]]
+    );
+
+    // A closed statement's handle is gone.
+    let request = ActionCreatePreparedStatementRequest {
+        query: "SELECT 1".into(),
+        transaction_id: None,
+    };
+    let mut results = client
+        .do_action(Action::new(
+            "CreatePreparedStatement",
+            request.as_any().encode_to_vec(),
+        ))
+        .await
+        .expect("prepare");
+    let created = results
+        .message()
+        .await
+        .expect("result")
+        .expect("one result");
+    let created: ActionCreatePreparedStatementResult = Any::decode(created.body)
+        .expect("any")
+        .unpack()
+        .expect("unpack")
+        .expect("right type");
+    let handle = created.prepared_statement_handle;
+    let execute = FlightDescriptor::new_cmd(
+        CommandPreparedStatementQuery {
+            prepared_statement_handle: handle.clone(),
+        }
+        .as_any()
+        .encode_to_vec(),
+    );
+    assert!(client
+        .inner_mut()
+        .get_flight_info(execute.clone())
+        .await
+        .is_ok());
+    let close = ActionClosePreparedStatementRequest {
+        prepared_statement_handle: handle,
+    };
+    client
+        .do_action(Action::new(
+            "ClosePreparedStatement",
+            close.as_any().encode_to_vec(),
+        ))
+        .await
+        .expect("close");
+    let err = client
+        .inner_mut()
+        .get_flight_info(execute)
+        .await
+        .expect_err("closed");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    server.shutdown().await;
+}
