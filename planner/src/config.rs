@@ -15,6 +15,10 @@ extensions_options! {
         pub refine_factor: usize, default = 0
         /// Whether k-NN queries may use a vector index (off: always exact).
         pub use_index: bool, default = true
+        /// `VACUUM` keeps Lance versions younger than this many seconds.
+        pub gc_retention_seconds: u64, default = 604800
+        /// `VACUUM` keeps unreferenced files younger than this many seconds (writes in flight).
+        pub gc_grace_seconds: u64, default = 3600
     }
 }
 

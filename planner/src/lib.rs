@@ -10,6 +10,7 @@ pub mod dml;
 pub mod error;
 pub mod index;
 pub mod jobs;
+mod jobs_sql;
 pub mod knn_rule;
 pub mod progress;
 pub mod scan;

@@ -19,6 +19,7 @@ use quiver_catalog::{Catalog, DEFAULT_DATABASE};
 
 use crate::catalog_provider::{external, QuiverCatalogList, CATALOG_NAME};
 use crate::config::QuiverConfig;
+use crate::jobs::{JobScheduler, SchedulerConfig};
 use crate::knn_rule::KnnRule;
 use crate::progress::ProgressListener;
 use crate::statement::{parse_statements, QuiverStatement};
@@ -33,6 +34,7 @@ pub struct QuiverSession {
     catalog: Arc<Catalog>,
     ctx: SessionContext,
     progress: Option<Arc<dyn ProgressListener>>,
+    scheduler: Arc<JobScheduler>,
 }
 
 impl std::fmt::Debug for QuiverSession {
@@ -65,11 +67,24 @@ impl QuiverSession {
         for udf in quiver_operators::functions::all() {
             ctx.register_udf(udf.as_ref().clone());
         }
+        let scheduler = JobScheduler::new(catalog.clone(), SchedulerConfig::default());
         Self {
             catalog,
             ctx,
             progress: None,
+            scheduler,
         }
+    }
+
+    /// Runs this session's jobs on `scheduler` (a server shares one among its sessions).
+    pub fn with_scheduler(mut self, scheduler: Arc<JobScheduler>) -> Self {
+        self.scheduler = scheduler;
+        self
+    }
+
+    /// The scheduler running this session's jobs.
+    pub fn scheduler(&self) -> &Arc<JobScheduler> {
+        &self.scheduler
     }
 
     /// Reports the progress of long statements (index builds) to `listener`.
@@ -195,6 +210,11 @@ impl QuiverSession {
             QuiverStatement::DescribeSnapshot { name, table } => {
                 self.describe_snapshot(&name, &table).await
             }
+            statement @ QuiverStatement::Restore { .. } => self.restore(&statement).await,
+            statement @ QuiverStatement::Vacuum { .. } => self.vacuum(&statement).await,
+            QuiverStatement::ExplainJob(statement) => self.explain_job(&statement).await,
+            QuiverStatement::ShowJobs => self.show_jobs().await,
+            QuiverStatement::CancelJob { id } => self.cancel_job(id).await,
             QuiverStatement::CopyFrom {
                 name,
                 path,

@@ -105,6 +105,38 @@ pub enum QuiverStatement {
         /// The collection.
         table: ObjectName,
     },
+    /// `RESTORE SNAPSHOT s ON t TO target [IN DATABASE db] [WITH (mode = 'copy'|'zero_copy')]`,
+    /// or `RESTORE TABLE t TO SNAPSHOT s` (in place).
+    Restore {
+        /// The snapshot.
+        snapshot: String,
+        /// Its collection.
+        table: ObjectName,
+        /// The new collection (none: in place).
+        target: Option<ObjectName>,
+        /// `IN DATABASE db`.
+        target_database: Option<ast::Ident>,
+        /// `WITH (...)` options.
+        options: Vec<(String, String)>,
+    },
+    /// `VACUUM [table] [DRY RUN] [WITH (retention_seconds = n, grace_seconds = n)]`.
+    Vacuum {
+        /// One collection, or everything.
+        table: Option<ObjectName>,
+        /// Report only.
+        dry_run: bool,
+        /// `WITH (...)` options.
+        options: Vec<(String, String)>,
+    },
+    /// `SHOW JOBS`.
+    ShowJobs,
+    /// `CANCEL JOB id`.
+    CancelJob {
+        /// The job.
+        id: u64,
+    },
+    /// `EXPLAIN` of a job statement (`RESTORE`, `VACUUM`): its plan, not run.
+    ExplainJob(Box<QuiverStatement>),
     /// `COPY name FROM 'path' [WITH (FORMAT parquet|csv, HEADER true, DELIMITER ',')]`.
     CopyFrom {
         /// The target collection.
@@ -150,6 +182,9 @@ fn parse_one(parser: &mut DFParser<'_>) -> Result<QuiverStatement> {
         return Ok(statement);
     }
     if let Some(statement) = parse_snapshot_statement(parser)? {
+        return Ok(statement);
+    }
+    if let Some(statement) = parse_job_statement(parser)? {
         return Ok(statement);
     }
     let statement = parser.parse_statement()?;
@@ -258,6 +293,113 @@ fn parse_snapshot_statement(parser: &mut DFParser<'_>) -> Result<Option<QuiverSt
         _ => return Ok(None),
     };
     Ok(Some(statement))
+}
+
+/// `( key = value [, ...] )` after `WITH`, keys lower-cased.
+fn parse_with_options(parser: &mut DFParser<'_>) -> Result<Vec<(String, String)>> {
+    let p = &mut parser.parser;
+    let mut options = Vec::new();
+    if !p.parse_keyword(Keyword::WITH) {
+        return Ok(options);
+    }
+    p.expect_token(&Token::LParen)?;
+    loop {
+        let key = p.parse_identifier()?.value.to_ascii_lowercase();
+        let _ = p.consume_token(&Token::Eq);
+        let value = match p.next_token().token {
+            Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
+            Token::Number(n, _) => n,
+            Token::Word(w) => w.value,
+            other => return plan_err!("option '{key}': unexpected value '{other}'"),
+        };
+        options.push((key, value));
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    p.expect_token(&Token::RParen)?;
+    Ok(options)
+}
+
+fn first_word_is(parser: &DFParser<'_>, word: &str) -> bool {
+    matches!(&parser.parser.peek_token_ref().token, Token::Word(w)
+        if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+/// `RESTORE`, `VACUUM`, `SHOW JOBS`, `CANCEL JOB`, and `EXPLAIN` of the first two.
+fn parse_job_statement(parser: &mut DFParser<'_>) -> Result<Option<QuiverStatement>> {
+    if parser.parser.peek_keyword(Keyword::EXPLAIN)
+        && (second_word_is(parser, "restore") || second_word_is(parser, "vacuum"))
+    {
+        parser.parser.next_token();
+        return Ok(parse_job_statement(parser)?.map(|s| QuiverStatement::ExplainJob(Box::new(s))));
+    }
+    if first_word_is(parser, "show") && second_word_is(parser, "jobs") {
+        parser.parser.next_token();
+        parser.parser.next_token();
+        return Ok(Some(QuiverStatement::ShowJobs));
+    }
+    if first_word_is(parser, "cancel") && second_word_is(parser, "job") {
+        parser.parser.next_token();
+        parser.parser.next_token();
+        let id = parser.parser.parse_literal_uint()?;
+        return Ok(Some(QuiverStatement::CancelJob { id }));
+    }
+    if first_word_is(parser, "vacuum") {
+        parser.parser.next_token();
+        let table = match &parser.parser.peek_token_ref().token {
+            Token::Word(w) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some() => {
+                Some(parser.parser.parse_object_name(false)?)
+            }
+            _ => None,
+        };
+        let dry_run =
+            parser.parser.parse_keyword(Keyword::DRY) && parser.parser.parse_keyword(Keyword::RUN);
+        let options = parse_with_options(parser)?;
+        return Ok(Some(QuiverStatement::Vacuum {
+            table,
+            dry_run,
+            options,
+        }));
+    }
+    if !first_word_is(parser, "restore") {
+        return Ok(None);
+    }
+    parser.parser.next_token();
+    if parser.parser.parse_keyword(Keyword::TABLE) {
+        let p = &mut parser.parser;
+        let table = p.parse_object_name(false)?;
+        p.expect_keyword_is(Keyword::TO)?;
+        p.expect_keyword_is(Keyword::SNAPSHOT)?;
+        let snapshot = parse_snapshot_name(parser)?;
+        return Ok(Some(QuiverStatement::Restore {
+            snapshot,
+            table,
+            target: None,
+            target_database: None,
+            options: vec![],
+        }));
+    }
+    parser.parser.expect_keyword_is(Keyword::SNAPSHOT)?;
+    let snapshot = parse_snapshot_name(parser)?;
+    let p = &mut parser.parser;
+    p.expect_keyword_is(Keyword::ON)?;
+    let table = p.parse_object_name(false)?;
+    p.expect_keyword_is(Keyword::TO)?;
+    let target = p.parse_object_name(false)?;
+    let target_database = if p.parse_keywords(&[Keyword::IN, Keyword::DATABASE]) {
+        Some(p.parse_identifier()?)
+    } else {
+        None
+    };
+    let options = parse_with_options(parser)?;
+    Ok(Some(QuiverStatement::Restore {
+        snapshot,
+        table,
+        target: Some(target),
+        target_database,
+        options,
+    }))
 }
 
 fn option_value(expr: &ast::Expr) -> Option<String> {
@@ -542,6 +684,48 @@ mod tests {
         ));
         assert!(matches!(&s[4], QuiverStatement::DescribeSnapshot { .. }));
         assert!(parse_statements("CREATE SNAPSHOT n docs").is_err());
+    }
+
+    #[test]
+    fn job_statements_parse() {
+        let s = parse_statements(
+            "RESTORE SNAPSHOT n ON docs TO docs2 IN DATABASE other WITH (mode = 'zero_copy');
+             RESTORE TABLE docs TO SNAPSHOT n; VACUUM; VACUUM docs DRY RUN;
+             VACUUM DRY RUN WITH (grace_seconds = 0); SHOW JOBS; CANCEL JOB 7; EXPLAIN VACUUM",
+        )
+        .unwrap();
+        assert!(
+            matches!(&s[0], QuiverStatement::Restore { target: Some(_), target_database: Some(_), options, .. }
+            if options == &vec![("mode".to_string(), "zero_copy".to_string())])
+        );
+        assert!(matches!(
+            &s[1],
+            QuiverStatement::Restore { target: None, .. }
+        ));
+        assert!(matches!(
+            &s[2],
+            QuiverStatement::Vacuum {
+                table: None,
+                dry_run: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &s[3],
+            QuiverStatement::Vacuum {
+                table: Some(_),
+                dry_run: true,
+                ..
+            }
+        ));
+        assert!(
+            matches!(&s[4], QuiverStatement::Vacuum { table: None, dry_run: true, options }
+            if options.len() == 1)
+        );
+        assert!(matches!(&s[5], QuiverStatement::ShowJobs));
+        assert!(matches!(&s[6], QuiverStatement::CancelJob { id: 7 }));
+        assert!(matches!(&s[7], QuiverStatement::ExplainJob(_)));
+        assert!(parse_statements("RESTORE SNAPSHOT n ON docs").is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The `quiver` system schema: the catalog's records as read-only tables
-//! (`quiver.databases`, `quiver.collections`, `quiver.snapshots`).
+//! (`quiver.databases`, `quiver.collections`, `quiver.snapshots`, `quiver.jobs`).
 //!
 //! Each table is built from the latest committed catalog when a statement names it.
 
@@ -12,7 +12,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use datafusion::error::Result;
-use quiver_catalog::{Catalog, CatalogState, SnapshotRecord, SnapshotState};
+use quiver_catalog::{Catalog, CatalogState, JobRecord, SnapshotRecord, SnapshotState};
 
 use crate::catalog_provider::external;
 
@@ -23,6 +23,10 @@ struct SystemTable {
 }
 
 const TABLES: &[SystemTable] = &[
+    SystemTable {
+        name: "jobs",
+        build: all_jobs,
+    },
     SystemTable {
         name: "snapshots",
         build: committed_snapshots,
@@ -113,6 +117,65 @@ pub fn snapshots_batch(snapshots: &[SnapshotRecord]) -> Result<RecordBatch> {
             numbers(|s| s.bytes),
         ],
     )?)
+}
+
+/// Jobs as rows: id, kind, target, state, progress, files/bytes/rows done and total, error,
+/// created/started/finished times.
+pub fn jobs_batch(jobs: &[JobRecord]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::UInt64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("target", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("progress", DataType::UInt64, false),
+        Field::new("files_done", DataType::UInt64, false),
+        Field::new("files_total", DataType::UInt64, false),
+        Field::new("bytes_done", DataType::UInt64, false),
+        Field::new("bytes_total", DataType::UInt64, false),
+        Field::new("rows_done", DataType::UInt64, false),
+        Field::new("rows_total", DataType::UInt64, false),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("created_at", timestamp_type(), false),
+        Field::new("started_at", timestamp_type(), true),
+        Field::new("finished_at", timestamp_type(), true),
+    ]));
+    let numbers = |f: fn(&JobRecord) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(jobs.iter().map(f)))
+    };
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            numbers(|j| j.id),
+            Arc::new(StringArray::from_iter_values(
+                jobs.iter().map(|j| j.kind.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                jobs.iter().map(|j| j.target.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                jobs.iter().map(|j| j.state.as_str()),
+            )),
+            numbers(|j| u64::from(j.progress)),
+            numbers(|j| j.files_done),
+            numbers(|j| j.files_total),
+            numbers(|j| j.bytes_done),
+            numbers(|j| j.bytes_total),
+            numbers(|j| j.rows_done),
+            numbers(|j| j.rows_total),
+            Arc::new(StringArray::from(
+                jobs.iter().map(|j| j.error.clone()).collect::<Vec<_>>(),
+            )),
+            timestamps(jobs.iter().map(|j| Some(j.created_at))),
+            timestamps(jobs.iter().map(|j| j.started_at)),
+            timestamps(jobs.iter().map(|j| j.finished_at)),
+        ],
+    )?)
+}
+
+fn all_jobs(state: &CatalogState) -> Result<RecordBatch> {
+    let mut jobs: Vec<JobRecord> = state.jobs.values().cloned().collect();
+    jobs.sort_by_key(|j| j.id);
+    jobs_batch(&jobs)
 }
 
 fn committed_snapshots(state: &CatalogState) -> Result<RecordBatch> {

@@ -5,6 +5,7 @@
 
 mod collections;
 mod flight;
+mod jobs;
 mod snapshots;
 mod sql;
 mod vector;

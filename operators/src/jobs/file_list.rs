@@ -38,6 +38,8 @@ pub struct GcRules {
     pub known_snapshots: HashSet<String>,
     /// Root-relative prefixes never collected (targets of running restores).
     pub protected: Vec<String>,
+    /// Only files of this collection (its directory and its snapshots' manifests), if set.
+    pub scope: Option<String>,
 }
 
 impl GcRules {
@@ -49,6 +51,13 @@ impl GcRules {
             .any(|p| path.starts_with(&format!("{p}/")))
         {
             return false;
+        }
+        if let Some(id) = &self.scope {
+            let mine = path.starts_with(&format!("collections/{id}/"))
+                || path.starts_with(&format!("snapshots/{id}/"));
+            if !mine {
+                return false;
+            }
         }
         if self
             .dropped
@@ -169,6 +178,7 @@ mod tests {
             dropped: vec!["collections/gone".to_string()],
             known_snapshots: HashSet::from(["s1".to_string()]),
             protected: vec!["collections/restoring".to_string()],
+            scope: None,
         };
         for (path, expected) in [
             ("collections/live/data/a.lance", true),
@@ -189,5 +199,12 @@ mod tests {
         let young = DateTime::from_timestamp(3_000, 0).unwrap();
         assert!(!rules.collectable("collections/live/data/a.lance", young));
         assert!(rules.collectable("collections/gone/data/a.lance", young));
+        let scoped = GcRules {
+            scope: Some("live".to_string()),
+            ..rules
+        };
+        assert!(scoped.collectable("collections/live/data/a.lance", old));
+        assert!(!scoped.collectable("collections/orphan/_refs/tags/x.json", old));
+        assert!(!scoped.collectable("collections/gone/data/a.lance", old));
     }
 }

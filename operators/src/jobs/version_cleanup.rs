@@ -28,15 +28,24 @@ pub struct VersionCleanup {
     retention: Duration,
     /// Report, do not delete.
     dry_run: bool,
+    /// Only this collection, if set.
+    collection_id: Option<String>,
 }
 
 impl VersionCleanup {
-    /// Expires versions older than `retention` (or only reports, with `dry_run`).
-    pub fn new(catalog: Arc<Catalog>, retention: Duration, dry_run: bool) -> Self {
+    /// Expires versions older than `retention` (or only reports, with `dry_run`), of every
+    /// collection or of `collection_id`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        retention: Duration,
+        dry_run: bool,
+        collection_id: Option<String>,
+    ) -> Self {
         Self {
             catalog,
             retention,
             dry_run,
+            collection_id,
         }
     }
 }
@@ -75,6 +84,13 @@ impl Source for VersionCleanup {
         let state = self.catalog.state().await.map_err(external)?;
         let mut rows: Vec<(String, u64, u64)> = Vec::new();
         for record in state.collections.values() {
+            if self
+                .collection_id
+                .as_ref()
+                .is_some_and(|id| id != &record.id)
+            {
+                continue;
+            }
             if progress.is_cancelled() {
                 return Err(cancelled());
             }

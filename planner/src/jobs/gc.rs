@@ -63,6 +63,9 @@ pub struct GcSpec {
     pub grace_seconds: i64,
     /// Report, do not delete.
     pub dry_run: bool,
+    /// Only this collection (its versions, files and snapshots), or everything.
+    #[serde(default)]
+    pub collection_id: Option<String>,
 }
 
 impl Default for GcSpec {
@@ -71,13 +74,30 @@ impl Default for GcSpec {
             retention_seconds: 7 * 24 * 3600,
             grace_seconds: 3600,
             dry_run: false,
+            collection_id: None,
         }
     }
 }
 
 /// Submits a garbage collection job.
 pub async fn submit(scheduler: &Arc<JobScheduler>, spec: GcSpec) -> Result<JobRecord> {
-    let target = if spec.dry_run { "all (dry run)" } else { "all" };
+    let scope = match &spec.collection_id {
+        Some(id) => scheduler
+            .catalog()
+            .state()
+            .await
+            .map_err(external)?
+            .collections
+            .get(id)
+            .map(|c| c.qualified_name())
+            .unwrap_or_else(|| id.clone()),
+        None => "all".to_string(),
+    };
+    let target = if spec.dry_run {
+        format!("{scope} (dry run)")
+    } else {
+        scope
+    };
     let spec = serde_json::to_value(&spec)
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
     scheduler
@@ -92,6 +112,7 @@ struct StaleSnapshots {
     catalog: Arc<Catalog>,
     grace: Duration,
     dry_run: bool,
+    collection_id: Option<String>,
 }
 
 impl fmt::Display for StaleSnapshots {
@@ -123,6 +144,13 @@ impl Source for StaleSnapshots {
             .map_err(external)?;
         let mut items = Vec::new();
         for snapshot in stale {
+            if self
+                .collection_id
+                .as_ref()
+                .is_some_and(|id| id != &snapshot.collection_id)
+            {
+                continue;
+            }
             if !self.dry_run {
                 self.catalog
                     .clear_stale_snapshot(&snapshot)
@@ -260,7 +288,11 @@ async fn forget_purged_locations(catalog: &Arc<Catalog>) -> Result<()> {
 
 /// The rules for a collection now: live collections, dropped locations, known snapshots, and the
 /// targets of restores still running.
-async fn rules(catalog: &Arc<Catalog>, grace: Duration) -> Result<GcRules> {
+async fn rules(
+    catalog: &Arc<Catalog>,
+    grace: Duration,
+    collection_id: Option<String>,
+) -> Result<GcRules> {
     let state = catalog.state().await.map_err(external)?;
     let protected = state
         .jobs
@@ -285,6 +317,7 @@ async fn rules(catalog: &Arc<Catalog>, grace: Duration) -> Result<GcRules> {
             .collect(),
         known_snapshots: state.snapshots.keys().cloned().collect::<HashSet<_>>(),
         protected,
+        scope: collection_id,
     })
 }
 
@@ -297,7 +330,10 @@ pub async fn build(
     let grace = Duration::seconds(spec.grace_seconds.max(0));
     let retention = Duration::seconds(spec.retention_seconds.max(0));
     let listing: Arc<dyn ExecutionPlan> = Arc::new(SourceExec::new(
-        FileList::new(catalog.root().clone(), rules(catalog, grace).await?),
+        FileList::new(
+            catalog.root().clone(),
+            rules(catalog, grace, spec.collection_id.clone()).await?,
+        ),
         progress.clone(),
     ));
     let candidates: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(
@@ -341,11 +377,17 @@ pub async fn build(
             catalog: catalog.clone(),
             grace,
             dry_run: spec.dry_run,
+            collection_id: spec.collection_id.clone(),
         },
         progress.clone(),
     ));
     let versions: Arc<dyn ExecutionPlan> = Arc::new(SourceExec::new(
-        VersionCleanup::new(catalog.clone(), retention, spec.dry_run),
+        VersionCleanup::new(
+            catalog.clone(),
+            retention,
+            spec.dry_run,
+            spec.collection_id.clone(),
+        ),
         progress.clone(),
     ));
     let union = UnionExec::try_new(vec![stale, versions, deletes])?;

@@ -83,15 +83,15 @@ fn target_location(target_id: &str) -> String {
     format!("collections/{target_id}")
 }
 
-/// Validates and submits a restore of `snapshot` (of `record`).
-pub async fn submit(
-    scheduler: &Arc<JobScheduler>,
+/// Validates a restore of `snapshot` (of `record`) into `target` (database, name), or in place,
+/// and gives the new collection its id.
+pub async fn spec(
+    catalog: &Arc<Catalog>,
     record: &CollectionRecord,
     snapshot: &SnapshotRecord,
     mode: RestoreMode,
     target: Option<(String, String)>,
-) -> Result<JobRecord> {
-    let catalog = scheduler.catalog();
+) -> Result<RestoreSpec> {
     let state = catalog.state().await.map_err(external)?;
     let (target_database, target_name, target_id) = match (&mode, target) {
         (RestoreMode::InPlace, _) => (None, None, None),
@@ -112,19 +112,28 @@ pub async fn submit(
         }
         (_, None) => return plan_err!("a restore into a new collection needs a target name"),
     };
-    let target_label = match (&target_database, &target_name) {
-        (Some(d), Some(n)) => format!("{d}.{n}"),
-        _ => record.qualified_name(),
-    };
-    let spec = RestoreSpec {
+    Ok(RestoreSpec {
         mode,
         snapshot_id: snapshot.id.clone(),
         collection_id: record.id.clone(),
         target_database,
         target_name,
         target_id,
+    })
+}
+
+/// Submits the restore `spec` of `snapshot` (of `record`).
+pub async fn submit(
+    scheduler: &Arc<JobScheduler>,
+    record: &CollectionRecord,
+    snapshot: &SnapshotRecord,
+    spec: &RestoreSpec,
+) -> Result<JobRecord> {
+    let target_label = match (&spec.target_database, &spec.target_name) {
+        (Some(d), Some(n)) => format!("{d}.{n}"),
+        _ => record.qualified_name(),
     };
-    let spec = serde_json::to_value(&spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let value = serde_json::to_value(spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
     scheduler
         .submit(
             JobKind::Restore,
@@ -133,7 +142,7 @@ pub async fn submit(
                 record.qualified_name(),
                 snapshot.name
             ),
-            spec,
+            value,
         )
         .await
 }
@@ -358,7 +367,7 @@ impl Source for Rollback {
     }
 }
 
-/// The plan of restore job `job`.
+/// The plan of restore job `job`, after clearing what an interrupted attempt left.
 pub async fn plan(
     catalog: &Arc<Catalog>,
     job: &JobRecord,
@@ -366,6 +375,29 @@ pub async fn plan(
 ) -> Result<JobPlan> {
     let spec: RestoreSpec = serde_json::from_value(job.spec.clone())
         .map_err(|e| DataFusionError::Execution(format!("job {}: bad spec: {e}", job.id)))?;
+    if let Some(target_id) = &spec.target_id {
+        let committed = catalog
+            .state()
+            .await
+            .map_err(external)?
+            .collections
+            .contains_key(target_id);
+        if !committed {
+            catalog
+                .remove_location(&target_location(target_id))
+                .await
+                .map_err(external)?;
+        }
+    }
+    build(catalog, &spec, progress).await
+}
+
+/// The plan of a restore (without side effects: `EXPLAIN` shows it).
+pub async fn build(
+    catalog: &Arc<Catalog>,
+    spec: &RestoreSpec,
+    progress: Arc<dyn JobProgress>,
+) -> Result<JobPlan> {
     let state = catalog.state().await.map_err(external)?;
     let snapshot = state
         .snapshots
@@ -373,7 +405,7 @@ pub async fn plan(
         .filter(|s| s.state == SnapshotState::Committed)
         .cloned()
         .ok_or_else(|| {
-            DataFusionError::Execution(format!("the snapshot of job {} no longer exists", job.id))
+            DataFusionError::Execution(format!("snapshot {} no longer exists", spec.snapshot_id))
         })?;
     let source = state
         .collections
@@ -400,7 +432,7 @@ pub async fn plan(
         });
     }
     let Some(target_id) = spec.target_id.clone() else {
-        return plan_err!("job {}: restore without a target", job.id);
+        return plan_err!("a restore into a new collection needs a target");
     };
     let register = Commit::new(RegisterCollection {
         catalog: catalog.clone(),
@@ -416,11 +448,6 @@ pub async fn plan(
             rollback: None,
         });
     }
-    // Clear what an interrupted attempt left.
-    catalog
-        .remove_location(&target_location(&target_id))
-        .await
-        .map_err(external)?;
     let files: Arc<dyn ExecutionPlan> = match spec.mode {
         RestoreMode::Copy => {
             let scan = Arc::new(SourceExec::new(

@@ -1,0 +1,442 @@
+//! Restore and garbage collection jobs: results, states, crashes, cancellation, concurrency.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use object_store::path::Path;
+use quiver_catalog::fault::StoreOp;
+use quiver_catalog::JobState;
+use quiver_planner::jobs::{JobScheduler, SchedulerConfig};
+use quiver_tests::TestDb;
+
+/// A collection with a snapshot, an index, deletes before and writes after the snapshot.
+async fn docs_with_snapshot() -> TestDb {
+    let db = TestDb::new().await;
+    db.sql(
+        "CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, category VARCHAR, embedding VECTOR(2));
+         INSERT INTO docs SELECT value, CASE WHEN value % 2 = 0 THEN 'even' ELSE 'odd' END,
+           make_array(value % 10, value / 10) FROM generate_series(1, 300);
+         CREATE INDEX e ON docs USING IVF_FLAT (embedding) WITH (num_partitions = 2);
+         DELETE FROM docs WHERE id <= 10;
+         CREATE SNAPSHOT nightly ON docs COMMENT 'before';
+         INSERT INTO docs VALUES (1000, 'late', [0, 0]);
+         DELETE FROM docs WHERE id = 20;",
+    )
+    .await;
+    db
+}
+
+/// Runs a statement that submits a job and waits for it; returns the finished job.
+async fn run_job(db: &TestDb, sql: &str) -> quiver_catalog::JobRecord {
+    let id: u64 = db.rows(sql).await[0][0].parse().unwrap();
+    db.session.scheduler().wait(id).await.unwrap()
+}
+
+const QUERY: &str = "embedding <-> [3, 3]";
+
+async fn same_content(db: &TestDb, a: &str, b: &str) {
+    let rows = |t: &str| format!("SELECT id, category, embedding FROM {t} ORDER BY id");
+    assert_eq!(
+        db.rows(&rows(a)).await,
+        db.rows(&rows(b)).await,
+        "{a} vs {b}"
+    );
+    let knn = |t: &str| format!("SELECT id, {QUERY} AS d FROM {t} ORDER BY d, id LIMIT 5");
+    assert_eq!(db.rows(&knn(a)).await, db.rows(&knn(b)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_restore_holds_exactly_the_snapshot() {
+    let db = docs_with_snapshot().await;
+    let job = run_job(&db, "RESTORE SNAPSHOT nightly ON docs TO docs_restored").await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(job.progress, 100);
+    assert!(
+        job.files_total > 0 && job.files_done == job.files_total,
+        "{job:?}"
+    );
+    assert!(job.bytes_done > 0 && job.started_at.is_some() && job.finished_at.is_some());
+    same_content(&db, "docs_restored", "snapshot('docs', 'nightly')").await;
+    assert_eq!(db.value("SELECT count(*) FROM docs_restored").await, "290");
+    assert!(db
+        .rows("SELECT id FROM docs_restored WHERE id IN (1000, 5)")
+        .await
+        .is_empty());
+    assert_eq!(
+        db.value("SELECT count(*) FROM docs_restored WHERE id = 20")
+            .await,
+        "1"
+    );
+    // Index, primary key and schema came along; the restored collection is writable.
+    let indexes = db.rows("SHOW INDEXES FROM docs_restored").await;
+    assert_eq!(indexes[0][1], "e");
+    let err = db
+        .error("INSERT INTO docs_restored VALUES (20, 'x', [1, 1])")
+        .await;
+    assert!(err.contains("duplicate primary key"), "{err}");
+    db.sql("INSERT INTO docs_restored VALUES (5000, 'new', [1, 1])")
+        .await;
+    // The source and the snapshot are untouched.
+    assert_eq!(
+        db.value("SELECT count(*) FROM snapshot('docs', 'nightly')")
+            .await,
+        "290"
+    );
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "290");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_copy_restore_reads_the_snapshots_files_and_survives_the_source() {
+    let db = docs_with_snapshot().await;
+    let job = run_job(
+        &db,
+        "RESTORE SNAPSHOT nightly ON docs TO clone IN DATABASE default WITH (mode = 'zero_copy')",
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    same_content(&db, "clone", "snapshot('docs', 'nightly')").await;
+    // The clone copied no data file.
+    let record = db
+        .session
+        .catalog()
+        .collection("default", "clone")
+        .await
+        .unwrap();
+    let data = db.dir.path().join(&record.location).join("data");
+    assert!(!data.exists() || std::fs::read_dir(&data).unwrap().next().is_none());
+    // Dropping the snapshot and the source keeps what the clone reads, even after GC.
+    db.sql("DROP TABLE docs CASCADE").await;
+    db.sql("VACUUM WITH (retention_seconds = 0, grace_seconds = 0)")
+        .await;
+    assert_eq!(db.value("SELECT count(*) FROM clone").await, "290");
+    db.sql("INSERT INTO clone VALUES (7777, 'w', [1, 2])").await;
+    assert_eq!(db.value("SELECT count(*) FROM clone").await, "291");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_place_restore_rolls_back_as_a_new_version() {
+    let db = docs_with_snapshot().await;
+    let job = run_job(&db, "RESTORE TABLE docs TO SNAPSHOT nightly").await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    same_content(&db, "docs", "snapshot('docs', 'nightly')").await;
+    // History is kept: the snapshot still reads, and new writes go on top.
+    db.sql("INSERT INTO docs VALUES (1000, 'again', [0, 0])")
+        .await;
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "291");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_restores_are_refused_before_any_work() {
+    let db = docs_with_snapshot().await;
+    db.sql("CREATE TABLE taken (id INT)").await;
+    let err = db.error("RESTORE SNAPSHOT nightly ON docs TO taken").await;
+    assert_eq!(err, "collection 'default.taken' already exists");
+    let err = db.error("RESTORE SNAPSHOT nope ON docs TO x").await;
+    assert_eq!(err, "snapshot 'nope' on 'default.docs' does not exist");
+    let err = db
+        .error("RESTORE SNAPSHOT nightly ON docs TO x IN DATABASE nowhere")
+        .await;
+    assert_eq!(err, "database 'nowhere' does not exist");
+    let err = db
+        .error("RESTORE SNAPSHOT nightly ON docs TO x WITH (mode = 'teleport')")
+        .await;
+    assert!(err.contains("unknown restore mode 'teleport'"), "{err}");
+    let err = db
+        .error("RESTORE SNAPSHOT nightly ON docs TO x WITH (speed = 'fast')")
+        .await;
+    assert!(err.contains("unknown option 'speed'"), "{err}");
+    assert!(db.rows("SHOW JOBS").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_mid_restore_drops_the_half_made_target_and_a_retry_succeeds() {
+    let db = docs_with_snapshot().await;
+    // Fail the third file copy.
+    let copies = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = copies.clone();
+    db.hooks.set(Arc::new(move |op: StoreOp, _path: &Path| {
+        if op == StoreOp::Copy && counter.fetch_add(1, Ordering::SeqCst) == 2 {
+            return Err("disk failed".to_string());
+        }
+        Ok(())
+    }));
+    let job = run_job(&db, "RESTORE SNAPSHOT nightly ON docs TO docs_restored").await;
+    db.hooks.clear();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(
+        job.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("disk failed"),
+        "{job:?}"
+    );
+    let err = db.error("SELECT * FROM docs_restored").await;
+    assert!(err.contains("not found"), "{err}");
+    let spec: quiver_planner::jobs::restore::RestoreSpec =
+        serde_json::from_value(job.spec.clone()).unwrap();
+    let target = db
+        .dir
+        .path()
+        .join(format!("collections/{}", spec.target_id.unwrap()));
+    assert!(!target.exists() || std::fs::read_dir(&target).unwrap().next().is_none());
+    // The snapshot is intact and the same restore succeeds when retried.
+    let job = run_job(&db, "RESTORE SNAPSHOT nightly ON docs TO docs_restored").await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    same_content(&db, "docs_restored", "snapshot('docs', 'nightly')").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_interrupted_by_a_restart_is_resumed() {
+    let mut db = docs_with_snapshot().await;
+    // The process "dies" during the copy: every write after the first copy fails.
+    let crashed = Arc::new(AtomicBool::new(false));
+    let flag = crashed.clone();
+    db.hooks.set(Arc::new(move |op: StoreOp, path: &Path| {
+        if op == StoreOp::Copy {
+            flag.store(true, Ordering::SeqCst);
+        }
+        let progress_write = path.as_ref().contains("_catalog");
+        let dead = flag.load(Ordering::SeqCst) && op != StoreOp::Get && op != StoreOp::List;
+        if dead && (progress_write || op == StoreOp::Copy) {
+            return Err("process died".to_string());
+        }
+        Ok(())
+    }));
+    let id: u64 = db
+        .rows("RESTORE SNAPSHOT nightly ON docs TO docs_restored")
+        .await[0][0]
+        .parse()
+        .unwrap();
+    // Wait until the job hit the crash; its record is stuck RUNNING (it could not write).
+    for _ in 0..200 {
+        if crashed.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(crashed.load(Ordering::SeqCst));
+    db.restart().await;
+    let job = db.session.catalog().job(id).await.unwrap();
+    assert_eq!(job.state, JobState::Running, "{job:?}");
+    // A new server takes it over (its runner is gone: the lease has expired at once here).
+    let scheduler = JobScheduler::new(
+        db.session.catalog().clone(),
+        SchedulerConfig {
+            lease: std::time::Duration::ZERO,
+            ..SchedulerConfig::default()
+        },
+    );
+    assert_eq!(scheduler.recover().await.unwrap(), vec![id]);
+    let job = scheduler.wait(id).await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    same_content(&db, "docs_restored", "snapshot('docs', 'nightly')").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_read_by_a_restore_cannot_be_dropped_and_jobs_can_be_cancelled() {
+    let db = docs_with_snapshot().await;
+    let gate = Arc::new(AtomicBool::new(true));
+    let hold = gate.clone();
+    // Copies wait while the gate is closed.
+    db.hooks.set(Arc::new(move |op: StoreOp, _path: &Path| {
+        while op == StoreOp::Copy && hold.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(())
+    }));
+    let id: u64 = db
+        .rows("RESTORE SNAPSHOT nightly ON docs TO docs_restored")
+        .await[0][0]
+        .parse()
+        .unwrap();
+    for _ in 0..200 {
+        if db.session.catalog().job(id).await.unwrap().state == JobState::Running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let err = db.error("DROP SNAPSHOT nightly ON docs").await;
+    assert_eq!(
+        err,
+        format!(
+            "snapshot 'nightly' on 'default.docs' is in use by job {id}; wait for it or cancel it"
+        )
+    );
+    let rows = db.rows(&format!("CANCEL JOB {id}")).await;
+    assert_eq!(rows[0][3], "RUNNING");
+    gate.store(false, Ordering::SeqCst);
+    let job = db.session.scheduler().wait(id).await.unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert!(db
+        .error("SELECT * FROM docs_restored")
+        .await
+        .contains("not found"));
+    let err = db.error(&format!("CANCEL JOB {id}")).await;
+    assert_eq!(err, format!("job {id} has already finished (CANCELLED)"));
+    db.sql("DROP SNAPSHOT nightly ON docs").await;
+    assert_eq!(db.error("CANCEL JOB 999").await, "job 999 does not exist");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_removes_only_what_nothing_needs() {
+    let db = docs_with_snapshot().await;
+    // An orphan file (an interrupted write) and a dropped collection.
+    let record = db
+        .session
+        .catalog()
+        .collection("default", "docs")
+        .await
+        .unwrap();
+    let orphan = db
+        .dir
+        .path()
+        .join(&record.location)
+        .join("data/orphan.lance");
+    std::fs::write(&orphan, b"half-written").unwrap();
+    db.sql("CREATE TABLE gone (id INT); INSERT INTO gone VALUES (1)")
+        .await;
+    db.sql("DROP TABLE gone").await;
+
+    let dry = db
+        .rows("VACUUM DRY RUN WITH (retention_seconds = 0, grace_seconds = 0)")
+        .await;
+    assert!(orphan.exists(), "a dry run deletes nothing");
+    let report = db
+        .rows("VACUUM WITH (retention_seconds = 0, grace_seconds = 0)")
+        .await;
+    assert_eq!(dry, report, "the dry run reports what the run removes");
+    let category = |name: &str| report.iter().find(|r| r[0] == name).cloned().unwrap();
+    assert!(
+        category("unreferenced files")[1].parse::<u64>().unwrap() >= 1,
+        "{report:?}"
+    );
+    assert!(
+        category("expired versions")[1].parse::<u64>().unwrap() >= 1,
+        "{report:?}"
+    );
+    assert!(!orphan.exists());
+    // Everything still reads in full: the collection, the snapshot, the index.
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "290");
+    assert_eq!(
+        db.value("SELECT count(*) FROM snapshot('docs', 'nightly')")
+            .await,
+        "290"
+    );
+    db.rows(&format!(
+        "SELECT id, {QUERY} AS d FROM snapshot('docs', 'nightly') ORDER BY d LIMIT 3"
+    ))
+    .await;
+    // A second run finds nothing left.
+    let again = db
+        .rows("VACUUM WITH (retention_seconds = 0, grace_seconds = 0)")
+        .await;
+    assert!(again.iter().all(|r| r[1] == "0"), "{again:?}");
+    // Young files are kept by the default grace period.
+    std::fs::write(&orphan, b"in flight").unwrap();
+    db.sql("VACUUM").await;
+    assert!(orphan.exists());
+    let jobs = db.rows("SELECT kind, state FROM quiver.jobs").await;
+    assert!(
+        jobs.iter().all(|j| j[0] == "GC" && j[1] == "SUCCEEDED"),
+        "{jobs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_refuses_to_delete_when_the_reference_set_cannot_load() {
+    let db = docs_with_snapshot().await;
+    let record = db
+        .session
+        .catalog()
+        .collection("default", "docs")
+        .await
+        .unwrap();
+    let orphan = db
+        .dir
+        .path()
+        .join(&record.location)
+        .join("data/orphan.lance");
+    std::fs::write(&orphan, b"x").unwrap();
+    let (_, snapshot) = db
+        .session
+        .catalog()
+        .snapshot("default", "docs", "nightly")
+        .await
+        .unwrap();
+    let manifest = db.dir.path().join(&snapshot.manifest_path);
+    std::fs::write(&manifest, b"corrupt").unwrap();
+    let err = db
+        .error("VACUUM WITH (retention_seconds = 0, grace_seconds = 0)")
+        .await;
+    assert!(err.contains("corrupt snapshot manifest"), "{err}");
+    assert!(
+        orphan.exists(),
+        "nothing is deleted without the full reference set"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_racing_snapshots_restores_and_writes_never_loses_a_file() {
+    let db = TestDb::new().await;
+    db.sql(
+        "CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, embedding VECTOR(2));
+         INSERT INTO docs SELECT value, make_array(value, value) FROM generate_series(1, 50)",
+    )
+    .await;
+    let mut expected: Vec<(String, usize)> = Vec::new();
+    for round in 0..6u64 {
+        let session = db.session.clone();
+        let writes = tokio::spawn(async move {
+            for i in 0..3u64 {
+                let id = 1000 + round * 10 + i;
+                session
+                    .run_script(&format!(
+                        "INSERT INTO docs VALUES ({id}, [{id}, 0]); DELETE FROM docs WHERE id = {}",
+                        round * 3 + i + 1
+                    ))
+                    .await
+                    .unwrap();
+            }
+        });
+        let session = db.session.clone();
+        let gc = tokio::spawn(async move {
+            session
+                .run_script("VACUUM WITH (retention_seconds = 0, grace_seconds = 60)")
+                .await
+                .unwrap();
+        });
+        db.sql(&format!("CREATE SNAPSHOT s{round} ON docs")).await;
+        let count: usize = db
+            .value(&format!(
+                "SELECT count(*) FROM snapshot('docs', 's{round}')"
+            ))
+            .await
+            .parse()
+            .unwrap();
+        expected.push((format!("snapshot('docs', 's{round}')"), count));
+        let job = run_job(
+            &db,
+            &format!("RESTORE SNAPSHOT s{round} ON docs TO r{round}"),
+        )
+        .await;
+        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+        expected.push((format!("r{round}"), count));
+        writes.await.unwrap();
+        gc.await.unwrap();
+    }
+    db.sql("VACUUM WITH (retention_seconds = 0, grace_seconds = 60)")
+        .await;
+    // Every snapshot and every collection reads in full.
+    for (table, count) in &expected {
+        let got: usize = db
+            .value(&format!("SELECT count(*) FROM {table}"))
+            .await
+            .parse()
+            .unwrap();
+        assert_eq!(got, *count, "{table}");
+        db.rows(&format!("SELECT * FROM {table}")).await;
+    }
+    let live: usize = db.value("SELECT count(*) FROM docs").await.parse().unwrap();
+    assert_eq!(live, 50 - 18 + 18);
+    db.rows("SELECT * FROM docs").await;
+}
