@@ -153,6 +153,7 @@ impl ActionRegistry {
     pub fn standard() -> Result<Self, RegistryError> {
         let mut registry = Self::default();
         registry.register(GetServerInfo)?;
+        crate::snapshot_actions::register(&mut registry)?;
         Ok(registry)
     }
 

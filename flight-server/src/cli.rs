@@ -6,11 +6,14 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::UInt64Type;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches_with_schema;
 use datafusion::error::{DataFusionError, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use quiver_catalog::location::DataRoot;
 use quiver_catalog::Catalog;
 use quiver_planner::QuiverSession;
@@ -25,7 +28,8 @@ pub async fn open_session(data: &str) -> Result<QuiverSession> {
     let catalog = Catalog::open(root)
         .await
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-    Ok(QuiverSession::new(Arc::new(catalog)))
+    Ok(QuiverSession::new(Arc::new(catalog))
+        .with_progress(Arc::new(crate::progress::ProgressBars::default())))
 }
 
 /// Formats one statement's result as the CLI prints it: `OK` for a result without columns,
@@ -75,26 +79,88 @@ impl Backend {
         }
     }
 
-    /// Runs a script and prints each statement's result; stops at the first error.
-    pub async fn run_and_print(&mut self, sql: &str) -> Result<(), CliError> {
+    /// Runs one statement and returns its result.
+    async fn run_one(&mut self, sql: &str) -> Result<(Schema, Vec<RecordBatch>), CliError> {
         match self {
             Backend::Embedded(session) => {
-                for statement in quiver_planner::statement::parse_statements(sql)? {
-                    let df = session.statement(statement).await?;
-                    let schema = df.schema().as_arrow().clone();
-                    let batches = df.collect().await?;
-                    println!("{}", format_result(&schema, &batches)?);
-                }
+                let df = session.sql(sql).await?;
+                let schema = df.schema().as_arrow().clone();
+                Ok((schema, df.collect().await?))
             }
             Backend::Remote(client) => {
-                for statement in split_statements(sql)? {
-                    let (schema, batches) = client.run(&statement).await?;
-                    println!("{}", format_result(&schema, &batches)?);
-                }
+                let (schema, batches) = client.run(sql).await?;
+                Ok((schema.as_ref().clone(), batches))
+            }
+        }
+    }
+
+    /// Runs a script and prints each statement's result; stops at the first error. A statement
+    /// that starts a job (`RESTORE`) is followed with a progress bar until the job finishes.
+    pub async fn run_and_print(&mut self, sql: &str) -> Result<(), CliError> {
+        let statements = match self {
+            Backend::Embedded(_) => {
+                quiver_planner::statement::parse_statements(sql)?;
+                split_statements(sql)?
+            }
+            Backend::Remote(_) => split_statements(sql)?,
+        };
+        for statement in statements {
+            let (schema, batches) = self.run_one(&statement).await?;
+            println!("{}", format_result(&schema, &batches)?);
+            if let Some(id) = started_job(&schema, &batches) {
+                self.follow(id).await?;
             }
         }
         Ok(())
     }
+
+    /// Polls job `id` until it finishes, drawing its progress; prints how it ended.
+    async fn follow(&mut self, id: u64) -> Result<(), CliError> {
+        let bar = ProgressBar::new(100).with_style(
+            ProgressStyle::with_template("job {prefix} {msg:>9} [{bar:40}] {pos}%")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(id.to_string());
+        let query = format!("SELECT state, progress, error FROM quiver.jobs WHERE id = {id}");
+        loop {
+            let (_, batches) = self.run_one(&query).await?;
+            let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+                bar.finish_and_clear();
+                return Ok(());
+            };
+            let state = batch.column(0).as_string::<i32>().value(0).to_string();
+            let progress = batch.column(1).as_primitive::<UInt64Type>().value(0);
+            let errors = batch.column(2).as_string::<i32>();
+            bar.set_message(state.clone());
+            bar.set_position(progress);
+            if matches!(state.as_str(), "SUCCEEDED" | "FAILED" | "CANCELLED") {
+                bar.finish_and_clear();
+                let reason = if errors.is_valid(0) {
+                    format!(": {}", errors.value(0))
+                } else {
+                    String::new()
+                };
+                println!("job {id} {state}{reason}");
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The id of the job a result announces (one row with a `job_id` column), if any.
+fn started_job(schema: &Schema, batches: &[RecordBatch]) -> Option<u64> {
+    let index = schema.index_of("job_id").ok()?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if rows != 1 || schema.fields().len() != 4 {
+        return None;
+    }
+    let batch = batches.iter().find(|b| b.num_rows() == 1)?;
+    batch
+        .column(index)
+        .as_primitive_opt::<UInt64Type>()
+        .map(|a| a.value(0))
 }
 
 /// Whether `buffer` holds a complete statement (ends with `;` outside quotes).

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub limits: QueryLimits,
     /// How long shutdown waits for in-flight calls before cancelling running queries.
     pub shutdown_grace: Duration,
+    /// How often garbage collection runs on its own (`None`: only on `VACUUM`).
+    pub gc_interval: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -77,6 +79,7 @@ impl ServerConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             limits: QueryLimits::default(),
             shutdown_grace: Duration::from_secs(10),
+            gc_interval: Some(Duration::from_secs(3600)),
         }
     }
 }

@@ -34,6 +34,7 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use quiver_catalog::Catalog;
+use quiver_planner::jobs::{JobScheduler, SchedulerConfig};
 use quiver_planner::statement::{parse_statements, QuiverStatement};
 use quiver_planner::QuiverSession;
 use tokio::time::Instant;
@@ -80,12 +81,23 @@ impl Planned {
 pub struct Executor {
     catalog: Arc<Catalog>,
     limits: QueryLimits,
+    scheduler: Arc<JobScheduler>,
 }
 
 impl Executor {
-    /// An executor over `catalog`.
+    /// An executor over `catalog`, with its own job scheduler.
     pub fn new(catalog: Arc<Catalog>, limits: QueryLimits) -> Self {
-        Self { catalog, limits }
+        let scheduler = JobScheduler::new(catalog.clone(), SchedulerConfig::default());
+        Self {
+            catalog,
+            limits,
+            scheduler,
+        }
+    }
+
+    /// The scheduler running the server's jobs.
+    pub fn scheduler(&self) -> &Arc<JobScheduler> {
+        &self.scheduler
     }
 
     /// The catalog.
@@ -93,9 +105,9 @@ impl Executor {
         &self.catalog
     }
 
-    /// A fresh session over the catalog.
+    /// A fresh session over the catalog, running jobs on the server's scheduler.
     pub fn session(&self) -> QuiverSession {
-        QuiverSession::new(self.catalog.clone())
+        QuiverSession::new(self.catalog.clone()).with_scheduler(self.scheduler.clone())
     }
 
     /// [`Self::plan`] on its own task, which finishes even if the caller is dropped.

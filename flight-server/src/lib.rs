@@ -16,9 +16,11 @@ pub mod ingest;
 pub mod input;
 pub mod metadata;
 pub mod prepared;
+pub mod progress;
 pub mod queries;
 pub mod server;
 pub mod service;
+pub mod snapshot_actions;
 
 pub use config::ServerConfig;
 pub use server::{start, RunningServer, ServeError};

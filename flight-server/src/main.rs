@@ -98,6 +98,9 @@ enum Command {
         /// How long one query may run (e.g. 30s, 5m); 0 for no limit.
         #[arg(long, value_parser = parse_duration, default_value = "5m")]
         query_timeout: Duration,
+        /// How often garbage collection runs on its own (e.g. 1h; 0 turns it off).
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        gc_interval: Duration,
     },
 }
 
@@ -120,6 +123,7 @@ async fn main() -> ExitCode {
             max_message_size,
             query_memory_limit,
             query_timeout,
+            gc_interval,
         } => {
             init_logging();
             let tls = tls_cert
@@ -136,6 +140,7 @@ async fn main() -> ExitCode {
                         tls,
                         max_message_size,
                         limits,
+                        gc_interval: (!gc_interval.is_zero()).then_some(gc_interval),
                         ..ServerConfig::new(args.data, bind)
                     };
                     serve(config).await

@@ -152,6 +152,18 @@ pub async fn start_with_catalog(
     let service = QuiverFlightService::new(catalog, config.limits.clone(), auth.clone(), actions)
         .map_err(|e| ServeError::Service(e.to_string()))?;
     let queries = service.queries();
+    // Jobs a previous server left unfinished are resumed; garbage collection runs on its own.
+    let scheduler = service.scheduler();
+    let resumed = scheduler
+        .recover()
+        .await
+        .map_err(|e| ServeError::Service(e.to_string()))?;
+    if !resumed.is_empty() {
+        tracing::info!("resumed unfinished jobs {resumed:?}");
+    }
+    if let Some(every) = config.gc_interval {
+        scheduler.start_interval_gc(every, quiver_planner::jobs::gc::GcSpec::default());
+    }
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(config.max_message_size)
         .max_encoding_message_size(config.max_message_size);

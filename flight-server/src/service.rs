@@ -98,6 +98,11 @@ impl QuiverFlightService {
         })
     }
 
+    /// The scheduler running the server's jobs.
+    pub fn scheduler(&self) -> Arc<quiver_planner::jobs::JobScheduler> {
+        self.executor.scheduler().clone()
+    }
+
     /// The registry of tickets (to cancel everything at shutdown).
     pub fn queries(&self) -> Arc<QueryRegistry> {
         self.queries.clone()
