@@ -11,7 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{FixedSizeListArray, Float32Array, Int64Array, RecordBatch, RecordBatchIterator};
+use arrow::array::{
+    FixedSizeListArray, Float32Array, Int64Array, RecordBatch, RecordBatchIterator,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lance::dataset::{WriteMode, WriteParams};
@@ -39,7 +41,10 @@ async fn collection(rows: usize, fragments: usize) -> (tempfile::TempDir, Quiver
         Field::new("id", DataType::Int64, false),
         Field::new(
             "embedding",
-            DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, true)), DIM),
+            DataType::FixedSizeList(
+                Arc::new(Field::new_list_field(DataType::Float32, true)),
+                DIM,
+            ),
             true,
         ),
     ]));
@@ -126,7 +131,10 @@ fn restores(c: &mut Criterion) {
     runtime
         .block_on(session.run_script("CREATE SNAPSHOT s ON docs"))
         .expect("snapshot");
-    let bytes: u64 = walk(&dir.path().join("collections")).iter().map(|p| p.1).sum();
+    let bytes: u64 = walk(&dir.path().join("collections"))
+        .iter()
+        .map(|p| p.1)
+        .sum();
     let mut group = c.benchmark_group("restore");
     group.sample_size(10).throughput(Throughput::Bytes(bytes));
     let mut n = 0u64;
@@ -136,7 +144,8 @@ fn restores(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     n += 1;
-                    total += restore(&session, &format!("RESTORE SNAPSHOT s ON docs TO r{n}")).await;
+                    total +=
+                        restore(&session, &format!("RESTORE SNAPSHOT s ON docs TO r{n}")).await;
                     session
                         .run_script(&format!("DROP TABLE r{n}"))
                         .await

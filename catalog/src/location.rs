@@ -105,10 +105,17 @@ impl DataRoot {
 
     /// Opens the root like [`DataRoot::open`], with every operation (the catalog's and Lance's)
     /// passing through `hooks` first.
+    ///
+    /// Lance writes local files directly, past any object store wrapper; a local root opened this
+    /// way therefore gives Lance `file-object-store://` URIs, Lance's scheme for local files
+    /// through the object store API, so that every write meets the hooks.
     pub fn open_with_faults(location: &str, hooks: FaultHooks) -> Result<Self> {
         let mut root = Self::open(location)?;
         root.store = Arc::new(FaultInjectingStore::new(root.store, hooks.clone()));
         root.hooks = Some(hooks);
+        if root.base_uri.starts_with('/') {
+            root.base_uri = format!("file-object-store://{}", root.base_uri);
+        }
         Ok(root)
     }
 
@@ -150,9 +157,16 @@ impl DataRoot {
     /// The root-relative form of a URI (or local path) under the root, as Lance records base
     /// paths, if it is under it.
     pub fn relative_uri(&self, uri: &str) -> Option<String> {
-        let uri = uri.strip_prefix("file://").unwrap_or(uri);
-        uri.strip_prefix(&self.base_uri)
-            .and_then(|rest| rest.strip_prefix('/'))
+        let plain = |u: &str| -> String {
+            let u = u
+                .strip_prefix("file-object-store://")
+                .or_else(|| u.strip_prefix("file://"))
+                .unwrap_or(u);
+            u.to_string()
+        };
+        plain(uri)
+            .strip_prefix(&plain(&self.base_uri))
+            .and_then(|rest| rest.strip_prefix('/').map(str::to_string))
             .map(|rest| rest.trim_end_matches('/').to_string())
     }
 

@@ -295,7 +295,10 @@ mod tests {
         assert!(names.iter().any(|n| n == "Echo"), "{names:?}");
         assert!(names.iter().any(|n| n == "GetServerInfo"), "{names:?}");
         assert!(names.iter().any(|n| n == "RestoreSnapshot"), "{names:?}");
-        assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted and unique: {names:?}");
+        assert!(
+            names.windows(2).all(|w| w[0] < w[1]),
+            "sorted and unique: {names:?}"
+        );
     }
 
     #[tokio::test]

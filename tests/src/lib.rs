@@ -41,6 +41,19 @@ impl TestDb {
         }
     }
 
+    /// A new, empty data root opened as in production: no fault hooks, Lance writing local
+    /// files directly (the SQL logic tests run this way).
+    pub async fn without_faults() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = DataRoot::open(&dir.path().to_string_lossy()).expect("data root");
+        let catalog = Catalog::open(root).await.expect("catalog");
+        Self {
+            dir,
+            session: QuiverSession::new(Arc::new(catalog)),
+            hooks: FaultHooks::default(),
+        }
+    }
+
     /// Reopens the data root in a new catalog and session, as a restarted process would.
     pub async fn restart(&mut self) {
         self.hooks = FaultHooks::default();

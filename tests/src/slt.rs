@@ -21,7 +21,7 @@ impl QuiverSlt {
     /// A database over a fresh data root.
     pub async fn new() -> Self {
         Self {
-            db: TestDb::new().await,
+            db: TestDb::without_faults().await,
         }
     }
 }
