@@ -6,7 +6,7 @@
 //! `cargo bench -p quiver-benchmarks --bench jobs`.
 
 // Criterion's macros generate undocumented items.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
