@@ -298,15 +298,12 @@ impl QuiverSession {
         self.done()
     }
 
-    /// `DROP INDEX [IF EXISTS] name [ON table]`: without a table, the current database's
-    /// collections are searched for the name.
-    pub(crate) async fn drop_index(
+    /// The collection `table`, or every collection of the current database.
+    async fn collections_named(
         &self,
-        name: &str,
         table: Option<&ObjectName>,
-        if_exists: bool,
-    ) -> Result<DataFrame> {
-        let candidates = match table {
+    ) -> Result<Vec<quiver_catalog::CollectionRecord>> {
+        Ok(match table {
             Some(t) => {
                 let (database, collection) = self.resolve(t)?;
                 vec![self
@@ -323,7 +320,18 @@ impl QuiverSession {
                     .cloned()
                     .collect()
             }
-        };
+        })
+    }
+
+    /// `DROP INDEX [IF EXISTS] name [ON table]`: without a table, the current database's
+    /// collections are searched for the name.
+    pub(crate) async fn drop_index(
+        &self,
+        name: &str,
+        table: Option<&ObjectName>,
+        if_exists: bool,
+    ) -> Result<DataFrame> {
+        let candidates = self.collections_named(table).await?;
         let mut owners = Vec::new();
         for record in candidates {
             let dataset = self
@@ -361,24 +369,7 @@ impl QuiverSession {
 
     /// `SHOW INDEXES [FROM table]`.
     pub(crate) async fn show_indexes(&self, table: Option<&ObjectName>) -> Result<DataFrame> {
-        let records = match table {
-            Some(t) => {
-                let (database, collection) = self.resolve(t)?;
-                vec![self
-                    .catalog()
-                    .collection(&database, &collection)
-                    .await
-                    .map_err(external)?]
-            }
-            None => {
-                let state = self.catalog().state().await.map_err(external)?;
-                state
-                    .collections_in(&self.current_database())
-                    .into_iter()
-                    .cloned()
-                    .collect()
-            }
-        };
+        let records = self.collections_named(table).await?;
         let mut rows: Vec<[String; 5]> = Vec::new();
         let mut indexed = Vec::new();
         for record in records {

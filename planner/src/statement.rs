@@ -295,13 +295,18 @@ fn parse_snapshot_statement(parser: &mut DFParser<'_>) -> Result<Option<QuiverSt
     Ok(Some(statement))
 }
 
-/// `( key = value [, ...] )` after `WITH`, keys lower-cased.
+/// `WITH ( key = value [, ...] )`, if present; keys lower-cased.
 fn parse_with_options(parser: &mut DFParser<'_>) -> Result<Vec<(String, String)>> {
+    if !parser.parser.parse_keyword(Keyword::WITH) {
+        return Ok(Vec::new());
+    }
+    parse_option_list(parser)
+}
+
+/// `( key [=] value [, ...] )`; keys lower-cased.
+fn parse_option_list(parser: &mut DFParser<'_>) -> Result<Vec<(String, String)>> {
     let p = &mut parser.parser;
     let mut options = Vec::new();
-    if !p.parse_keyword(Keyword::WITH) {
-        return Ok(options);
-    }
     p.expect_token(&Token::LParen)?;
     loop {
         let key = p.parse_identifier()?.value.to_ascii_lowercase();
@@ -475,26 +480,12 @@ fn parse_copy_from(parser: &mut DFParser<'_>) -> Result<QuiverStatement> {
     let name = p.parse_object_name(true)?;
     p.expect_keyword_is(Keyword::FROM)?;
     let path = p.parse_literal_string()?;
-    let mut options = Vec::new();
-    let with = p.parse_keyword(Keyword::WITH);
-    if with || p.peek_token().token == Token::LParen {
-        p.expect_token(&Token::LParen)?;
-        loop {
-            let key = p.parse_identifier()?.value.to_ascii_lowercase();
-            let _ = p.consume_token(&Token::Eq);
-            let value = match p.next_token().token {
-                Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
-                Token::Number(n, _) => n,
-                Token::Word(w) => w.value,
-                other => return plan_err!("COPY option '{key}': unexpected value '{other}'"),
-            };
-            options.push((key, value));
-            if !p.consume_token(&Token::Comma) {
-                break;
-            }
-        }
-        p.expect_token(&Token::RParen)?;
-    }
+    // `WITH` is optional before COPY's option list.
+    let options = if p.peek_token().token == Token::LParen {
+        parse_option_list(parser)?
+    } else {
+        parse_with_options(parser)?
+    };
     Ok(QuiverStatement::CopyFrom {
         name,
         path,

@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use quiver_catalog::location::DataRoot;
 
-use super::{cancelled, JobProgress, Transform};
+use super::{cancelled, paths_and_sizes, JobProgress, Transform};
 
 /// Copies files from one collection directory to another.
 #[derive(Debug)]
@@ -75,14 +75,7 @@ impl Transform for FileCopy {
         batch: RecordBatch,
         progress: &Arc<dyn JobProgress>,
     ) -> Result<Option<RecordBatch>> {
-        let paths = batch
-            .column(batch.schema().index_of("path")?)
-            .as_string::<i32>()
-            .clone();
-        let sizes = batch
-            .column(batch.schema().index_of("size_bytes")?)
-            .as_primitive::<UInt64Type>()
-            .clone();
+        let (paths, sizes) = paths_and_sizes(&batch)?;
         let rows = batch
             .schema()
             .index_of("row_count")

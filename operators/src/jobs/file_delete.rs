@@ -7,14 +7,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{AsArray, RecordBatch, StringArray, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use datafusion::arrow::array::{RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{internal_err, DataFusionError, Result};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use quiver_catalog::location::DataRoot;
 
-use super::{cancelled, JobProgress, Transform};
+use super::{cancelled, paths_and_sizes, JobProgress, Transform};
 
 /// Schema of garbage collection report rows: `category, item, files, bytes`.
 pub fn report_schema() -> SchemaRef {
@@ -72,14 +72,7 @@ impl Transform for FileDelete {
         batch: RecordBatch,
         progress: &Arc<dyn JobProgress>,
     ) -> Result<Option<RecordBatch>> {
-        let paths = batch
-            .column(batch.schema().index_of("path")?)
-            .as_string::<i32>()
-            .clone();
-        let sizes = batch
-            .column(batch.schema().index_of("size_bytes")?)
-            .as_primitive::<UInt64Type>()
-            .clone();
+        let (paths, sizes) = paths_and_sizes(&batch)?;
         progress.add_total(batch.num_rows() as u64, sizes.iter().flatten().sum(), 0);
         let deleted: Vec<(String, u64)> = futures::stream::iter(0..batch.num_rows())
             .map(|i| {

@@ -59,6 +59,25 @@ pub fn cancelled() -> datafusion::error::DataFusionError {
     datafusion::error::DataFusionError::Execution("the job was cancelled".to_string())
 }
 
+/// The `path` and `size_bytes` columns of a file batch.
+pub fn paths_and_sizes(
+    batch: &RecordBatch,
+) -> Result<(
+    datafusion::arrow::array::StringArray,
+    datafusion::arrow::array::UInt64Array,
+)> {
+    use datafusion::arrow::array::AsArray;
+    let paths = batch
+        .column(batch.schema().index_of("path")?)
+        .as_string::<i32>()
+        .clone();
+    let sizes = batch
+        .column(batch.schema().index_of("size_bytes")?)
+        .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+        .clone();
+    Ok((paths, sizes))
+}
+
 /// A leaf that produces batches by doing some I/O.
 #[async_trait]
 pub trait Source: Debug + Display + Send + Sync + 'static {
