@@ -21,6 +21,8 @@ INSERT INTO demo_docs VALUES
 DESCRIBE demo_docs;
 SELECT id, title, l2_distance(embedding, [0.85, 0.15, 0.05, 0.05]) AS distance
   FROM demo_docs ORDER BY distance LIMIT 3;
+SELECT query_id, id, title, distance
+  FROM knn('demo_docs', 'embedding', (SELECT id, embedding FROM demo_docs WHERE id IN (1, 4)), 2);
 SELECT category, count(*) AS docs FROM demo_docs GROUP BY category ORDER BY category;
 CREATE SNAPSHOT v1 ON demo_docs COMMENT 'the first five';
 DELETE FROM demo_docs WHERE category = 'query';

@@ -8,76 +8,22 @@
 // Criterion's macros generate undocumented items.
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    FixedSizeListArray, Float32Array, Int64Array, RecordBatch, RecordBatchIterator,
-};
-use arrow::datatypes::{DataType, Field, Schema};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use lance::dataset::{WriteMode, WriteParams};
-use lance::Dataset;
-use quiver_catalog::location::DataRoot;
-use quiver_catalog::{Catalog, JobState};
+use quiver_catalog::JobState;
 use quiver_planner::QuiverSession;
 
-const DIM: i32 = 16;
+const DIM: usize = 16;
 
 /// A session over a fresh root with collection `docs` of `rows` rows in `fragments` fragments.
 async fn collection(rows: usize, fragments: usize) -> (tempfile::TempDir, QuiverSession) {
-    let dir = tempfile::tempdir().expect("dir");
-    let root = DataRoot::open(&dir.path().to_string_lossy()).expect("root");
-    let catalog = Arc::new(Catalog::open(root).await.expect("catalog"));
-    let session = QuiverSession::new(catalog.clone());
-    session
-        .run_script(&format!(
-            "CREATE TABLE docs (id BIGINT NOT NULL, embedding VECTOR({DIM}))"
-        ))
-        .await
-        .expect("create");
-    let record = catalog.collection("default", "docs").await.expect("record");
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new(
-            "embedding",
-            DataType::FixedSizeList(
-                Arc::new(Field::new_list_field(DataType::Float32, true)),
-                DIM,
-            ),
-            true,
-        ),
-    ]));
-    let values = quiver_benchmarks::random_vectors(rows, DIM as usize, 3);
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(0..rows as i64)),
-            Arc::new(
-                FixedSizeListArray::try_new(
-                    Arc::new(Field::new_list_field(DataType::Float32, true)),
-                    DIM,
-                    Arc::new(Float32Array::from(values)),
-                    None,
-                )
-                .expect("vectors"),
-            ),
-        ],
-    )
-    .expect("batch");
-    let params = WriteParams {
-        max_rows_per_file: rows.div_ceil(fragments),
-        max_rows_per_group: rows.div_ceil(fragments).min(1024),
-        ..catalog.write_params(WriteMode::Append)
-    };
-    Dataset::write(
-        RecordBatchIterator::new(vec![Ok(batch)], schema),
-        catalog.root().uri_of(&record.location).as_str(),
-        Some(params),
+    quiver_benchmarks::collection(
+        quiver_benchmarks::random_vectors(rows, DIM, 3),
+        DIM,
+        fragments,
     )
     .await
-    .expect("write");
-    (dir, session)
 }
 
 async fn restore(session: &QuiverSession, sql: &str) -> Duration {

@@ -280,6 +280,16 @@ impl Catalog {
             .iter()
             .map(|s| s.id.clone())
             .collect();
+        // A restore reading one of its snapshots keeps the collection (and its files) alive.
+        for snapshot in state.snapshots_of(id) {
+            if let Some(job_id) = crate::snapshot::job_reading(state, &snapshot.id) {
+                return Err(CatalogError::SnapshotInUse {
+                    collection: record.qualified_name(),
+                    name: snapshot.name.clone(),
+                    job_id,
+                });
+            }
+        }
         let committed = state
             .snapshots_of(id)
             .iter()
@@ -334,6 +344,43 @@ impl Catalog {
             self.purge_dropped(&record.id).await?;
         }
         Ok(dropped)
+    }
+
+    /// Puts the collection `staged_id` in the place of `database.name` in one commit: the
+    /// collection there (if any) is dropped — refused if it has snapshots — and the staged one
+    /// takes its name. Until the commit, the old collection is untouched.
+    pub async fn replace_collection(
+        &self,
+        database: &str,
+        name: &str,
+        staged_id: &str,
+    ) -> Result<()> {
+        let replaced = self
+            .commit(|state| {
+                let old = state
+                    .collection(database, name)
+                    .map(|r| r.id.clone())
+                    .filter(|id| id != staged_id);
+                let removed = match old {
+                    Some(id) => Self::remove_collection(state, &id, false)?,
+                    None => None,
+                };
+                let Some(staged) = state.collections.get_mut(staged_id) else {
+                    return Err(CatalogError::InvalidRequest {
+                        message: format!(
+                            "the collection built to replace '{database}.{name}' is gone"
+                        ),
+                    });
+                };
+                staged.name = name.to_string();
+                Ok(removed)
+            })
+            .await?;
+        if let Some(record) = &replaced {
+            self.release_shared(record).await?;
+            self.purge_dropped(&record.id).await?;
+        }
+        Ok(())
     }
 
     /// Removes the tags a dropped zero-copy restore held on the versions it read.

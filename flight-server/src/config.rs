@@ -27,6 +27,9 @@ pub struct QueryLimits {
     pub memory: Option<usize>,
     /// How long one query may run; `None` for no limit. Enforced inside the result stream.
     pub timeout: Option<Duration>,
+    /// Whether statements may read or write files on the server's machine (`COPY ... FROM`,
+    /// `COPY ... TO`). Off by default: a client could otherwise read any file the server can.
+    pub allow_server_files: bool,
 }
 
 impl Default for QueryLimits {
@@ -34,6 +37,7 @@ impl Default for QueryLimits {
         Self {
             memory: Some(DEFAULT_QUERY_MEMORY_LIMIT),
             timeout: Some(DEFAULT_QUERY_TIMEOUT),
+            allow_server_files: false,
         }
     }
 }

@@ -36,6 +36,12 @@ pub enum FlightServerError {
     /// The data a client streamed in could not be read.
     #[error("reading the client's data failed: {0}")]
     Input(String),
+    /// A statement would read or write files on the server's machine, which is off.
+    #[error(
+        "COPY reads and writes files on the server's machine, which this server does not allow \
+         (start it with --allow-server-files); load data with bulk ingest (adbc_ingest) instead"
+    )]
+    ServerFilesRefused,
     /// A background task of the server failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -46,6 +52,7 @@ impl FlightServerError {
         match self {
             Self::UnknownStatement { .. } | Self::UnknownPreparedStatement { .. } => Code::NotFound,
             Self::InvalidRequest(_) | Self::Input(_) => Code::InvalidArgument,
+            Self::ServerFilesRefused => Code::PermissionDenied,
             Self::Internal(_) => Code::Internal,
         }
     }

@@ -43,6 +43,7 @@ use tonic::Status;
 
 use crate::config::QueryLimits;
 use crate::error::{status_from_datafusion, FlightServerError};
+use crate::insert_rows;
 
 /// How many memory consumers a memory-limit error names.
 const REPORTED_CONSUMERS: NonZeroUsize = match NonZeroUsize::new(3) {
@@ -131,6 +132,9 @@ impl Executor {
     ) -> Result<Planned, Status> {
         let sql_error = |e: DataFusionError| status_from_datafusion(&e);
         let statement = single_statement(sql).map_err(sql_error)?;
+        if !self.limits.allow_server_files && touches_server_files(&statement) {
+            return Err(FlightServerError::ServerFilesRefused.into());
+        }
         if params.is_some() && is_command(&statement) {
             return Err(FlightServerError::InvalidRequest(
                 "parameters can only be bound to queries and INSERT/UPDATE/DELETE".into(),
@@ -156,6 +160,53 @@ impl Executor {
             return Ok(Planned::Done { schema, batches });
         }
         Ok(Planned::Query(Box::new(df)))
+    }
+
+    /// Plans an INSERT bound to every parameter row of `sets` as one write and runs it on its
+    /// own task (which finishes even if the caller is dropped): all rows are written in one
+    /// transaction, or none. `None` if the statement is not an INSERT.
+    pub async fn insert_rows_detached(
+        &self,
+        sql: String,
+        sets: Vec<Vec<ScalarValue>>,
+    ) -> Result<Option<Planned>, Status> {
+        let executor = self.clone();
+        tokio::spawn(async move { executor.insert_rows(&sql, sets).await })
+            .await
+            .map_err(|e| Status::from(FlightServerError::Internal(e.to_string())))?
+    }
+
+    async fn insert_rows(
+        &self,
+        sql: &str,
+        sets: Vec<Vec<ScalarValue>>,
+    ) -> Result<Option<Planned>, Status> {
+        let sql_error = |e: DataFusionError| status_from_datafusion(&e);
+        let statement = single_statement(sql).map_err(sql_error)?;
+        if is_command(&statement) {
+            return Ok(None);
+        }
+        let df = self
+            .session()
+            .statement(statement)
+            .await
+            .map_err(sql_error)?;
+        let (state, plan) = df.into_parts();
+        if !insert_rows::is_insert(&plan) {
+            return Ok(None);
+        }
+        let mut bound = Vec::with_capacity(sets.len());
+        for set in sets {
+            let values = typed_parameters(&plan, set)?;
+            bound.push(plan.clone().with_param_values(values).map_err(sql_error)?);
+        }
+        let Some(insert) = insert_rows::insert_all(&plan, bound).map_err(sql_error)? else {
+            return Ok(None);
+        };
+        let df = DataFrame::new(state, insert);
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = self.run_to_completion(df, self.deadline()).await?;
+        Ok(Some(Planned::Done { schema, batches }))
     }
 
     /// Runs a frame to its end under the memory limit and `deadline`, collecting its (small)
@@ -371,6 +422,21 @@ pub fn is_command(statement: &QuiverStatement) -> bool {
 /// Parses `sql` as exactly one statement and tells whether it is a command.
 pub fn is_command_sql(sql: &str) -> Result<bool> {
     Ok(is_command(&single_statement(sql)?))
+}
+
+/// Whether a statement reads or writes files on the server's machine (`COPY`).
+fn touches_server_files(statement: &QuiverStatement) -> bool {
+    match statement {
+        QuiverStatement::CopyFrom { .. } => true,
+        QuiverStatement::DataFusion(statement) => match statement.as_ref() {
+            DFStatement::CopyTo(_) => true,
+            DFStatement::Explain(explain) => {
+                matches!(explain.statement.as_ref(), DFStatement::CopyTo(_))
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// Whether a plan writes data.

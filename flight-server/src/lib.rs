@@ -14,6 +14,7 @@ pub mod error;
 pub mod execution;
 pub mod ingest;
 pub mod input;
+pub mod insert_rows;
 pub mod metadata;
 pub mod prepared;
 pub mod progress;

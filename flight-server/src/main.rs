@@ -101,6 +101,10 @@ enum Command {
         /// How often garbage collection runs on its own (e.g. 1h; 0 turns it off).
         #[arg(long, value_parser = parse_duration, default_value = "1h")]
         gc_interval: Duration,
+        /// Let clients' COPY statements read and write files on this machine (off: clients
+        /// load data with bulk ingest).
+        #[arg(long)]
+        allow_server_files: bool,
     },
 }
 
@@ -124,6 +128,7 @@ async fn main() -> ExitCode {
             query_memory_limit,
             query_timeout,
             gc_interval,
+            allow_server_files,
         } => {
             init_logging();
             let tls = tls_cert
@@ -132,6 +137,7 @@ async fn main() -> ExitCode {
             let limits = QueryLimits {
                 memory: (query_memory_limit > 0).then_some(query_memory_limit),
                 timeout: (!query_timeout.is_zero()).then_some(query_timeout),
+                allow_server_files,
             };
             match auth_config(auth, &credentials) {
                 Ok(auth) => {

@@ -161,6 +161,8 @@ pub async fn start_with_catalog(
     if !resumed.is_empty() {
         tracing::info!("resumed unfinished jobs {resumed:?}");
     }
+    // Jobs whose runner dies later (another server over the same root) are taken over too.
+    scheduler.start_recovery(scheduler.config().lease / 2);
     if let Some(every) = config.gc_interval {
         scheduler.start_interval_gc(every, quiver_planner::jobs::gc::GcSpec::default());
     }

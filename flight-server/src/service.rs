@@ -178,6 +178,16 @@ impl QuiverFlightService {
             let planned = self.executor.plan_detached(sql.to_string(), None).await?;
             return Ok(pending(planned));
         };
+        // Many rows of parameters for one INSERT: one write, all rows or none.
+        if sets.len() > 1 {
+            if let Some(planned) = self
+                .executor
+                .insert_rows_detached(sql.to_string(), sets.clone())
+                .await?
+            {
+                return Ok(pending(planned));
+            }
+        }
         let mut schema = None;
         let mut frames = Vec::new();
         let mut done = Vec::new();

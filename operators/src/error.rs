@@ -55,6 +55,14 @@ pub enum OperatorError {
         /// 1-based row number, if the vector came from a column.
         row: Option<usize>,
     },
+    /// A vector holds a NULL element (a vector is NULL as a whole or not at all).
+    #[error("{context}: vector holds a NULL element{}", row.map(|r| format!(" at row {r}")).unwrap_or_default())]
+    NullElement {
+        /// Where the vector was found (function argument, or column).
+        context: String,
+        /// 1-based row number.
+        row: Option<usize>,
+    },
     /// A text value is not a vector literal.
     #[error("{column}: cannot read '{text}' as a vector: {reason}")]
     MalformedVector {

@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about Flight; SQL reaches these operators through `quiver-planner`.
 
+pub mod batch_knn;
 pub mod distance;
 pub mod error;
 pub mod functions;

@@ -74,7 +74,8 @@ impl TopK {
         Self {
             k,
             schema,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // k may be far larger than the rows there are: grow on demand.
+            heap: BinaryHeap::with_capacity(k.min(1024) + 1),
             batches: Vec::new(),
             stored_rows: 0,
         }
@@ -89,33 +90,40 @@ impl TopK {
 
     /// Offers the rows of `batch` with their ranks; copies only those that enter.
     pub fn insert(&mut self, batch: &RecordBatch, ranks: &[RankKey]) -> Result<()> {
-        if self.k == 0 {
-            return Ok(());
-        }
         let threshold = self.threshold();
-        let candidates: Vec<u32> = ranks
+        let (rows, ranks): (Vec<u32>, Vec<RankKey>) = ranks
             .iter()
             .enumerate()
             .filter(|(_, r)| threshold.is_none_or(|t| **r < t))
-            .map(|(i, _)| i as u32)
-            .collect();
-        if candidates.is_empty() {
+            .map(|(i, r)| (i as u32, *r))
+            .unzip();
+        self.insert_rows(batch, &rows, &ranks)
+    }
+
+    /// Offers the rows `rows` of `batch`, with `ranks[i]` the rank of `rows[i]`: for callers
+    /// that already dropped the rows that cannot beat [`TopK::threshold`].
+    pub fn insert_rows(
+        &mut self,
+        batch: &RecordBatch,
+        rows: &[u32],
+        ranks: &[RankKey],
+    ) -> Result<()> {
+        if self.k == 0 || rows.is_empty() {
             return Ok(());
         }
-        let taken = take_record_batch(batch, &UInt32Array::from(candidates.clone()))?;
+        let taken = take_record_batch(batch, &UInt32Array::from(rows.to_vec()))?;
         let batch_index = self.batches.len();
-        for (row, source) in candidates.iter().enumerate() {
-            let rank = ranks[*source as usize];
+        for (row, rank) in ranks.iter().enumerate() {
             if self.heap.len() >= self.k {
                 match self.heap.peek() {
-                    Some(worst) if rank < worst.rank => {
+                    Some(worst) if *rank < worst.rank => {
                         self.heap.pop();
                     }
                     _ => continue,
                 }
             }
             self.heap.push(Entry {
-                rank,
+                rank: *rank,
                 batch: batch_index,
                 row,
             });

@@ -119,10 +119,67 @@ fn list_values<O: OffsetSizeTrait>(list: &GenericListArray<O>) -> Option<&[f32]>
         .map(|p| p.values().as_ref())
 }
 
+/// The first non-NULL row of a list array whose vector holds a NULL element, if any.
+pub fn first_null_element(array: &dyn Array) -> Option<usize> {
+    fn find(
+        rows: usize,
+        valid: impl Fn(usize) -> bool,
+        range: impl Fn(usize) -> std::ops::Range<usize>,
+        child: &dyn Array,
+    ) -> Option<usize> {
+        if child.logical_null_count() == 0 {
+            return None;
+        }
+        (0..rows).find(|&i| valid(i) && range(i).any(|j| child.is_null(j)))
+    }
+    match array.data_type() {
+        DataType::FixedSizeList(_, _) => {
+            let l = array.as_fixed_size_list();
+            let size = l.value_length() as usize;
+            find(
+                l.len(),
+                |i| l.is_valid(i),
+                |i| {
+                    let start = l.value_offset(i) as usize;
+                    start..start + size
+                },
+                l.values().as_ref(),
+            )
+        }
+        DataType::List(_) => {
+            let l = array.as_list::<i32>();
+            let o = l.value_offsets();
+            find(
+                l.len(),
+                |i| l.is_valid(i),
+                |i| o[i] as usize..o[i + 1] as usize,
+                l.values().as_ref(),
+            )
+        }
+        DataType::LargeList(_) => {
+            let l = array.as_list::<i64>();
+            let o = l.value_offsets();
+            find(
+                l.len(),
+                |i| l.is_valid(i),
+                |i| o[i] as usize..o[i + 1] as usize,
+                l.values().as_ref(),
+            )
+        }
+        _ => None,
+    }
+}
+
 impl<'a> VectorArray<'a> {
     /// Wraps `array` (already coerced by [`coerced_vector_type`]); `function` and `position`
-    /// name the argument in errors.
+    /// name the argument in errors. A vector with a NULL element is an error.
     pub fn try_new(array: &'a ArrayRef, function: &str, position: usize) -> Result<Self> {
+        if let Some(row) = first_null_element(array.as_ref()) {
+            return Err(OperatorError::NullElement {
+                context: format!("{function}: argument {position}"),
+                row: Some(row + 1),
+            });
+        }
         let not_a_vector = || OperatorError::NotAVector {
             function: function.to_string(),
             position,
@@ -280,6 +337,30 @@ mod tests {
             Some(VectorRef::F32(r)) => assert_eq!(r, &[5.0, 6.0]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_null_element_is_an_error_not_a_zero() {
+        let list =
+            ListArray::from_iter_primitive::<Float64Type, _, _>(vec![Some(vec![Some(0.5), None])]);
+        let err = scalar_vector(&ScalarValue::List(Arc::new(list)), "f", 2).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f: argument 2: vector holds a NULL element at row 1"
+        );
+        let values = Float32Array::from(vec![Some(1.0), Some(2.0), Some(3.0), None]);
+        let array: ArrayRef = Arc::new(
+            FixedSizeListArray::try_new(
+                Arc::new(Field::new_list_field(DataType::Float32, true)),
+                2,
+                Arc::new(values),
+                None,
+            )
+            .unwrap(),
+        );
+        assert_eq!(first_null_element(array.as_ref()), Some(1));
+        assert_eq!(first_null_element(array.slice(0, 1).as_ref()), None);
+        assert!(VectorArray::try_new(&array, "g", 1).is_err());
     }
 
     #[test]

@@ -58,25 +58,47 @@ impl QuiverSession {
             );
         }
         let schema = Arc::new(Schema::new(fields));
-        if create.or_replace {
-            self.catalog()
-                .drop_collection(&database, &name, true, false)
-                .await
-                .map_err(external)?;
-        }
+        // CREATE OR REPLACE builds the new collection under a staging name and swaps it in with
+        // one catalog commit: until then the old one is untouched (and readable by the query
+        // filling the new one); if the fill fails, only the staged collection is dropped.
+        let staged = create
+            .or_replace
+            .then(|| format!("_replacing_{}", uuid::Uuid::new_v4().simple()));
+        let if_not_exists = create.if_not_exists && staged.is_none();
         let created = self
             .catalog()
-            .create_collection(&database, &name, schema, primary_key, create.if_not_exists)
+            .create_collection(
+                &database,
+                staged.as_deref().unwrap_or(&name),
+                schema,
+                primary_key,
+                if_not_exists,
+            )
             .await
             .map_err(external)?;
-        if created.is_some() && !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_)) {
-            if let Err(e) = self.fill(&database, &name, (*create.input).clone()).await {
-                self.catalog()
-                    .drop_collection(&database, &name, true, true)
-                    .await
-                    .map_err(external)?;
-                return Err(e);
-            }
+        let Some(created) = created else {
+            return self.done();
+        };
+        let mut result = Ok(());
+        if !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_)) {
+            result = self
+                .fill(&database, &created.name, (*create.input).clone())
+                .await
+                .map(|_| ());
+        }
+        if result.is_ok() && staged.is_some() {
+            result = self
+                .catalog()
+                .replace_collection(&database, &name, &created.id)
+                .await
+                .map_err(external);
+        }
+        if let Err(e) = result {
+            self.catalog()
+                .drop_collection(&database, &created.name, true, true)
+                .await
+                .map_err(external)?;
+            return Err(e);
         }
         self.done()
     }

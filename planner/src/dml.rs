@@ -60,7 +60,7 @@ fn count_schema() -> SchemaRef {
 }
 
 /// Drops table qualifiers from column references: Lance resolves names against the dataset.
-fn unqualified(expr: Expr) -> Result<Expr> {
+pub(crate) fn unqualified(expr: Expr) -> Result<Expr> {
     expr.transform(|e| {
         Ok(match e {
             Expr::Column(c) if c.relation.is_some() => Transformed::yes(Expr::Column(

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Result;
@@ -59,14 +59,15 @@ struct DistanceCall {
 }
 
 /// Strips a cast between fixed-size vector types of the same element and length (only the item
-/// field's nullability differs), which coercion may add around a stored column.
-fn strip_vector_cast(expr: &Arc<dyn PhysicalExpr>) -> &Arc<dyn PhysicalExpr> {
+/// field's nullability differs), which coercion may add around a stored column of `schema`.
+fn strip_vector_cast<'a>(
+    expr: &'a Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> &'a Arc<dyn PhysicalExpr> {
     if let Some(cast) = expr.downcast_ref::<CastExpr>() {
-        if let (DataType::FixedSizeList(to, n), Ok(DataType::FixedSizeList(from, m))) = (
-            cast.cast_type(),
-            cast.expr()
-                .data_type(&datafusion::arrow::datatypes::Schema::empty()),
-        ) {
+        if let (DataType::FixedSizeList(to, n), Ok(DataType::FixedSizeList(from, m))) =
+            (cast.cast_type(), cast.expr().data_type(schema))
+        {
             if n == &m && to.data_type() == from.data_type() {
                 return cast.expr();
             }
@@ -75,21 +76,31 @@ fn strip_vector_cast(expr: &Arc<dyn PhysicalExpr>) -> &Arc<dyn PhysicalExpr> {
     expr
 }
 
-fn as_distance_call(expr: &Arc<dyn PhysicalExpr>) -> Option<DistanceCall> {
+/// The distance call `expr` (over rows of `schema`) is, if it compares a stored vector column
+/// (a `FixedSizeList` of `Float32` or `Float16`) with a constant query.
+fn as_distance_call(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<DistanceCall> {
     let call = ScalarFunctionExpr::try_downcast_func::<DistanceUdf>(expr.as_ref())?;
     let udf = call.fun().inner().downcast_ref::<DistanceUdf>()?;
     let [a, b] = call.args() else {
         return None;
     };
     let (column, literal) = match (
-        strip_vector_cast(a).downcast_ref::<Column>(),
+        strip_vector_cast(a, schema).downcast_ref::<Column>(),
         b.downcast_ref::<Literal>(),
         a.downcast_ref::<Literal>(),
-        strip_vector_cast(b).downcast_ref::<Column>(),
+        strip_vector_cast(b, schema).downcast_ref::<Column>(),
     ) {
         (Some(c), Some(l), _, _) | (_, _, Some(l), Some(c)) => (c, l),
         _ => return None,
     };
+    let stored = matches!(
+        schema.fields().get(column.index()).map(|f| f.data_type()),
+        Some(DataType::FixedSizeList(item, _))
+            if matches!(item.data_type(), DataType::Float32 | DataType::Float16)
+    );
+    if !stored {
+        return None;
+    }
     let query = scalar_vector(literal.value(), udf.function().name(), 2).ok()??;
     Some(DistanceCall {
         column: column.index(),
@@ -139,6 +150,12 @@ fn index_search_for(
     let Some(wanted) = index_distance_type(spec.metric, spec.descending) else {
         return Ok(None);
     };
+    // An index holds no NULL vectors: where the order puts NULL vectors first, only the exact
+    // search returns them.
+    let nullable = knn.input().schema().field(spec.column).is_nullable();
+    if spec.nulls_first && nullable {
+        return Ok(None);
+    }
     let Some((scan, columns)) = trace_to_scan(knn.input()) else {
         return Ok(None);
     };
@@ -211,7 +228,7 @@ fn knn_for(
         nulls_first: sort.options.nulls_first,
     };
     // ORDER BY distance(column, query): the distance is not part of the output.
-    if let Some(call) = as_distance_call(&sort.expr) {
+    if let Some(call) = as_distance_call(&sort.expr, &input.schema()) {
         return Ok(Some(search(input.clone(), spec(call), None, config)?));
     }
     // SELECT ..., distance(column, query) AS d ... ORDER BY d: search below the projection and
@@ -225,7 +242,7 @@ fn knn_for(
     let Some(call) = projection
         .expr()
         .get(column.index())
-        .and_then(|p| as_distance_call(&p.expr))
+        .and_then(|p| as_distance_call(&p.expr, &projection.input().schema()))
     else {
         return Ok(None);
     };

@@ -20,6 +20,7 @@ use quiver_catalog::{Catalog, DEFAULT_DATABASE};
 use crate::catalog_provider::{external, QuiverCatalogList, CATALOG_NAME};
 use crate::config::QuiverConfig;
 use crate::jobs::{JobScheduler, SchedulerConfig};
+use crate::knn_function::{rewrite_knn_calls, KnnFunction, KNN_FUNCTION};
 use crate::knn_rule::KnnRule;
 use crate::progress::ProgressListener;
 use crate::statement::{parse_statements, QuiverStatement};
@@ -67,6 +68,7 @@ impl QuiverSession {
         for udf in quiver_operators::functions::all() {
             ctx.register_udf(udf.as_ref().clone());
         }
+        ctx.register_udtf(KNN_FUNCTION, Arc::new(KnnFunction));
         let scheduler = JobScheduler::new(catalog.clone(), SchedulerConfig::default());
         Self {
             catalog,
@@ -147,6 +149,7 @@ impl QuiverSession {
         self.catalog.state().await.map_err(external)?;
         match statement {
             QuiverStatement::DataFusion(mut statement) => {
+                rewrite_knn_calls(&mut statement)?;
                 rewrite_snapshot_functions(&mut statement)?;
                 let plan = self.ctx.state().statement_to_plan(*statement).await?;
                 self.execute_plan(plan).await
@@ -235,7 +238,7 @@ impl QuiverSession {
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => plan_err!(
                 "CREATE EXTERNAL TABLE is not supported; load files with COPY <table> FROM '<path>'"
             ),
-            LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => {
+            LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_) | WriteOp::Update) => {
                 let input = name_vector_casts(dml.input.as_ref().clone())?;
                 let dml = DmlStatement {
                     input: Arc::new(input),

@@ -26,6 +26,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 use lance::dataset::{InsertBuilder, MergeInsertBuilder, WhenMatched, WhenNotMatched, WriteMode};
 use quiver_catalog::{Catalog, CollectionRecord};
+use quiver_operators::vector::first_null_element;
 use quiver_operators::OperatorError;
 
 use crate::catalog_provider::external;
@@ -229,8 +230,15 @@ impl Validator {
     }
 }
 
-/// Fails on the first non-finite component of a non-null vector.
+/// Fails on the first NULL or non-finite component of a non-null vector.
 fn check_finite(column: &str, array: &dyn Array, dim: usize, base: usize) -> Result<()> {
+    if let Some(i) = first_null_element(array) {
+        return Err(OperatorError::NullElement {
+            context: format!("column '{column}'"),
+            row: Some(base + i + 1),
+        }
+        .into());
+    }
     fn first_bad<T: Copy>(
         list: &datafusion::arrow::array::FixedSizeListArray,
         values: &[T],

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{not_impl_err, Constraint, Constraints, Result};
@@ -23,8 +23,10 @@ use quiver_catalog::{Catalog, CollectionRecord};
 
 use crate::catalog_provider::external;
 use crate::dml::{DmlExec, DmlOp};
+use crate::error::PlannerError;
 use crate::scan::CollectionScanExec;
 use crate::sink::CollectionSink;
+use crate::update::keyed_update;
 
 /// A collection (or a read-only version of one) as a DataFusion table.
 #[derive(Debug)]
@@ -205,11 +207,37 @@ impl TableProvider for CollectionTable {
 
     async fn update(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         assignments: Vec<(String, Expr)>,
         filters: Vec<Expr>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         self.check_writable()?;
+        if !self.record.primary_key.is_empty() {
+            let scan = self.scan(state, None, &filters, None).await?;
+            return keyed_update(
+                state,
+                self.catalog.clone(),
+                self.record.clone(),
+                self.schema.clone(),
+                scan,
+                assignments,
+                filters,
+            );
+        }
+        // Lance updates a keyless collection in place from SQL text, which has no vector
+        // conversion.
+        if let Some(field) = self.schema.fields().iter().find(|f| {
+            matches!(f.data_type(), DataType::FixedSizeList(..))
+                && assignments.iter().any(|(c, _)| c == f.name())
+        }) {
+            return Err(PlannerError::Unsupported(format!(
+                "UPDATE of the vector column '{}' needs a primary key on '{}'; DELETE the rows \
+                 and INSERT them again",
+                field.name(),
+                self.record.qualified_name()
+            ))
+            .into());
+        }
         Ok(Arc::new(DmlExec::new(
             self.catalog.clone(),
             self.record.clone(),

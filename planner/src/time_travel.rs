@@ -11,10 +11,9 @@ use std::ops::ControlFlow;
 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, TableFactor, Value,
-    VisitMut, VisitorMut,
-};
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName, ObjectNamePart, TableFactor, VisitorMut};
+
+use crate::sql_rewrite::{rewrite_statement, string_arg, table_name};
 
 /// Separates a collection from a snapshot in a time-travel table name.
 pub const SNAPSHOT_SEPARATOR: char = '@';
@@ -25,16 +24,6 @@ pub fn split_snapshot_name(table: &str) -> Option<(&str, &str)> {
 }
 
 struct SnapshotFunctions;
-
-fn string_arg(arg: &FunctionArg) -> Option<String> {
-    match arg {
-        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
 
 impl VisitorMut for SnapshotFunctions {
     type Break = DataFusionError;
@@ -55,10 +44,7 @@ impl VisitorMut for SnapshotFunctions {
                     .to_string(),
             ));
         };
-        let mut parts: Vec<ObjectNamePart> = collection
-            .split('.')
-            .map(|p| ObjectNamePart::Identifier(Ident::with_quote('"', p.to_lowercase())))
-            .collect();
+        let mut parts = table_name(collection).0;
         let Some(ObjectNamePart::Identifier(last)) = parts.pop() else {
             return ControlFlow::Continue(());
         };
@@ -78,23 +64,7 @@ impl VisitorMut for SnapshotFunctions {
 
 /// Rewrites `snapshot('collection', 'name')` table functions into time-travel table names.
 pub fn rewrite_snapshot_functions(statement: &mut DFStatement) -> Result<()> {
-    match statement {
-        DFStatement::Statement(inner) => match inner.visit(&mut SnapshotFunctions) {
-            ControlFlow::Break(e) => Err(e),
-            ControlFlow::Continue(()) => Ok(()),
-        },
-        DFStatement::Explain(explain) => rewrite_snapshot_functions(&mut explain.statement),
-        DFStatement::CopyTo(copy) => match &mut copy.source {
-            datafusion::sql::parser::CopyToSource::Query(query) => {
-                match query.visit(&mut SnapshotFunctions) {
-                    ControlFlow::Break(e) => Err(e),
-                    ControlFlow::Continue(()) => Ok(()),
-                }
-            }
-            datafusion::sql::parser::CopyToSource::Relation(_) => Ok(()),
-        },
-        _ => Ok(()),
-    }
+    rewrite_statement(statement, &mut SnapshotFunctions)
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ fn target_names(plan: &LogicalPlan) -> HashMap<String, String> {
     out
 }
 
-/// Applies the rewrite to the input of an `INSERT` plan. `VALUES` rows also become nullable, so
+/// Applies the rewrite to the input of an `INSERT` (or `UPDATE`) plan. `VALUES` rows also become nullable, so
 /// that a NULL in a NOT NULL column is reported by the collection's sink, by column name.
 pub fn name_vector_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
     let names = target_names(&plan);

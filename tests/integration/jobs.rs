@@ -104,11 +104,21 @@ async fn a_zero_copy_restore_reads_the_snapshots_files_and_survives_the_source()
         .unwrap();
     let data = db.dir.path().join(&record.location).join("data");
     assert!(!data.exists() || std::fs::read_dir(&data).unwrap().next().is_none());
-    // Dropping the snapshot and the source keeps what the clone reads, even after GC.
+    // The clone searches through the index it shares with the source.
+    let indexed = format!("SELECT id FROM clone ORDER BY {QUERY} LIMIT 5");
+    let plan = db.rows(&format!("EXPLAIN {indexed}")).await;
+    assert!(
+        plan.iter().any(|r| r[1].contains("IndexKnnExec")),
+        "{plan:?}"
+    );
+    let nearest = db.rows(&indexed).await;
+    // Dropping the snapshot and the source keeps what the clone reads, its index files
+    // included, even after GC.
     db.sql("DROP TABLE docs CASCADE").await;
     db.sql("VACUUM WITH (retention_seconds = 0, grace_seconds = 0)")
         .await;
     assert_eq!(db.value("SELECT count(*) FROM clone").await, "290");
+    assert_eq!(db.rows(&indexed).await, nearest);
     db.sql("INSERT INTO clone VALUES (7777, 'w', [1, 2])").await;
     assert_eq!(db.value("SELECT count(*) FROM clone").await, "291");
 }
@@ -262,6 +272,10 @@ async fn a_snapshot_read_by_a_restore_cannot_be_dropped_and_jobs_can_be_cancelle
             "snapshot 'nightly' on 'default.docs' is in use by job {id}; wait for it or cancel it"
         )
     );
+    // Nor can the collection, with or without CASCADE.
+    let err = db.error("DROP TABLE docs CASCADE").await;
+    assert!(err.contains(&format!("is in use by job {id}")), "{err}");
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "290");
     let rows = db.rows(&format!("CANCEL JOB {id}")).await;
     assert_eq!(rows[0][3], "RUNNING");
     gate.store(false, Ordering::SeqCst);
@@ -439,4 +453,65 @@ async fn gc_racing_snapshots_restores_and_writes_never_loses_a_file() {
     let live: usize = db.value("SELECT count(*) FROM docs").await.parse().unwrap();
     assert_eq!(live, 50 - 18 + 18);
     db.rows("SELECT * FROM docs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_reads_the_catalog_after_listing_so_a_restore_started_meanwhile_keeps_its_files() {
+    let db = docs_with_snapshot().await;
+    let catalog = db.session.catalog().clone();
+    let spec = quiver_planner::jobs::gc::GcSpec {
+        retention_seconds: 0,
+        grace_seconds: 0,
+        dry_run: false,
+        collection_id: None,
+    };
+    let plan = quiver_planner::jobs::gc::build(
+        &catalog,
+        &spec,
+        Arc::new(quiver_operators::jobs::NoProgress),
+    )
+    .await
+    .unwrap();
+    // A restore starts after the collection was planned; its copies are hard links, as old as
+    // the files they copy, so the grace period does not protect them: the job record does.
+    let (_, snapshot) = catalog
+        .snapshot("default", "docs", "nightly")
+        .await
+        .unwrap();
+    let source = catalog.collection("default", "docs").await.unwrap();
+    let target_id = "0123456789abcdef0123456789abcdef";
+    catalog
+        .submit_job(
+            quiver_catalog::JobKind::Restore,
+            "default.target".to_string(),
+            serde_json::json!({
+                "mode": "copy",
+                "snapshot_id": snapshot.id,
+                "collection_id": source.id,
+                "target_database": "default",
+                "target_name": "target",
+                "target_id": target_id,
+            }),
+        )
+        .await
+        .unwrap();
+    let copy = db
+        .dir
+        .path()
+        .join(format!("collections/{target_id}/data/copied.lance"));
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::write(&copy, b"copied").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    datafusion::physical_plan::collect(plan, ctx.task_ctx())
+        .await
+        .unwrap();
+    assert!(copy.exists(), "a running restore's copy was collected");
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "290");
 }

@@ -153,7 +153,9 @@ pub fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
 /// Cosine distance from a dot product and two squared norms.
 #[inline]
 pub fn cosine_from_parts(dot: f32, norm_sq_a: f32, norm_sq_b: f32) -> f32 {
-    let denom = (norm_sq_a * norm_sq_b).sqrt();
+    // Two square roots, not one of the product: the product of two squared norms overflows
+    // (or underflows) f32 for vectors whose norms are only moderately large (or small).
+    let denom = norm_sq_a.sqrt() * norm_sq_b.sqrt();
     if denom == 0.0 {
         f32::NAN
     } else {
@@ -322,6 +324,16 @@ mod tests {
         assert!(distance(Metric::Cosine, &zero, &other).is_nan());
         assert!(distance(Metric::Cosine, &other, &zero).is_nan());
         assert!(close(distance(Metric::Cosine, &other, &other), 0.0));
+    }
+
+    #[test]
+    fn cosine_of_large_and_small_vectors_neither_overflows_nor_underflows() {
+        for scale in [1e12f32, 1e-12] {
+            let a = [3.0 * scale, 4.0 * scale];
+            let b = [6.0 * scale, 8.0 * scale];
+            let d = distance(Metric::Cosine, &a, &b);
+            assert!(d.abs() < 1e-5, "scale {scale}: {d}");
+        }
     }
 
     #[test]

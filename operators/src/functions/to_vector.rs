@@ -154,7 +154,14 @@ impl ScalarUDFImpl for ToVectorUdf {
 /// The vectors of `input` (text, or any numeric list), one per row.
 fn rows_of(input: &ArrayRef, column: &str) -> Result<Vec<Option<Vec<f32>>>> {
     let as_vectors = |array: &ArrayRef| -> Result<Vec<Option<Vec<f32>>>> {
-        let vectors = VectorArray::try_new(array, "to_vector", 1)?;
+        let vectors = VectorArray::try_new(array, "to_vector", 1).map_err(|e| match e {
+            // The row within this call's batch would mislead: name the column only.
+            OperatorError::NullElement { .. } => OperatorError::NullElement {
+                context: column.to_string(),
+                row: None,
+            },
+            other => other,
+        })?;
         Ok((0..vectors.len())
             .map(|i| vectors.row(i).map(|v| v.to_f32().into_owned()))
             .collect())

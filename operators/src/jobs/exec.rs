@@ -227,7 +227,15 @@ impl<T: Transform> ExecutionPlan for TransformExec<T> {
         if partition >= self.properties.partitioning.partition_count() {
             return internal_err!("{} has no partition {partition}", self.transform.name());
         }
-        let input = if self.transform.single_partition() {
+        let input = if self.transform.single_partition() && self.transform.ordered_input() {
+            let plan = self.input.clone();
+            let partitions = plan.output_partitioning().partition_count();
+            // Partition p + 1 starts only once partition p is drained.
+            let streams = futures::stream::iter(0..partitions)
+                .map(move |p| plan.execute(p, context.clone()))
+                .try_flatten();
+            Box::pin(RecordBatchStreamAdapter::new(self.input.schema(), streams))
+        } else if self.transform.single_partition() {
             datafusion::physical_plan::execute_stream(self.input.clone(), context)?
         } else {
             self.input.execute(partition, context)?

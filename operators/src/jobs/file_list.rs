@@ -8,6 +8,12 @@
 //! know. Tags, version hints and anything under a protected prefix (a running restore's target)
 //! are never candidates. Candidates are then matched against the reference set: only
 //! unreferenced candidates are deleted.
+//!
+//! The rules are read from the catalog only once the listing is complete, never before: a
+//! restore that starts before the listing ends is then known to the rules (its target is
+//! protected), and one that starts later writes no file the listing holds. (A restore's copies
+//! may be hard links that keep their source's age, so the grace period alone does not protect
+//! them.)
 
 use std::collections::HashSet;
 use std::fmt;
@@ -18,6 +24,7 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{BooleanArray, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::Result;
+use futures::future::BoxFuture;
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use quiver_catalog::location::DataRoot;
@@ -83,31 +90,33 @@ impl GcRules {
     }
 }
 
+/// Reads the current [`GcRules`] (from the catalog).
+pub type RulesSource = Arc<dyn Fn() -> BoxFuture<'static, Result<GcRules>> + Send + Sync>;
+
 /// Lists the collection and snapshot directories.
-#[derive(Debug)]
 pub struct FileList {
     /// The data root.
     root: DataRoot,
-    /// The rules deciding `collectable`.
-    rules: GcRules,
+    /// The rules deciding `collectable`, read after the listing.
+    rules: RulesSource,
+}
+
+impl fmt::Debug for FileList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileList").finish_non_exhaustive()
+    }
 }
 
 impl FileList {
-    /// Lists under `root` with `rules`.
-    pub fn new(root: DataRoot, rules: GcRules) -> Self {
+    /// Lists under `root`, then decides with the rules `rules` gives at that point.
+    pub fn new(root: DataRoot, rules: RulesSource) -> Self {
         Self { root, rules }
     }
 }
 
 impl fmt::Display for FileList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "prefixes=[collections, snapshots], grace_cutoff={}, dropped={}, protected={}",
-            self.rules.cutoff.to_rfc3339(),
-            self.rules.dropped.len(),
-            self.rules.protected.len()
-        )
+        write!(f, "prefixes=[collections, snapshots], rules=after listing")
     }
 }
 
@@ -131,7 +140,7 @@ impl Source for FileList {
     }
 
     async fn run(&self, _progress: Arc<dyn JobProgress>) -> Result<Vec<RecordBatch>> {
-        let mut out = Vec::new();
+        let mut listed = Vec::new();
         for prefix in ["collections", "snapshots"] {
             let metas: Vec<ObjectMeta> = self
                 .root
@@ -140,11 +149,16 @@ impl Source for FileList {
                 .try_collect()
                 .await
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            listed.push(metas);
+        }
+        let rules = (self.rules)().await?;
+        let mut out = Vec::new();
+        for metas in listed {
             let rows: Vec<(String, u64, bool)> = metas
                 .into_iter()
                 .filter_map(|m| {
                     let path = self.root.relative_path(&m.location)?;
-                    let collectable = self.rules.collectable(&path, m.last_modified);
+                    let collectable = rules.collectable(&path, m.last_modified);
                     Some((path, m.size, collectable))
                 })
                 .collect();

@@ -110,4 +110,9 @@ pub trait Transform: Debug + Display + Send + Sync + 'static {
     fn single_partition(&self) -> bool {
         false
     }
+    /// With [`Transform::single_partition`]: whether the input's partitions are read one after
+    /// another, in order, instead of all at once (steps that must not overlap).
+    fn ordered_input(&self) -> bool {
+        false
+    }
 }

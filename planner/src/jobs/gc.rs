@@ -10,10 +10,12 @@
 //! files it reads from another collection's directory), by any snapshot manifest, or under the
 //! target of a running restore; nor a file younger than the grace period unless its collection
 //! was dropped (a write in flight has not committed the version that refers to it yet). The
-//! reference set is loaded in full before anything is deleted: the anti-join builds its hash
-//! table from it first, and any error loading it stops the job before the delete step.
+//! listing is taken first and the catalog read after it (see `FileList`), and the reference set
+//! is loaded in full before anything is deleted: the anti-join emits the unreferenced candidates
+//! only once it has read the whole set, and any error loading it stops the job before the delete
+//! step.
 //!
-//! Plan:
+//! Plan (the summary reads the union's parts one after another, in this order):
 //! ```text
 //! GcSummaryExec
 //!   UnionExec
@@ -21,10 +23,10 @@
 //!     VersionCleanupExec
 //!     FileDeleteExec
 //!       ProjectionExec: path, size_bytes
-//!         HashJoinExec: RightAnti on path (build: ReferenceSetExec, probe: candidates)
-//!           ReferenceSetExec
+//!         HashJoinExec: LeftAnti on path (build: candidates, probe: ReferenceSetExec)
 //!           FilterExec: collectable
 //!             FileListExec
+//!           ReferenceSetExec
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
@@ -261,6 +263,13 @@ impl Transform for GcSummary {
     fn single_partition(&self) -> bool {
         true
     }
+
+    /// Stale snapshots, then expired versions, then unreferenced files: the reference set is
+    /// read after version cleanup has settled which versions remain, so a file of a version
+    /// the cleanup removed is not counted (or deleted) twice.
+    fn ordered_input(&self) -> bool {
+        true
+    }
 }
 
 /// Forgets dropped locations that no longer hold any file.
@@ -329,10 +338,15 @@ pub async fn build(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let grace = Duration::seconds(spec.grace_seconds.max(0));
     let retention = Duration::seconds(spec.retention_seconds.max(0));
+    let rules_catalog = catalog.clone();
+    let scope = spec.collection_id.clone();
     let listing: Arc<dyn ExecutionPlan> = Arc::new(SourceExec::new(
         FileList::new(
             catalog.root().clone(),
-            rules(catalog, grace, spec.collection_id.clone()).await?,
+            Arc::new(move || {
+                let (catalog, scope) = (rules_catalog.clone(), scope.clone());
+                Box::pin(async move { rules(&catalog, grace, scope).await })
+            }),
         ),
         progress.clone(),
     ));
@@ -345,15 +359,18 @@ pub async fn build(
         progress.clone(),
     ));
     let on = vec![(
-        col("path", &references.schema())?,
         col("path", &candidates.schema())?,
+        col("path", &references.schema())?,
     )];
+    // The candidates are the build side: they are listed in full before the reference set is
+    // read (the probe side), and the unreferenced ones are emitted only after it was read in
+    // full.
     let unreferenced: Arc<dyn ExecutionPlan> = Arc::new(HashJoinExec::try_new(
-        references,
         candidates,
+        references,
         on,
         None,
-        &JoinType::RightAnti,
+        &JoinType::LeftAnti,
         None,
         PartitionMode::CollectLeft,
         NullEquality::NullEqualsNothing,

@@ -5,10 +5,12 @@
 //! ([`restore`], [`gc`]) and records SUCCEEDED, FAILED (with the reason) or CANCELLED. Progress
 //! goes to the job record at most every `progress_interval`, and only forward.
 //!
-//! Restart safety: [`JobScheduler::recover`] (run by the server at start) takes every PENDING job
-//! and every RUNNING job whose heartbeat is older than the lease — its runner died — and runs it
-//! again. Jobs are idempotent: a restore first clears any half-made target; garbage collection
-//! recomputes what to delete. No job is left RUNNING forever or lost.
+//! Restart safety: [`JobScheduler::recover`] (run by the server at start, then every half lease)
+//! takes every PENDING job and every RUNNING job whose heartbeat is older than the lease — its
+//! runner died — and runs it again. A job is claimed in the commit that checks it is still free,
+//! so of several schedulers over one root exactly one runs it. Jobs are idempotent: a restore
+//! first clears any half-made target; garbage collection recomputes what to delete. No job is
+//! left RUNNING forever or lost.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -158,6 +160,11 @@ impl JobScheduler {
         &self.catalog
     }
 
+    /// The scheduler's settings.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
     /// Records a PENDING job and starts it in the background.
     pub async fn submit(
         self: &Arc<Self>,
@@ -196,7 +203,7 @@ impl JobScheduler {
                 JobState::Pending => true,
                 JobState::Running => {
                     job.owner.as_deref() != Some(self.owner.as_str())
-                        && job.heartbeat_at.is_none_or(|h| now - h >= lease)
+                        && lease_expired(&job, now, lease)
                 }
                 _ => false,
             };
@@ -211,6 +218,27 @@ impl JobScheduler {
             }
         }
         Ok(taken)
+    }
+
+    /// Calls [`JobScheduler::recover`] every `every` until the process ends, so that a job
+    /// whose runner died (another server over the same root, or this one before a restart that
+    /// came within the lease) is taken over once its lease expires.
+    pub fn start_recovery(self: &Arc<Self>, every: Duration) {
+        let scheduler = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match scheduler.recover().await {
+                    Ok(taken) if !taken.is_empty() => {
+                        tracing::info!("took over unfinished jobs {taken:?}")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("job recovery failed: {e}"),
+                }
+            }
+        });
     }
 
     /// Runs garbage collection every `every`, with `spec`, until the process ends.
@@ -273,10 +301,22 @@ impl JobScheduler {
             .await
             .map_err(|e| DataFusionError::Execution(e.to_string()))?;
         let owner = self.owner.clone();
+        let lease =
+            chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::zero());
+        // Claimed in the same commit that checks it is still free: of several schedulers that
+        // recover one job at once, exactly one runs it.
         let started = self
             .catalog
             .update_job(job.id, |j| {
-                if j.cancel_requested {
+                let free = match j.state {
+                    JobState::Pending => true,
+                    JobState::Running => {
+                        j.owner.as_deref() == Some(owner.as_str())
+                            || lease_expired(j, Utc::now(), lease)
+                    }
+                    _ => false,
+                };
+                if j.cancel_requested || !free {
                     return;
                 }
                 j.state = JobState::Running;
@@ -286,7 +326,7 @@ impl JobScheduler {
             })
             .await
             .map_err(external)?;
-        if started.state != JobState::Running {
+        if started.state != JobState::Running || started.owner.as_deref() != Some(&owner) {
             return Ok(());
         }
         let reporter = self.report_progress(job.id, handle.clone());
@@ -365,4 +405,9 @@ impl JobScheduler {
             }
         })
     }
+}
+
+/// Whether a RUNNING job's runner has not reported within `lease` (or never did).
+fn lease_expired(job: &JobRecord, now: chrono::DateTime<Utc>, lease: chrono::Duration) -> bool {
+    job.heartbeat_at.is_none_or(|h| now - h >= lease)
 }

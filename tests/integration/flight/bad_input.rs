@@ -181,6 +181,64 @@ async fn malformed_messages_get_clear_statuses() {
 }
 
 #[tokio::test]
+async fn copy_cannot_reach_the_servers_files_unless_allowed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("secret.csv");
+    std::fs::write(&secret, "id\n1\n").expect("write");
+    let copy_from = format!(
+        "COPY t FROM '{}' WITH (FORMAT csv, HEADER true)",
+        secret.display()
+    );
+    let copy_to = format!(
+        "COPY (SELECT 1 AS id) TO '{}'",
+        dir.path().join("out.csv").display()
+    );
+
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client
+        .execute_update("CREATE TABLE t (id BIGINT)".into(), None)
+        .await
+        .expect("create");
+    for sql in [&copy_from, &copy_to] {
+        let err = status(
+            client
+                .execute_update(sql.clone(), None)
+                .await
+                .expect_err("refused"),
+        );
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{sql}");
+        assert!(
+            err.message().contains("--allow-server-files"),
+            "{}",
+            err.message()
+        );
+    }
+    assert!(!dir.path().join("out.csv").exists());
+    assert_eq!(
+        rows(&mut client, "SELECT count(*) FROM t").await,
+        vec![vec!["0"]]
+    );
+    server.shutdown().await;
+
+    let server = TestServer::start_with(|config| config.limits.allow_server_files = true).await;
+    let mut client = server.client().await;
+    client
+        .execute_update("CREATE TABLE t (id BIGINT)".into(), None)
+        .await
+        .expect("create");
+    client
+        .execute_update(copy_from, None)
+        .await
+        .expect("allowed");
+    assert_eq!(
+        rows(&mut client, "SELECT count(*) FROM t").await,
+        vec![vec!["1"]]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn oversized_requests_are_refused() {
     let server = TestServer::start_with(|config| config.max_message_size = 1 << 20).await;
     let mut client = server.client().await;

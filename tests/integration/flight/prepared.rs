@@ -84,6 +84,22 @@ async fn parameter_sets_run_one_after_the_other() {
         .expect("bind");
     assert_eq!(insert.execute_update().await.expect("insert"), 2);
 
+    // Many rows of parameters are one write: a failing row (a duplicate key) leaves none of
+    // them written.
+    insert
+        .set_parameters(docs_batch(&[20, 21, 10], &[0.0; 12]))
+        .expect("bind");
+    let err = status(insert.execute_update().await.expect_err("duplicate key"));
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{}", err.message());
+    assert_eq!(
+        rows(
+            &mut client,
+            "SELECT count(*) FROM docs WHERE id IN (20, 21)"
+        )
+        .await,
+        vec![vec!["0"]]
+    );
+
     let mut lookup = client
         .prepare("SELECT title FROM docs WHERE id = $1".into(), None)
         .await

@@ -1,0 +1,290 @@
+//! The side-by-side comparison (`benchmarks/compare/run.sh`): generates the data
+//! deterministically, times Quiver's k-NN on it, has `benchmarks/compare/peers.py` time numpy,
+//! FAISS and hnswlib on the same files in the same run, and prints one table of figures and
+//! ratios. Everything runs on one thread.
+
+// A benchmark driver: a failure should stop the run loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use quiver_benchmarks::knn::{
+    batch_query, f16_vector_array, int64_column, memory_plan, read_all, run, single_query,
+    single_thread, sql_knn_ids,
+};
+use quiver_benchmarks::{clustered_vectors, collection, random_vectors, vector_array};
+
+const DIM: usize = 128;
+const K: usize = 10;
+/// Rows and queries of the index comparison (hnswlib's build of 200k x 128 takes ~25 s here).
+const INDEX_ROWS: usize = 200_000;
+const INDEX_QUERIES: usize = 200;
+/// The `ef` values both HNSW implementations are swept over.
+const EF_SWEEP: [usize; 6] = [16, 32, 64, 128, 256, 512];
+/// The recall@10 the index comparison is made at.
+const TARGET_RECALL: f64 = 0.95;
+
+/// Command line.
+#[derive(Parser)]
+struct Args {
+    /// A scratch directory for the data files.
+    #[arg(long)]
+    work: PathBuf,
+    /// The Python interpreter with numpy, faiss-cpu and hnswlib.
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
+    /// Rows of the exact-search data.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+}
+
+/// Writes a row-major matrix as a NumPy `.npy` file (`<f4` or `<i8`).
+fn write_npy(path: &Path, descr: &str, rows: usize, cols: usize, bytes: &[u8]) {
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    // Magic (6) + version (2) + length (2) + header + newline, padded to 64 bytes.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    file.write_all(b"\x93NUMPY\x01\x00").unwrap();
+    file.write_all(&(header.len() as u16).to_le_bytes())
+        .unwrap();
+    file.write_all(header.as_bytes()).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+fn write_f32(path: &Path, values: &[f32], cols: usize) {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(path, "<f4", values.len() / cols, cols, &bytes);
+}
+
+/// The median of `repeat` timings of `f`, in seconds.
+fn median_time(repeat: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..repeat)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// One sweep point of an HNSW search.
+struct SweepPoint {
+    ef: usize,
+    recall: f64,
+    qps: f64,
+}
+
+/// The fastest point of `sweep` that reaches [`TARGET_RECALL`].
+fn at_target(sweep: &[SweepPoint]) -> Option<&SweepPoint> {
+    sweep
+        .iter()
+        .filter(|p| p.recall >= TARGET_RECALL)
+        .max_by(|a, b| a.qps.total_cmp(&b.qps))
+}
+
+fn main() {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.work).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Exact search: random 128-d vectors, 100 queries.
+    eprintln!("generating {} x {DIM} vectors...", args.rows);
+    let base = random_vectors(args.rows, DIM, 1);
+    let queries = random_vectors(100, DIM, 2);
+    write_f32(&args.work.join("base.npy"), &base, DIM);
+    write_f32(&args.work.join("queries.npy"), &queries, DIM);
+    let ctx = single_thread();
+    let f32_plan = memory_plan(Arc::new(vector_array(base.clone(), DIM)));
+    let f16_plan = memory_plan(f16_vector_array(&base, DIM));
+    let single_f32 = single_query(&f32_plan, &queries[..DIM], K);
+    let single_f16 = single_query(&f16_plan, &queries[..DIM], K);
+    let batch100 = batch_query(&f32_plan, &queries, DIM, K);
+    eprintln!("timing Quiver's exact search...");
+    let read = median_time(5, || {
+        std::hint::black_box(read_all(&base));
+    });
+    let exact_f32 = median_time(5, || {
+        runtime.block_on(run(&single_f32, &ctx));
+    });
+    let exact_f16 = median_time(5, || {
+        runtime.block_on(run(&single_f16, &ctx));
+    });
+    let exact_batch = median_time(3, || {
+        runtime.block_on(run(&batch100, &ctx));
+    });
+    drop((f32_plan, f16_plan, single_f32, single_f16, batch100, base));
+
+    // Index search: clustered vectors, exact ground truth from the batched exact search.
+    eprintln!("building the index data ({INDEX_ROWS} x {DIM})...");
+    let clustered = clustered_vectors(INDEX_ROWS, DIM, 1000, 5);
+    let clustered_queries = clustered_vectors(INDEX_QUERIES, DIM, 1000, 6);
+    let truth_plan = batch_query(
+        &memory_plan(Arc::new(vector_array(clustered.clone(), DIM))),
+        &clustered_queries,
+        DIM,
+        K,
+    );
+    // Output columns: query_index, id, v, distance.
+    let truth = int64_column(&runtime.block_on(run(&truth_plan, &ctx)), 1);
+    let truth_bytes: Vec<u8> = truth.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_f32(&args.work.join("clustered.npy"), &clustered, DIM);
+    write_f32(
+        &args.work.join("clustered_queries.npy"),
+        &clustered_queries,
+        DIM,
+    );
+    write_npy(
+        &args.work.join("clustered_gt.npy"),
+        "<i8",
+        INDEX_QUERIES,
+        K,
+        &truth_bytes,
+    );
+    eprintln!("building Quiver's HNSW index...");
+    let (_dir, session) = runtime.block_on(collection(clustered, DIM, 1));
+    let start = Instant::now();
+    runtime
+        .block_on(session.run_script(
+            "CREATE INDEX ON docs USING hnsw (embedding vector_l2_ops) \
+             WITH (m = 16, ef_construction = 200)",
+        ))
+        .unwrap();
+    let quiver_build = start.elapsed().as_secs_f64();
+    let mut quiver_sweep = Vec::new();
+    for ef in EF_SWEEP {
+        runtime
+            .block_on(session.run_script(&format!("SET quiver.ef = {ef}")))
+            .unwrap();
+        let start = Instant::now();
+        let mut found = 0;
+        for (i, q) in clustered_queries.chunks_exact(DIM).enumerate() {
+            let ids = runtime.block_on(sql_knn_ids(&session, q, K));
+            let exact: HashSet<i64> = truth[i * K..(i + 1) * K].iter().copied().collect();
+            found += ids.iter().filter(|id| exact.contains(id)).count();
+        }
+        quiver_sweep.push(SweepPoint {
+            ef,
+            recall: found as f64 / (INDEX_QUERIES * K) as f64,
+            qps: INDEX_QUERIES as f64 / start.elapsed().as_secs_f64(),
+        });
+    }
+
+    eprintln!("timing the peers...");
+    let output = std::process::Command::new(&args.python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("compare/peers.py"))
+        .arg(&args.work)
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        panic!(
+            "peers.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let peers: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let peer = |key: &str| peers[key].as_f64().unwrap_or(f64::NAN);
+    let hnswlib_sweep: Vec<SweepPoint> = peers["hnswlib_sweep"]
+        .as_array()
+        .map(|points| {
+            points
+                .iter()
+                .map(|p| SweepPoint {
+                    ef: p["ef"].as_u64().unwrap_or(0) as usize,
+                    recall: p["recall"].as_f64().unwrap_or(0.0),
+                    qps: p["qps"].as_f64().unwrap_or(0.0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let ms = |s: f64| format!("{:.1} ms", s * 1e3);
+    println!(
+        "\nQuiver vs peers, one thread, {} x {DIM} f32 (exact), {INDEX_ROWS} x {DIM} clustered (index), k = {K}\n",
+        args.rows
+    );
+    println!("| measurement | Quiver | peer | ratio (Quiver / peer) |");
+    println!("|---|---|---|---|");
+    let row = |name: &str, ours: f64, peer_name: &str, theirs: f64| {
+        println!(
+            "| {name} | {} | {peer_name} {} | {:.2}x |",
+            ms(ours),
+            ms(theirs),
+            ours / theirs
+        );
+    };
+    row(
+        "read the vectors (sum)",
+        read,
+        "numpy sum",
+        peer("numpy_read_s"),
+    );
+    row(
+        "exact, 1 query, f32",
+        exact_f32,
+        "FAISS IndexFlatL2",
+        peer("faiss_flat_single_s"),
+    );
+    row(
+        "exact, 1 query, f32 (vs read)",
+        exact_f32,
+        "Quiver read",
+        read,
+    );
+    row(
+        "exact, 1 query, f16 (vs f32)",
+        exact_f16,
+        "Quiver f32",
+        exact_f32,
+    );
+    row(
+        "exact, 1 query, f32",
+        exact_f32,
+        "numpy matmul",
+        peer("numpy_single_s"),
+    );
+    row(
+        "exact, 100 queries, f32",
+        exact_batch,
+        "FAISS IndexFlatL2",
+        peer("faiss_flat_batch100_s"),
+    );
+    println!(
+        "| HNSW build (M=16, ef_construction=200) | {:.1} s | hnswlib {:.1} s | {:.2}x |",
+        quiver_build,
+        peer("hnswlib_build_s"),
+        quiver_build / peer("hnswlib_build_s")
+    );
+    match (at_target(&quiver_sweep), at_target(&hnswlib_sweep)) {
+        (Some(q), Some(h)) => println!(
+            "| HNSW QPS at recall@{K} >= {TARGET_RECALL} (through SQL for Quiver) | {:.0} (ef {}, recall {:.3}) | hnswlib {:.0} (ef {}, recall {:.3}) | {:.2}x |",
+            q.qps, q.ef, q.recall, h.qps, h.ef, h.recall, q.qps / h.qps
+        ),
+        (q, h) => println!(
+            "| HNSW QPS at recall@{K} >= {TARGET_RECALL} | {} | hnswlib {} | - |",
+            q.map_or("not reached".to_string(), |p| format!("{:.0}", p.qps)),
+            h.map_or("not reached".to_string(), |p| format!("{:.0}", p.qps)),
+        ),
+    }
+    println!("\nHNSW sweeps (ef: recall, QPS):");
+    for (name, sweep) in [("Quiver", &quiver_sweep), ("hnswlib", &hnswlib_sweep)] {
+        let points: Vec<String> = sweep
+            .iter()
+            .map(|p| format!("{}: {:.3}, {:.0}", p.ef, p.recall, p.qps))
+            .collect();
+        println!("- {name}: {}", points.join("; "));
+    }
+}

@@ -1,0 +1,83 @@
+//! `UPDATE` of a collection with a primary key: the rows to change are read, given their new
+//! values and written back through [`CollectionSink`] as one upsert by key — one new Lance
+//! version, with the same validation as an `INSERT` (NULL in a NOT NULL column, a vector of the
+//! wrong dimension, NaN, a NULL element), so a bad new value leaves the collection as it was.
+//!
+//! New vector values arrive as `to_vector(value, dim, column)` (see [`crate::vector_cast`]), so
+//! a wrong dimension names the column. The key itself cannot be assigned: an upsert by key would add a row under the new key and
+//! keep the old one. (A collection without a key is updated by Lance in place; see
+//! [`crate::dml`].)
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, Result};
+use datafusion::datasource::sink::DataSinkExec;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::ExecutionPlan;
+use quiver_catalog::{Catalog, CollectionRecord};
+
+use crate::dml::unqualified;
+use crate::error::PlannerError;
+use crate::sink::CollectionSink;
+
+/// Refuses an assignment to a primary key column.
+pub fn check_key_unchanged(
+    record: &CollectionRecord,
+    assignments: &[(String, Expr)],
+) -> Result<()> {
+    match assignments
+        .iter()
+        .find(|(column, _)| record.primary_key.contains(column))
+    {
+        Some((column, _)) => Err(PlannerError::Unsupported(format!(
+            "UPDATE cannot change the primary key column '{column}' of '{}'; DELETE the row and \
+             INSERT it again",
+            record.qualified_name()
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// The plan of `UPDATE record SET assignments WHERE filters` for a collection with a primary
+/// key: `scan` (the collection's rows) filtered, projected to the new values, upserted.
+pub fn keyed_update(
+    state: &dyn Session,
+    catalog: Arc<Catalog>,
+    record: CollectionRecord,
+    schema: SchemaRef,
+    scan: Arc<dyn ExecutionPlan>,
+    assignments: Vec<(String, Expr)>,
+    filters: Vec<Expr>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    check_key_unchanged(&record, &assignments)?;
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let rows: Arc<dyn ExecutionPlan> = match filters.into_iter().reduce(Expr::and) {
+        Some(filter) => Arc::new(FilterExec::try_new(
+            state.create_physical_expr(unqualified(filter)?, &df_schema)?,
+            scan,
+        )?),
+        None => scan,
+    };
+    let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let expr: Arc<dyn PhysicalExpr> = match assignments.iter().find(|(c, _)| c == field.name())
+        {
+            Some((_, value)) => {
+                state.create_physical_expr(unqualified(value.clone())?, &df_schema)?
+            }
+            None => Arc::new(Column::new(field.name(), i)),
+        };
+        exprs.push((expr, field.name().clone()));
+    }
+    let changed = Arc::new(ProjectionExec::try_new(exprs, rows)?);
+    let sink = CollectionSink::new(catalog, record, schema, InsertOp::Replace)?;
+    Ok(Arc::new(DataSinkExec::new(changed, Arc::new(sink), None)))
+}
