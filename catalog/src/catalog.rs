@@ -346,6 +346,29 @@ impl Catalog {
         Ok(dropped)
     }
 
+    /// Sets (or, for `None`, removes) properties of `database.name` in one commit. Snapshots
+    /// record the properties a collection has; a restore gives them back.
+    pub async fn set_properties(
+        &self,
+        database: &str,
+        name: &str,
+        properties: &[(String, Option<String>)],
+    ) -> Result<()> {
+        self.commit(|state| {
+            let id = state.require_collection(database, name)?.id.clone();
+            if let Some(record) = state.collections.get_mut(&id) {
+                for (key, value) in properties {
+                    match value {
+                        Some(v) => record.properties.insert(key.clone(), v.clone()),
+                        None => record.properties.remove(key),
+                    };
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Puts the collection `staged_id` in the place of `database.name` in one commit: the
     /// collection there (if any) is dropped — refused if it has snapshots — and the staged one
     /// takes its name. Until the commit, the old collection is untouched.
@@ -385,13 +408,20 @@ impl Catalog {
 
     /// Removes the tags a dropped zero-copy restore held on the versions it read.
     async fn release_shared(&self, dropped: &CollectionRecord) -> Result<()> {
+        self.release_clone_tags(&dropped.id, &dropped.shares_files_of)
+            .await
+    }
+
+    /// Removes the tags ([`clone_tag`] of `target_id`) a zero-copy restore holds on the live
+    /// collections at `locations`.
+    pub async fn release_clone_tags(&self, target_id: &str, locations: &[String]) -> Result<()> {
         let state = self.state().await?;
-        for location in &dropped.shares_files_of {
+        for location in locations {
             let Some(source) = state.collections.values().find(|c| &c.location == location) else {
                 continue;
             };
             let dataset = self.open_dataset(source, None).await?;
-            match dataset.tags().delete(&clone_tag(&dropped.id)).await {
+            match dataset.tags().delete(&clone_tag(target_id)).await {
                 Ok(()) | Err(lance::Error::RefNotFound { .. }) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),

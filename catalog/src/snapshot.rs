@@ -102,7 +102,7 @@ impl Catalog {
                     SnapshotState::Pending => {
                         return Err(CatalogError::InvalidRequest {
                             message: format!(
-                                "snapshot '{name}' on '{}' is being created (or its creation was interrupted; VACUUM clears it)",
+                                "snapshot '{name}' on '{}' is being created (or its creation was interrupted: VACUUM clears it once it is older than the grace period, e.g. VACUUM WITH (grace_seconds = 0) when nothing else is creating it)",
                                 record.qualified_name()
                             ),
                         })

@@ -129,9 +129,21 @@ impl Backend {
                 bar.finish_and_clear();
                 return Ok(());
             };
-            let state = batch.column(0).as_string::<i32>().value(0).to_string();
-            let progress = batch.column(1).as_primitive::<UInt64Type>().value(0);
-            let errors = batch.column(2).as_string::<i32>();
+            let unexpected = || {
+                CliError::Format(ArrowError::SchemaError(format!(
+                    "the answer about job {id} has unexpected column types"
+                )))
+            };
+            let (Some(states), Some(progress), Some(errors)) = (
+                batch.column(0).as_string_opt::<i32>(),
+                batch.column(1).as_primitive_opt::<UInt64Type>(),
+                batch.column(2).as_string_opt::<i32>(),
+            ) else {
+                bar.finish_and_clear();
+                return Err(unexpected());
+            };
+            let state = states.value(0).to_string();
+            let progress = progress.value(0);
             bar.set_message(state.clone());
             bar.set_position(progress);
             if matches!(state.as_str(), "SUCCEEDED" | "FAILED" | "CANCELLED") {

@@ -26,7 +26,7 @@ use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -108,7 +108,21 @@ impl Executor {
 
     /// A fresh session over the catalog, running jobs on the server's scheduler.
     pub fn session(&self) -> QuiverSession {
-        QuiverSession::new(self.catalog.clone()).with_scheduler(self.scheduler.clone())
+        let session = match self.limits.memory {
+            // Commands the session runs itself (CREATE TABLE ... AS, COPY ... FROM) reserve from
+            // a pool of the query memory limit too.
+            Some(bytes) => {
+                let pool =
+                    TrackConsumersPool::new(GreedyMemoryPool::new(bytes), REPORTED_CONSUMERS);
+                let runtime = RuntimeEnv {
+                    memory_pool: Arc::new(pool),
+                    ..RuntimeEnv::default()
+                };
+                QuiverSession::with_runtime(self.catalog.clone(), Arc::new(runtime))
+            }
+            None => QuiverSession::new(self.catalog.clone()),
+        };
+        session.with_scheduler(self.scheduler.clone())
     }
 
     /// [`Self::plan`] on its own task, which finishes even if the caller is dropped.

@@ -32,9 +32,7 @@ use datafusion::physical_expr::{
     Distribution, EquivalenceProperties, OrderingRequirements, PhysicalSortExpr,
 };
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{
-    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
-};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     collect, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -44,6 +42,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::distance::{cosine_from_parts, distance, gemm, kernels, key_to_value, Metric};
 use crate::error::OperatorError;
+use crate::knn::SearchCounters;
 use crate::topk::{RankKey, TopK};
 use crate::vector::{coerced_vector_type, is_vector_type, FixedValues, VectorArray};
 
@@ -312,13 +311,6 @@ impl QuerySet {
     }
 }
 
-/// Counters a partition's search updates.
-#[derive(Clone)]
-struct SearchCounters {
-    rows_scanned: Count,
-    distance_evaluations: Count,
-}
-
 /// The ranking key of a row for one query from their dot product and squared norms (smaller
 /// is nearer; see [`crate::distance::ordering_keys`] for the single-query form).
 #[inline]
@@ -533,11 +525,7 @@ impl ExecutionPlan for BatchKnnExec {
         if partition != 0 {
             return internal_err!("BatchKnnExec has one output partition, asked for {partition}");
         }
-        let counters = SearchCounters {
-            rows_scanned: MetricBuilder::new(&self.metrics).counter("rows_scanned", partition),
-            distance_evaluations: MetricBuilder::new(&self.metrics)
-                .counter("distance_evaluations", partition),
-        };
+        let counters = SearchCounters::new(&self.metrics, partition);
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let (queries, input, spec, dim) = (
             self.queries.clone(),

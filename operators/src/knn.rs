@@ -162,11 +162,24 @@ impl DisplayAs for KnnExec {
     }
 }
 
-/// Counters a partition's search updates.
+/// Counters a k-NN search updates (shared by its partitions' tasks).
 #[derive(Clone)]
-struct SearchCounters {
-    rows_scanned: Count,
-    distance_evaluations: Count,
+pub(crate) struct SearchCounters {
+    /// Rows read.
+    pub(crate) rows_scanned: Count,
+    /// Distances computed.
+    pub(crate) distance_evaluations: Count,
+}
+
+impl SearchCounters {
+    /// The counters of output `partition` in `metrics`.
+    pub(crate) fn new(metrics: &ExecutionPlanMetricsSet, partition: usize) -> Self {
+        Self {
+            rows_scanned: MetricBuilder::new(metrics).counter("rows_scanned", partition),
+            distance_evaluations: MetricBuilder::new(metrics)
+                .counter("distance_evaluations", partition),
+        }
+    }
 }
 
 /// Searches one input partition; returns its top k.
@@ -268,11 +281,7 @@ impl ExecutionPlan for KnnExec {
         if partition != 0 {
             return internal_err!("KnnExec has one output partition, asked for {partition}");
         }
-        let counters = SearchCounters {
-            rows_scanned: MetricBuilder::new(&self.metrics).counter("rows_scanned", partition),
-            distance_evaluations: MetricBuilder::new(&self.metrics)
-                .counter("distance_evaluations", partition),
-        };
+        let counters = SearchCounters::new(&self.metrics, partition);
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let partitions = self.input.output_partitioning().partition_count();
         let mut tasks = Vec::with_capacity(partitions);

@@ -121,53 +121,36 @@ fn list_values<O: OffsetSizeTrait>(list: &GenericListArray<O>) -> Option<&[f32]>
 
 /// The first non-NULL row of a list array whose vector holds a NULL element, if any.
 pub fn first_null_element(array: &dyn Array) -> Option<usize> {
-    fn find(
-        rows: usize,
-        valid: impl Fn(usize) -> bool,
-        range: impl Fn(usize) -> std::ops::Range<usize>,
-        child: &dyn Array,
-    ) -> Option<usize> {
-        if child.logical_null_count() == 0 {
-            return None;
-        }
-        (0..rows).find(|&i| valid(i) && range(i).any(|j| child.is_null(j)))
-    }
     match array.data_type() {
         DataType::FixedSizeList(_, _) => {
-            let l = array.as_fixed_size_list();
-            let size = l.value_length() as usize;
-            find(
-                l.len(),
-                |i| l.is_valid(i),
-                |i| {
-                    let start = l.value_offset(i) as usize;
-                    start..start + size
-                },
-                l.values().as_ref(),
-            )
+            let list = array.as_fixed_size_list();
+            let child = list.values();
+            if child.logical_null_count() == 0 {
+                return None;
+            }
+            let size = list.value_length() as usize;
+            (0..list.len()).find(|&i| {
+                let start = list.value_offset(i) as usize;
+                list.is_valid(i) && (start..start + size).any(|j| child.is_null(j))
+            })
         }
-        DataType::List(_) => {
-            let l = array.as_list::<i32>();
-            let o = l.value_offsets();
-            find(
-                l.len(),
-                |i| l.is_valid(i),
-                |i| o[i] as usize..o[i + 1] as usize,
-                l.values().as_ref(),
-            )
-        }
-        DataType::LargeList(_) => {
-            let l = array.as_list::<i64>();
-            let o = l.value_offsets();
-            find(
-                l.len(),
-                |i| l.is_valid(i),
-                |i| o[i] as usize..o[i + 1] as usize,
-                l.values().as_ref(),
-            )
-        }
+        DataType::List(_) => in_list(array.as_list::<i32>()),
+        DataType::LargeList(_) => in_list(array.as_list::<i64>()),
         _ => None,
     }
+}
+
+/// [`first_null_element`] of a variable-length list.
+fn in_list<O: OffsetSizeTrait>(list: &GenericListArray<O>) -> Option<usize> {
+    let child = list.values();
+    if child.logical_null_count() == 0 {
+        return None;
+    }
+    let offsets = list.value_offsets();
+    (0..list.len()).find(|&i| {
+        list.is_valid(i)
+            && (offsets[i].as_usize()..offsets[i + 1].as_usize()).any(|j| child.is_null(j))
+    })
 }
 
 impl<'a> VectorArray<'a> {

@@ -10,6 +10,7 @@ use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{plan_err, Result, TableReference};
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -49,6 +50,13 @@ impl std::fmt::Debug for QuiverSession {
 impl QuiverSession {
     /// A new session over `catalog`, in the `default` database.
     pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self::with_runtime(catalog, Arc::new(RuntimeEnv::default()))
+    }
+
+    /// A new session whose statements run in `runtime`: its memory pool bounds what the
+    /// statements the session runs itself (`CREATE TABLE ... AS`, `COPY ... FROM`, index builds)
+    /// may reserve.
+    pub fn with_runtime(catalog: Arc<Catalog>, runtime: Arc<RuntimeEnv>) -> Self {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
@@ -59,6 +67,7 @@ impl QuiverSession {
         let system = Arc::new(SystemSchema::new(catalog.clone()));
         let state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(runtime)
             .with_default_features()
             .with_catalog_list(Arc::new(QuiverCatalogList::new(catalog.clone(), system)))
             .with_type_planner(Arc::new(VectorTypePlanner))
@@ -223,6 +232,14 @@ impl QuiverSession {
                 path,
                 options,
             } => self.copy_from(&name, &path, &options).await,
+            QuiverStatement::SetProperties { name, properties } => {
+                let (database, table) = self.resolve(&name)?;
+                self.catalog
+                    .set_properties(&database, &table, &properties)
+                    .await
+                    .map_err(external)?;
+                self.done()
+            }
         }
     }
 

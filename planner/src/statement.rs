@@ -14,6 +14,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::dialect::QuiverDialect;
+use crate::error::PlannerError;
 use crate::index::CreateIndex;
 use crate::session::normalize;
 
@@ -137,6 +138,14 @@ pub enum QuiverStatement {
     },
     /// `EXPLAIN` of a job statement (`RESTORE`, `VACUUM`): its plan, not run.
     ExplainJob(Box<QuiverStatement>),
+    /// `ALTER TABLE name SET TBLPROPERTIES ('key' = 'value', ...)` or `ALTER TABLE name SET
+    /// (key = 'value', ...)`: collection properties; a NULL value removes the key.
+    SetProperties {
+        /// The collection.
+        name: ObjectName,
+        /// Keys and values (`None` to remove).
+        properties: Vec<(String, Option<String>)>,
+    },
     /// `COPY name FROM 'path' [WITH (FORMAT parquet|csv, HEADER true, DELIMITER ',')]`.
     CopyFrom {
         /// The target collection.
@@ -421,6 +430,18 @@ fn option_value(expr: &ast::Expr) -> Option<String> {
 }
 
 fn create_index(create: &ast::CreateIndex) -> Result<QuiverStatement> {
+    if create.unique {
+        return plan_err!("a vector index cannot be UNIQUE");
+    }
+    if let Some(predicate) = &create.predicate {
+        return plan_err!(
+            "partial vector indices (WHERE {predicate}) are not supported; filter in the query, \
+             which runs before the search"
+        );
+    }
+    if !create.include.is_empty() {
+        return plan_err!("a vector index cannot INCLUDE columns");
+    }
     let [column] = create.columns.as_slice() else {
         return plan_err!("a vector index covers exactly one column");
     };
@@ -501,6 +522,45 @@ fn single_ident(name: &ObjectName) -> Option<ast::Ident> {
     }
 }
 
+/// `ALTER TABLE ... SET TBLPROPERTIES (...)` / `SET (...)` as [`QuiverStatement::SetProperties`];
+/// any other `ALTER TABLE` is refused by name.
+fn alter_table(alter: &ast::AlterTable) -> Result<QuiverStatement> {
+    let [operation] = alter.operations.as_slice() else {
+        return plan_err!("ALTER TABLE takes one SET TBLPROPERTIES (...) at a time");
+    };
+    let options = match operation {
+        ast::AlterTableOperation::SetTblProperties { table_properties } => table_properties,
+        ast::AlterTableOperation::SetOptionsParens { options } => options,
+        other => {
+            return Err(PlannerError::Unsupported(format!(
+                "ALTER TABLE ... {other} is not supported; ALTER TABLE sets properties: \
+                 ALTER TABLE t SET TBLPROPERTIES ('key' = 'value')"
+            ))
+            .into())
+        }
+    };
+    let mut properties = Vec::with_capacity(options.len());
+    for option in options {
+        let ast::SqlOption::KeyValue { key, value } = option else {
+            return plan_err!("table properties are written 'key' = 'value', got '{option}'");
+        };
+        let value = match value {
+            ast::Expr::Value(v) if matches!(v.value, ast::Value::Null) => None,
+            other => match option_value(other) {
+                Some(v) => Some(v),
+                None => {
+                    return plan_err!("the value of property '{}' must be a literal", key.value)
+                }
+            },
+        };
+        properties.push((key.value.clone(), value));
+    }
+    Ok(QuiverStatement::SetProperties {
+        name: alter.name.clone(),
+        properties,
+    })
+}
+
 /// Turns DataFusion's parse into Quiver's statement.
 fn classify(statement: DFStatement) -> Result<QuiverStatement> {
     let DFStatement::Statement(inner) = statement else {
@@ -508,6 +568,7 @@ fn classify(statement: DFStatement) -> Result<QuiverStatement> {
     };
     match inner.as_ref() {
         SqlStatement::CreateIndex(create) => return create_index(create),
+        SqlStatement::AlterTable(alter) => return alter_table(alter),
         SqlStatement::Drop {
             object_type: ObjectType::Index,
             if_exists,

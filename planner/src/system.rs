@@ -221,6 +221,7 @@ fn collections(state: &CatalogState) -> Result<RecordBatch> {
         Field::new("primary_key", DataType::Utf8, true),
         Field::new("location", DataType::Utf8, false),
         Field::new("created_at", timestamp_type(), false),
+        Field::new("properties", DataType::Utf8, false),
     ]));
     let mut rows: Vec<_> = state.collections.values().collect();
     rows.sort_by(|a, b| (&a.database, &a.name).cmp(&(&b.database, &b.name)));
@@ -245,6 +246,13 @@ fn collections(state: &CatalogState) -> Result<RecordBatch> {
                 rows.iter().map(|c| c.location.as_str()),
             )),
             timestamps(rows.iter().map(|c| Some(c.created_at))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|c| {
+                c.properties
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }))),
         ],
     )?)
 }

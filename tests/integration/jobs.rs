@@ -18,9 +18,11 @@ async fn docs_with_snapshot() -> TestDb {
            make_array(value % 10, value / 10) FROM generate_series(1, 300);
          CREATE INDEX e ON docs USING IVF_FLAT (embedding) WITH (num_partitions = 2);
          DELETE FROM docs WHERE id <= 10;
+         ALTER TABLE docs SET TBLPROPERTIES ('owner' = 'search');
          CREATE SNAPSHOT nightly ON docs COMMENT 'before';
          INSERT INTO docs VALUES (1000, 'late', [0, 0]);
-         DELETE FROM docs WHERE id = 20;",
+         DELETE FROM docs WHERE id = 20;
+         ALTER TABLE docs SET TBLPROPERTIES ('owner' = 'ads', 'late' = 'yes');",
     )
     .await;
     db
@@ -67,7 +69,13 @@ async fn a_copy_restore_holds_exactly_the_snapshot() {
             .await,
         "1"
     );
-    // Index, primary key and schema came along; the restored collection is writable.
+    // Index, primary key, properties and schema came along, as they were at the snapshot; the
+    // restored collection is writable.
+    assert_eq!(
+        db.value("SELECT properties FROM quiver.collections WHERE name = 'docs_restored'")
+            .await,
+        "owner=search"
+    );
     let indexes = db.rows("SHOW INDEXES FROM docs_restored").await;
     assert_eq!(indexes[0][1], "e");
     let err = db
@@ -132,6 +140,20 @@ async fn an_in_place_restore_rolls_back_as_a_new_version() {
     // History is kept: the snapshot still reads, and new writes go on top.
     db.sql("INSERT INTO docs VALUES (1000, 'again', [0, 0])")
         .await;
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "291");
+    // The same job run again (a retry whose first outcome was lost) does not roll back a
+    // second time over the newer write.
+    let retry = quiver_planner::jobs::restore::plan(
+        db.session.catalog(),
+        &job,
+        Arc::new(quiver_operators::jobs::NoProgress),
+    )
+    .await
+    .unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    datafusion::physical_plan::collect(retry.plan, ctx.task_ctx())
+        .await
+        .unwrap();
     assert_eq!(db.value("SELECT count(*) FROM docs").await, "291");
 }
 
@@ -514,4 +536,70 @@ async fn gc_reads_the_catalog_after_listing_so_a_restore_started_meanwhile_keeps
         .unwrap();
     assert!(copy.exists(), "a running restore's copy was collected");
     assert_eq!(db.value("SELECT count(*) FROM docs").await, "290");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_of_a_clone_keeps_what_it_reads_when_everything_before_it_is_gone() {
+    let db = docs_with_snapshot().await;
+    let first = run_job(
+        &db,
+        "RESTORE SNAPSHOT nightly ON docs TO c1 WITH (mode = 'zero_copy')",
+    )
+    .await;
+    assert_eq!(first.state, JobState::Succeeded, "{:?}", first.error);
+    db.sql("CREATE SNAPSHOT s2 ON c1").await;
+    let second = run_job(
+        &db,
+        "RESTORE SNAPSHOT s2 ON c1 TO c2 WITH (mode = 'zero_copy')",
+    )
+    .await;
+    assert_eq!(second.state, JobState::Succeeded, "{:?}", second.error);
+    let all = "SELECT id, category, embedding FROM c2 ORDER BY id";
+    let before = db.rows(all).await;
+    assert_eq!(before.len(), 290);
+    // Nothing but c2 pins the first collection's old version now; its rows are rewritten away
+    // and every unpinned version expires.
+    db.sql(
+        "DROP SNAPSHOT s2 ON c1;
+         DROP TABLE c1;
+         DROP SNAPSHOT nightly ON docs;
+         DELETE FROM docs;
+         VACUUM WITH (retention_seconds = 0, grace_seconds = 0)",
+    )
+    .await;
+    assert_eq!(db.rows(all).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_removes_tags_whose_snapshot_or_restore_is_gone() {
+    let db = docs_with_snapshot().await;
+    let catalog = db.session.catalog();
+    let record = catalog.collection("default", "docs").await.unwrap();
+    let dataset = catalog.open_dataset(&record, None).await.unwrap();
+    // Left by crashes: a snapshot's tag whose record is gone, a zero-copy restore's tag whose
+    // target never came to be.
+    let orphans = [
+        quiver_catalog::snapshot::tag_name("00000000000000000000000000000000"),
+        quiver_catalog::catalog::clone_tag("11111111111111111111111111111111"),
+    ];
+    for tag in &orphans {
+        dataset.tags().create(tag, 1).await.unwrap();
+    }
+    let (_, snapshot) = catalog
+        .snapshot("default", "docs", "nightly")
+        .await
+        .unwrap();
+    db.sql("VACUUM WITH (retention_seconds = 0, grace_seconds = 0)")
+        .await;
+    let tags = dataset.tags().list().await.unwrap();
+    for tag in &orphans {
+        assert!(!tags.contains_key(tag), "{tag} was kept: {tags:?}");
+    }
+    // The live snapshot's tag stays, and the snapshot still reads in full.
+    assert!(tags.contains_key(&quiver_catalog::snapshot::tag_name(&snapshot.id)));
+    assert_eq!(
+        db.value("SELECT count(*) FROM snapshot('docs', 'nightly')")
+            .await,
+        "290"
+    );
 }

@@ -43,10 +43,6 @@ fn crash_at_nth(db: &TestDb, trigger: &'static str, nth: usize) -> Arc<AtomicBoo
     crashed
 }
 
-fn crash_at(db: &TestDb, trigger: &'static str) -> Arc<AtomicBool> {
-    crash_at_nth(db, trigger, 1)
-}
-
 fn dir_exists(db: &TestDb, relative: &str) -> bool {
     let path = db.dir.path().join(relative);
     path.exists()
@@ -129,25 +125,63 @@ async fn a_failure_the_process_survives_is_undone_at_once() {
 }
 
 #[tokio::test]
-async fn a_crash_during_drop_leaves_the_snapshot_invisible_and_gc_finishes_it() {
-    let mut db = docs().await;
-    db.sql("CREATE SNAPSHOT nightly ON docs").await;
-    let crashed = crash_at(&db, "snapshots/");
-    let err = db.error("DROP SNAPSHOT nightly ON docs").await;
-    assert!(crashed.load(Ordering::SeqCst));
-    assert!(err.contains("process crashed"), "{err}");
-    db.restart().await;
-    assert!(db.rows("SHOW SNAPSHOTS").await.is_empty());
-    let catalog = db.session.catalog().clone();
-    let stale = catalog
-        .stale_snapshots(chrono::Duration::zero())
-        .await
-        .unwrap();
-    assert_eq!(stale.len(), 1);
-    assert_eq!(stale[0].state, SnapshotState::Deleting);
-    catalog.clear_stale_snapshot(&stale[0]).await.unwrap();
-    assert!(catalog.state().await.unwrap().snapshots.is_empty());
-    assert!(!dir_exists(&db, "snapshots"));
+async fn a_crash_at_any_step_of_drop_leaves_the_catalog_consistent_and_gc_finishes_it() {
+    // The steps of drop, in order: the DELETING commit, the manifest, the metadata, the tag,
+    // the record's removal.
+    for (step, trigger, nth) in [
+        (0, "_catalog/log", 1),
+        (1, "snapshots/", 1),
+        (2, "snapshots/", 2),
+        (3, "_refs/tags", 1),
+        (4, "_catalog/log", 2),
+    ] {
+        let mut db = docs().await;
+        db.sql("CREATE SNAPSHOT nightly ON docs").await;
+        let at_snapshot = db
+            .rows("SELECT id FROM snapshot('docs', 'nightly') ORDER BY id")
+            .await;
+        let crashed = crash_at_nth(&db, trigger, nth);
+        let err = db.error("DROP SNAPSHOT nightly ON docs").await;
+        assert!(crashed.load(Ordering::SeqCst), "step {step}: never reached");
+        assert!(err.contains("process crashed"), "step {step}: {err}");
+        db.restart().await;
+        let catalog = db.session.catalog().clone();
+        if step == 0 {
+            // Nothing was committed: the snapshot is whole and usable.
+            assert_eq!(
+                db.rows("SELECT name FROM quiver.snapshots").await,
+                vec![vec!["nightly"]]
+            );
+            assert_eq!(
+                db.rows("SELECT id FROM snapshot('docs', 'nightly') ORDER BY id")
+                    .await,
+                at_snapshot
+            );
+            db.sql("DROP SNAPSHOT nightly ON docs").await;
+        } else {
+            // Marked DELETING: invisible, and garbage collection finishes the drop.
+            assert!(db.rows("SHOW SNAPSHOTS").await.is_empty(), "step {step}");
+            let stale = catalog
+                .stale_snapshots(chrono::Duration::zero())
+                .await
+                .unwrap();
+            assert_eq!(stale.len(), 1, "step {step}");
+            assert_eq!(stale[0].state, SnapshotState::Deleting);
+            catalog.clear_stale_snapshot(&stale[0]).await.unwrap();
+        }
+        assert!(
+            catalog.state().await.unwrap().snapshots.is_empty(),
+            "step {step}"
+        );
+        assert!(!dir_exists(&db, "snapshots"), "step {step}");
+        let record = catalog.collection("default", "docs").await.unwrap();
+        assert!(
+            !dir_exists(&db, &format!("{}/_refs/tags", record.location)),
+            "step {step}: tag left behind"
+        );
+        // The collection itself was never touched.
+        assert_eq!(db.value("SELECT count(*) FROM docs").await, "2");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

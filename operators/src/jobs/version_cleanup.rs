@@ -4,6 +4,13 @@
 //! Lance's cleanup keeps the latest version and every tagged version — each snapshot tags the
 //! version it pins, and each zero-copy restore tags the version it reads — and never deletes a
 //! file a kept version refers to. Output rows follow the garbage collection report schema.
+//!
+//! First, tags whose owner is gone (left by a crash between a drop's steps, or a failed
+//! restore's undo) are removed, so the versions they pinned can expire. A tag is an orphan when
+//! the catalog read *after* the tags were listed knows neither its snapshot nor its restore
+//! target (as a live collection or the target of an unfinished restore): an owner's record is
+//! always committed before its tag is created, so a tag created meanwhile is never taken for an
+//! orphan.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,7 +21,10 @@ use datafusion::arrow::array::{RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{DataFusionError, Result};
 use lance::dataset::cleanup::{CleanupPolicyBuilder, RemovalStats};
-use quiver_catalog::Catalog;
+use lance::Dataset;
+use quiver_catalog::catalog::clone_tag;
+use quiver_catalog::snapshot::tag_name;
+use quiver_catalog::{Catalog, CatalogState};
 
 use super::file_delete::report_schema;
 use super::{cancelled, JobProgress, Source};
@@ -61,6 +71,43 @@ impl fmt::Display for VersionCleanup {
     }
 }
 
+/// Whether the Quiver tag `name` has no owner in `state`.
+fn orphan_tag(name: &str, state: &CatalogState) -> bool {
+    if let Some(id) = name.strip_prefix(&tag_name("")) {
+        return !state.snapshots.contains_key(id);
+    }
+    if let Some(id) = name.strip_prefix(&clone_tag("")) {
+        let restoring = state.jobs.values().any(|j| {
+            !j.state.is_terminal() && j.spec.get("target_id").and_then(|v| v.as_str()) == Some(id)
+        });
+        return !state.collections.contains_key(id) && !restoring;
+    }
+    false
+}
+
+impl VersionCleanup {
+    /// Removes `dataset`'s Quiver tags that have no owner any more; returns how many.
+    async fn remove_orphan_tags(&self, dataset: &Dataset) -> Result<usize> {
+        let tags = dataset.tags().list().await?;
+        let state = self
+            .catalog
+            .state()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut removed = 0;
+        for name in tags.keys().filter(|name| orphan_tag(name, &state)) {
+            if !self.dry_run {
+                match dataset.tags().delete(name).await {
+                    Ok(()) | Err(lance::Error::RefNotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
 fn files_of(stats: &RemovalStats) -> u64 {
     stats.old_versions
         + stats.data_files_removed
@@ -99,6 +146,14 @@ impl Source for VersionCleanup {
                 .open_dataset(record, None)
                 .await
                 .map_err(external)?;
+            let orphans = self.remove_orphan_tags(&dataset).await?;
+            if orphans > 0 {
+                tracing::info!(
+                    "{}: {orphans} tag(s) without an owner {}",
+                    record.qualified_name(),
+                    if self.dry_run { "found" } else { "removed" }
+                );
+            }
             let policy = CleanupPolicyBuilder::default()
                 .before_timestamp(Utc::now() - self.retention)
                 .delete_unverified(false)

@@ -225,11 +225,9 @@ impl JobScheduler {
     /// came within the lease) is taken over once its lease expires.
     pub fn start_recovery(self: &Arc<Self>, every: Duration) {
         let scheduler = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
+        spawn_every(every, move || {
+            let scheduler = scheduler.clone();
+            async move {
                 match scheduler.recover().await {
                     Ok(taken) if !taken.is_empty() => {
                         tracing::info!("took over unfinished jobs {taken:?}")
@@ -244,12 +242,10 @@ impl JobScheduler {
     /// Runs garbage collection every `every`, with `spec`, until the process ends.
     pub fn start_interval_gc(self: &Arc<Self>, every: Duration, spec: gc::GcSpec) {
         let scheduler = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                if let Err(e) = gc::submit(&scheduler, spec.clone()).await {
+        spawn_every(every, move || {
+            let (scheduler, spec) = (scheduler.clone(), spec.clone());
+            async move {
+                if let Err(e) = gc::submit(&scheduler, spec).await {
                     tracing::warn!("scheduled garbage collection could not start: {e}");
                 }
             }
@@ -405,6 +401,22 @@ impl JobScheduler {
             }
         })
     }
+}
+
+/// Runs `tick` every `every` (first after one interval) until the process ends.
+fn spawn_every<F, Fut>(every: Duration, mut tick: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            tick().await;
+        }
+    });
 }
 
 /// Whether a RUNNING job's runner has not reported within `lease` (or never did).

@@ -9,7 +9,8 @@
 //!   cleanup nor garbage collection removes what the clone reads, and dropping the source keeps
 //!   those files while the clone lives. Plan: `CatalogCommitExec <- ShallowCloneExec`.
 //! - `in_place`: `RESTORE TABLE t TO SNAPSHOT s` commits the snapshot's content as the
-//!   collection's newest version (history kept). Plan: `CatalogCommitExec <- RollbackExec`.
+//!   collection's newest version (history kept). Plan: `RollbackExec`, which a retried job does
+//!   not repeat once an earlier attempt committed it (it would undo writes made since).
 //!
 //! The target of a new collection gets its id when the job is submitted, so a retried job (after
 //! a failure or a restart) clears whatever a previous attempt left and starts again; a target
@@ -20,11 +21,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{plan_err, DataFusionError, Result};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
+use lance::dataset::transaction::Operation;
 use quiver_catalog::catalog::clone_tag;
 use quiver_catalog::{
     Catalog, CatalogError, CollectionRecord, JobKind, JobRecord, SnapshotRecord, SnapshotState,
@@ -77,6 +80,10 @@ pub struct RestoreSpec {
     pub target_name: Option<String>,
     /// The new collection's id, fixed at submission (not for in-place).
     pub target_id: Option<String>,
+    /// When the restore was submitted: an in-place rollback committed after it was made by an
+    /// earlier attempt of this job, and is not made again.
+    #[serde(default)]
+    pub submitted_at: Option<DateTime<Utc>>,
 }
 
 fn target_location(target_id: &str) -> String {
@@ -119,6 +126,7 @@ pub async fn spec(
         target_database,
         target_name,
         target_id,
+        submitted_at: Some(Utc::now()),
     })
 }
 
@@ -302,6 +310,32 @@ impl Source for ShallowClone {
             Ok(()) | Err(lance::Error::RefConflict { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        // A source that is itself a clone reads older collections' files: the clone reads them
+        // too, so it pins the versions the source pins there.
+        let state = self.catalog.state().await.map_err(external)?;
+        for location in &self.source.shares_files_of {
+            let Some(owner) = state.collections.values().find(|c| &c.location == location) else {
+                continue;
+            };
+            let owner = self
+                .catalog
+                .open_dataset(owner, None)
+                .await
+                .map_err(external)?;
+            let Some(pinned) = owner
+                .tags()
+                .list()
+                .await?
+                .get(&clone_tag(&self.source.id))
+                .map(|t| t.version)
+            else {
+                continue;
+            };
+            match owner.tags().create(&tag, pinned).await {
+                Ok(()) | Err(lance::Error::RefConflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         let target = self
             .catalog
             .root()
@@ -319,12 +353,41 @@ impl Source for ShallowClone {
     }
 }
 
-/// `RollbackExec`: commits the snapshot's version as the collection's newest.
+/// `RollbackExec`: commits the snapshot's version as the collection's newest — once: a retried
+/// job whose earlier attempt already committed the rollback (a version since `since` that
+/// restores the snapshot's version) does not roll back again over newer writes.
 #[derive(Debug)]
 struct Rollback {
     catalog: Arc<Catalog>,
     record: CollectionRecord,
     snapshot: SnapshotRecord,
+    since: Option<DateTime<Utc>>,
+}
+
+impl Rollback {
+    /// Whether a version committed since the job was submitted already restores the snapshot.
+    async fn already_done(&self) -> Result<bool> {
+        let Some(since) = self.since else {
+            return Ok(false);
+        };
+        let latest = self
+            .catalog
+            .open_dataset(&self.record, None)
+            .await
+            .map_err(external)?;
+        for version in latest.versions().await?.iter().rev() {
+            if version.timestamp < since {
+                break;
+            }
+            let transaction = latest.read_transaction_by_version(version.version).await?;
+            if transaction.is_some_and(|t| {
+                matches!(t.operation, Operation::Restore { version } if version == self.snapshot.version)
+            }) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 impl fmt::Display for Rollback {
@@ -350,12 +413,14 @@ impl Source for Rollback {
     }
 
     async fn run(&self, progress: Arc<dyn JobProgress>) -> Result<Vec<RecordBatch>> {
-        let mut old = self
-            .catalog
-            .open_snapshot(&self.record, &self.snapshot)
-            .await
-            .map_err(external)?;
-        old.restore().await?;
+        if !self.already_done().await? {
+            let mut old = self
+                .catalog
+                .open_snapshot(&self.record, &self.snapshot)
+                .await
+                .map_err(external)?;
+            old.restore().await?;
+        }
         progress.add_total(1, 0, self.snapshot.rows);
         progress.add_done(1, 0, self.snapshot.rows);
         Ok(vec![summary(
@@ -423,6 +488,7 @@ pub async fn build(
                 catalog: catalog.clone(),
                 record: source,
                 snapshot,
+                since: spec.submitted_at,
             },
             progress,
         );
@@ -481,9 +547,9 @@ pub async fn build(
         async move {
             let _ = catalog.remove_location(&target_location(&target_id)).await;
             if zero_copy {
-                if let Ok(dataset) = catalog.open_dataset(&source, None).await {
-                    let _ = dataset.tags().delete(&clone_tag(&target_id)).await;
-                }
+                let mut pinned = vec![source.location.clone()];
+                pinned.extend(source.shares_files_of.iter().cloned());
+                let _ = catalog.release_clone_tags(&target_id, &pinned).await;
             }
         }
     };

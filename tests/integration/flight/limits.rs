@@ -43,6 +43,27 @@ async fn a_query_over_its_memory_limit_fails_alone() {
         err.message()
     );
     assert_eq!(rows(&mut client, "SELECT 1").await, vec![vec!["1"]]);
+    // A command the session runs itself is bounded too, and leaves nothing behind.
+    let err = status(
+        client
+            .execute_update(
+                "CREATE TABLE big AS SELECT array_agg(value) AS v FROM generate_series(1, 5000000)"
+                    .into(),
+                None,
+            )
+            .await
+            .expect_err("over the limit"),
+    );
+    assert_eq!(
+        err.code(),
+        tonic::Code::ResourceExhausted,
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        rows(&mut client, "SELECT count(*) FROM quiver.collections").await,
+        vec![vec!["0"]]
+    );
     server.shutdown().await;
 }
 
