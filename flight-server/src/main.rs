@@ -20,7 +20,7 @@ use quiver_flight::server::{self, ShutdownSignal};
 #[derive(Debug, Parser)]
 #[command(name = "quiver", version, about)]
 struct Args {
-    /// The data root: a directory (created if missing) or an object store URL.
+    /// The data root: a directory (created if missing) or a file:// URL.
     #[arg(
         long,
         global = true,

@@ -89,6 +89,16 @@ pub enum OperatorError {
         /// What is wrong.
         message: String,
     },
+    /// A file a snapshot lists is not the file the snapshot recorded any more.
+    #[error(
+        "snapshot file '{path}' no longer matches its manifest ({detail}); the snapshot is damaged"
+    )]
+    SnapshotFileChanged {
+        /// The root-relative path.
+        path: String,
+        /// What differs.
+        detail: String,
+    },
     /// An Arrow error.
     #[error("{0}")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),

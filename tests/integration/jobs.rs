@@ -603,3 +603,37 @@ async fn vacuum_removes_tags_whose_snapshot_or_restore_is_gone() {
         "290"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_restore_of_a_damaged_snapshot_fails_naming_the_file_and_leaves_no_target() {
+    let db = docs_with_snapshot().await;
+    let catalog = db.session.catalog();
+    let (_, snapshot) = catalog
+        .snapshot("default", "docs", "nightly")
+        .await
+        .unwrap();
+    let files = catalog.snapshot_files(&snapshot).await.unwrap();
+    let data = files
+        .iter()
+        .find(|f| f.kind == quiver_catalog::inventory::FileKind::Data)
+        .unwrap();
+    // The file is replaced by other bytes of the same size.
+    let path = db.dir.path().join(&data.path);
+    let flipped: Vec<u8> = std::fs::read(&path).unwrap().iter().map(|b| !b).collect();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, flipped).unwrap();
+    let job = run_job(&db, "RESTORE SNAPSHOT nightly ON docs TO docs_restored").await;
+    assert_eq!(job.state, JobState::Failed);
+    let error = job.error.unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "snapshot file '{}' no longer matches its manifest",
+            data.path
+        )),
+        "{error}"
+    );
+    assert!(db
+        .error("SELECT * FROM docs_restored")
+        .await
+        .contains("not found"));
+}

@@ -5,6 +5,10 @@
 //! otherwise a copy). Files under other directories (the source was itself a zero-copy restore)
 //! are not copied: the copied version manifest still refers to them. Copies run concurrently;
 //! progress is reported per file.
+//!
+//! Before a file is copied, its size and content tag (the store's ETag, when the manifest
+//! recorded one) are checked against the manifest: a file that changed since the snapshot (data
+//! files never change) fails the copy with the file's name, instead of restoring other data.
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use object_store::ObjectStoreExt;
 use quiver_catalog::location::DataRoot;
 
 use super::{cancelled, paths_and_sizes, JobProgress, Transform};
+use crate::error::OperatorError;
 
 /// Copies files from one collection directory to another.
 #[derive(Debug)]
@@ -40,6 +45,34 @@ impl FileCopy {
             source_dir,
             target_dir,
             concurrency: concurrency.max(1),
+        }
+    }
+}
+
+impl FileCopy {
+    /// Fails unless the file at `path` still has the manifest's `size` and `checksum`.
+    async fn check_unchanged(&self, path: &str, size: u64, checksum: Option<&str>) -> Result<()> {
+        let meta = self
+            .root
+            .store()
+            .head(&self.root.path_of(path))
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let changed = |detail: String| -> Result<()> {
+            Err(OperatorError::SnapshotFileChanged {
+                path: path.to_string(),
+                detail,
+            }
+            .into())
+        };
+        if meta.size != size {
+            return changed(format!("{} bytes, the manifest says {size}", meta.size));
+        }
+        match (checksum, meta.e_tag.as_deref()) {
+            (Some(expected), Some(actual)) if expected != actual => {
+                changed(format!("checksum {actual}, the manifest says {expected}"))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -81,6 +114,11 @@ impl Transform for FileCopy {
             .index_of("row_count")
             .ok()
             .map(|i| batch.column(i).as_primitive::<UInt64Type>().clone());
+        let checksums = batch
+            .schema()
+            .index_of("checksum")
+            .ok()
+            .and_then(|i| batch.column(i).as_string_opt::<i32>().cloned());
         let prefix = format!("{}/", self.source_dir);
         let copied: Vec<(String, u64)> = futures::stream::iter(0..batch.num_rows())
             .map(|i| {
@@ -91,6 +129,10 @@ impl Transform for FileCopy {
                     .filter(|r| r.is_valid(i))
                     .map(|r| r.value(i))
                     .unwrap_or(0);
+                let checksum = checksums
+                    .as_ref()
+                    .filter(|c| c.is_valid(i))
+                    .map(|c| c.value(i).to_string());
                 let prefix = prefix.clone();
                 let progress = progress.clone();
                 async move {
@@ -101,6 +143,8 @@ impl Transform for FileCopy {
                         progress.add_done(1, size, row_count);
                         return Ok(None);
                     };
+                    self.check_unchanged(&path, size, checksum.as_deref())
+                        .await?;
                     let target = format!("{}/{relative}", self.target_dir);
                     self.root
                         .store()

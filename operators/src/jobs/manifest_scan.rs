@@ -19,6 +19,7 @@ pub fn file_schema() -> SchemaRef {
         Field::new("size_bytes", DataType::UInt64, false),
         Field::new("row_count", DataType::UInt64, true),
         Field::new("fragment_id", DataType::UInt64, true),
+        Field::new("checksum", DataType::Utf8, true),
     ]))
 }
 
@@ -89,6 +90,12 @@ impl Source for ManifestScan {
                 )),
                 Arc::new(UInt64Array::from(
                     files.iter().map(|f| f.fragment_id).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    files
+                        .iter()
+                        .map(|f| f.checksum.as_deref())
+                        .collect::<Vec<_>>(),
                 )),
             ],
         )?;
