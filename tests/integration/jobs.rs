@@ -637,3 +637,58 @@ async fn a_copy_restore_of_a_damaged_snapshot_fails_naming_the_file_and_leaves_n
         .await
         .contains("not found"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_runs_no_more_jobs_at_once_than_its_limit() {
+    let db = docs_with_snapshot().await;
+    let gate = Arc::new(AtomicBool::new(true));
+    let hold = gate.clone();
+    // Copies wait while the gate is closed.
+    db.hooks.set(Arc::new(move |op: StoreOp, _path: &Path| {
+        while op == StoreOp::Copy && hold.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(())
+    }));
+    let scheduler = JobScheduler::new(
+        db.session.catalog().clone(),
+        SchedulerConfig {
+            max_concurrent: 1,
+            ..SchedulerConfig::default()
+        },
+    );
+    let session = db.session.clone().with_scheduler(scheduler.clone());
+    let submit = |target: &'static str| {
+        let session = session.clone();
+        async move {
+            let batches = session
+                .run_script(&format!("RESTORE SNAPSHOT nightly ON docs TO {target}"))
+                .await
+                .unwrap();
+            quiver_tests::format_rows(&batches[0])[0][0]
+                .parse::<u64>()
+                .unwrap()
+        }
+    };
+    let first = submit("r1").await;
+    let second = submit("r2").await;
+    let state = |id: u64| {
+        let catalog = db.session.catalog().clone();
+        async move { catalog.job(id).await.unwrap().state }
+    };
+    for _ in 0..400 {
+        if state(first).await == JobState::Running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(state(first).await, JobState::Running);
+    // The second waits for the slot the first holds.
+    assert_eq!(state(second).await, JobState::Pending);
+    gate.store(false, Ordering::SeqCst);
+    for id in [first, second] {
+        let job = scheduler.wait(id).await.unwrap();
+        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    }
+    assert_eq!(db.value("SELECT count(*) FROM r2").await, "290");
+}

@@ -54,6 +54,10 @@ def test_snapshot_lifecycle_through_actions(docs):
         "CancelJob",
     } <= actions
 
+    with flight_sql.connect(docs.url) as conn:
+        with conn.cursor() as cur:
+            cur.execute("ALTER TABLE docs SET TBLPROPERTIES ('owner' = 'search')")
+            cur.execute("CREATE INDEX e ON docs USING IVF_FLAT (embedding) WITH (num_partitions = 2)")
     snapshot = call(client, "CreateSnapshot", {"collection": "docs", "name": "nightly", "comment": "c"})
     assert snapshot["name"] == "nightly"
     assert snapshot["state"] == "COMMITTED"
@@ -64,6 +68,8 @@ def test_snapshot_lifecycle_through_actions(docs):
     assert described["primary_key"] == ["id"]
     assert [c["type"] for c in described["schema"]] == ["BIGINT", "VARCHAR", "VECTOR(2)"]
     assert described["manifest_path"].endswith("manifest.avro")
+    assert described["properties"] == {"owner": "search"}
+    assert [(i["name"], i["column"], i["metric"]) for i in described["indices"]] == [("e", "embedding", "l2")]
 
     # pyarrow has no exception type for ALREADY_EXISTS: it surfaces as ArrowException.
     with pytest.raises(pa.ArrowException, match="already exists error, with message: snapshot 'nightly'"):
