@@ -34,6 +34,19 @@ async fn run_job(db: &TestDb, sql: &str) -> quiver_catalog::JobRecord {
     db.session.scheduler().wait(id).await.unwrap()
 }
 
+/// Makes every file copy wait while the returned gate is closed (`true`).
+fn hold_copies(db: &TestDb) -> Arc<AtomicBool> {
+    let gate = Arc::new(AtomicBool::new(true));
+    let hold = gate.clone();
+    db.hooks.set(Arc::new(move |op: StoreOp, _path: &Path| {
+        while op == StoreOp::Copy && hold.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(())
+    }));
+    gate
+}
+
 const QUERY: &str = "embedding <-> [3, 3]";
 
 async fn same_content(db: &TestDb, a: &str, b: &str) {
@@ -267,15 +280,7 @@ async fn a_restore_interrupted_by_a_restart_is_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_read_by_a_restore_cannot_be_dropped_and_jobs_can_be_cancelled() {
     let db = docs_with_snapshot().await;
-    let gate = Arc::new(AtomicBool::new(true));
-    let hold = gate.clone();
-    // Copies wait while the gate is closed.
-    db.hooks.set(Arc::new(move |op: StoreOp, _path: &Path| {
-        while op == StoreOp::Copy && hold.load(Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        Ok(())
-    }));
+    let gate = hold_copies(&db);
     let id: u64 = db
         .rows("RESTORE SNAPSHOT nightly ON docs TO docs_restored")
         .await[0][0]
@@ -641,15 +646,7 @@ async fn a_copy_restore_of_a_damaged_snapshot_fails_naming_the_file_and_leaves_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_runs_no_more_jobs_at_once_than_its_limit() {
     let db = docs_with_snapshot().await;
-    let gate = Arc::new(AtomicBool::new(true));
-    let hold = gate.clone();
-    // Copies wait while the gate is closed.
-    db.hooks.set(Arc::new(move |op: StoreOp, _path: &Path| {
-        while op == StoreOp::Copy && hold.load(Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        Ok(())
-    }));
+    let gate = hold_copies(&db);
     let scheduler = JobScheduler::new(
         db.session.catalog().clone(),
         SchedulerConfig {

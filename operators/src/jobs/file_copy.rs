@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::common::{internal_err, Result};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use quiver_catalog::location::DataRoot;
 
@@ -156,9 +156,13 @@ impl Transform for FileCopy {
                 }
             })
             .buffer_unordered(self.concurrency)
-            .try_filter_map(|x| futures::future::ready(Ok(x)))
-            .try_collect()
-            .await?;
+            // Every copy is driven to its end before an error is returned: a copy dropped in
+            // flight could still land after the failed restore removed its target.
+            .collect::<Vec<Result<Option<(String, u64)>>>>()
+            .await
+            .into_iter()
+            .filter_map(Result::transpose)
+            .collect::<Result<_>>()?;
         let out = RecordBatch::try_new(
             self.schema(&batch.schema())?,
             vec![
