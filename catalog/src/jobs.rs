@@ -4,13 +4,15 @@
 //! never change again, and progress never goes backwards (an update that would lower it keeps the
 //! higher value). The runner identifies itself (`owner`) and reports a heartbeat; a scheduler that
 //! finds a RUNNING job whose heartbeat is older than its lease takes it over or fails it — a job is
-//! never left RUNNING forever.
+//! never left RUNNING forever. Records of finished jobs are kept for a retention period and then
+//! removed by garbage collection ([`Catalog::expire_jobs`]), so the catalog does not grow with
+//! every scheduled run.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::catalog::Catalog;
 use crate::error::{CatalogError, Result};
-use crate::model::{JobKind, JobRecord, JobState};
+use crate::model::{CatalogState, JobKind, JobRecord, JobState};
 
 impl Catalog {
     /// Records a new PENDING job.
@@ -88,6 +90,34 @@ impl Catalog {
             update(job);
             job.progress = job.progress.clamp(before, 100);
             Ok(job.clone())
+        })
+        .await
+    }
+
+    /// The records of jobs that finished before `before`, in id order; unless `dry_run`, they are
+    /// removed from the catalog in the same commit that finds them. A PENDING or RUNNING job is
+    /// never removed.
+    pub async fn expire_jobs(
+        &self,
+        before: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Vec<JobRecord>> {
+        let expired = |job: &JobRecord| job.finished_at.is_some_and(|at| at < before);
+        let select = |state: &CatalogState| -> Vec<JobRecord> {
+            state
+                .jobs
+                .values()
+                .filter(|j| expired(j))
+                .cloned()
+                .collect()
+        };
+        if dry_run {
+            return Ok(select(&*self.state().await?));
+        }
+        self.commit(|state| {
+            let gone = select(state);
+            state.jobs.retain(|_, job| !expired(job));
+            Ok(gone)
         })
         .await
     }
@@ -173,5 +203,60 @@ mod tests {
             catalog.job(999).await.unwrap_err(),
             CatalogError::JobNotFound { id: 999 }
         ));
+    }
+
+    #[tokio::test]
+    async fn only_jobs_finished_before_the_cutoff_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(DataRoot::open(&dir.path().to_string_lossy()).unwrap())
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let job = catalog
+                .submit_job(JobKind::Gc, "all".into(), serde_json::json!({}))
+                .await
+                .unwrap();
+            ids.push(job.id);
+        }
+        let finished = |state: JobState| {
+            move |j: &mut JobRecord| {
+                j.state = state;
+                j.finished_at = Some(Utc::now());
+            }
+        };
+        catalog
+            .update_job(ids[0], finished(JobState::Succeeded))
+            .await
+            .unwrap();
+        catalog.request_cancel(ids[1]).await.unwrap();
+        let cutoff = Utc::now() + chrono::Duration::seconds(1);
+        let running = catalog
+            .update_job(ids[2], |j| j.state = JobState::Running)
+            .await
+            .unwrap();
+        let listed = catalog.expire_jobs(cutoff, true).await.unwrap();
+        assert_eq!(
+            catalog.jobs().await.unwrap().len(),
+            3,
+            "a dry run removes nothing"
+        );
+        let removed = catalog.expire_jobs(cutoff, false).await.unwrap();
+        assert_eq!(listed, removed);
+        let mut removed: Vec<u64> = removed.iter().map(|j| j.id).collect();
+        removed.sort();
+        assert_eq!(removed, ids[..2]);
+        assert_eq!(catalog.jobs().await.unwrap(), vec![running]);
+        let earlier = Utc::now() - chrono::Duration::hours(1);
+        catalog
+            .update_job(ids[2], finished(JobState::Failed))
+            .await
+            .unwrap();
+        assert!(catalog
+            .expire_jobs(earlier, false)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(catalog.jobs().await.unwrap().len(), 1);
     }
 }

@@ -19,6 +19,8 @@ extensions_options! {
         pub gc_retention_seconds: u64, default = 604800
         /// `VACUUM` keeps unreferenced files younger than this many seconds (writes in flight).
         pub gc_grace_seconds: u64, default = 3600
+        /// `VACUUM` removes the records of jobs that finished more than this many seconds ago.
+        pub gc_job_retention_seconds: u64, default = 604800
     }
 }
 

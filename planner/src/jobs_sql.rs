@@ -182,7 +182,14 @@ impl QuiverSession {
         else {
             return plan_err!("not a VACUUM statement");
         };
-        check_options(options, &["retention_seconds", "grace_seconds"])?;
+        check_options(
+            options,
+            &[
+                "retention_seconds",
+                "grace_seconds",
+                "job_retention_seconds",
+            ],
+        )?;
         let settings = self.settings();
         let spec = GcSpec {
             retention_seconds: seconds(
@@ -193,6 +200,11 @@ impl QuiverSession {
             grace_seconds: seconds(options, "grace_seconds", settings.gc_grace_seconds)?,
             dry_run: *dry_run,
             collection_id: None,
+            job_retention_seconds: seconds(
+                options,
+                "job_retention_seconds",
+                settings.gc_job_retention_seconds,
+            )?,
         };
         let table = table.as_ref().map(|t| self.resolve(t)).transpose()?;
         Ok((spec, table))

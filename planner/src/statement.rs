@@ -120,7 +120,8 @@ pub enum QuiverStatement {
         /// `WITH (...)` options.
         options: Vec<(String, String)>,
     },
-    /// `VACUUM [table] [DRY RUN] [WITH (retention_seconds = n, grace_seconds = n)]`.
+    /// `VACUUM [table] [DRY RUN] [WITH (retention_seconds = n, grace_seconds = n,
+    /// job_retention_seconds = n)]`.
     Vacuum {
         /// One collection, or everything.
         table: Option<ObjectName>,

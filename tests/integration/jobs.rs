@@ -424,29 +424,54 @@ async fn gc_racing_snapshots_restores_and_writes_never_loses_a_file() {
          INSERT INTO docs SELECT value, make_array(value, value) FROM generate_series(1, 50)",
     )
     .await;
-    let mut expected: Vec<(String, usize)> = Vec::new();
-    for round in 0..6u64 {
-        let session = db.session.clone();
-        let writes = tokio::spawn(async move {
-            for i in 0..3u64 {
-                let id = 1000 + round * 10 + i;
-                session
-                    .run_script(&format!(
-                        "INSERT INTO docs VALUES ({id}, [{id}, 0]); DELETE FROM docs WHERE id = {}",
-                        round * 3 + i + 1
-                    ))
-                    .await
-                    .unwrap();
-            }
-        });
-        let session = db.session.clone();
-        let gc = tokio::spawn(async move {
-            session
-                .run_script("VACUUM WITH (retention_seconds = 0, grace_seconds = 60)")
+    let data = db
+        .dir
+        .path()
+        .join(
+            &db.session
+                .catalog()
+                .collection("default", "docs")
                 .await
-                .unwrap();
-        });
+                .unwrap()
+                .location,
+        )
+        .join("data");
+    // Two races a round. Writes and snapshot creates are protected only by the grace period
+    // (their files exist before the record that refers to them commits; a PENDING snapshot
+    // older than the grace counts as an interrupted create), so they race a run with a grace
+    // longer than they take. Restores and committed snapshots are protected by the catalog, so
+    // they race a run with no grace at all, which would delete any file they left unprotected.
+    const VACUUM_WITH_GRACE: &str = "VACUUM WITH (retention_seconds = 0, grace_seconds = 60)";
+    const VACUUM: &str = "VACUUM WITH (retention_seconds = 0, grace_seconds = 0)";
+    let vacuum = |sql: &'static str| {
+        let session = db.session.clone();
+        tokio::spawn(async move { session.run_script(sql).await.unwrap() })
+    };
+    let mut expected: Vec<(String, usize)> = Vec::new();
+    for round in 0..8u64 {
+        // An orphan of an interrupted write, old enough to collect.
+        let orphan = data.join(format!("orphan{round}.lance"));
+        std::fs::write(&orphan, b"half-written").unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&orphan)
+            .and_then(|f| f.set_modified(hour_ago))
+            .unwrap();
+        let gc = vacuum(VACUUM_WITH_GRACE);
+        for i in 0..3u64 {
+            let id = 1000 + round * 10 + i;
+            db.sql(&format!(
+                "INSERT INTO docs VALUES ({id}, [{id}, 0]); DELETE FROM docs WHERE id = {}",
+                round * 3 + i + 1
+            ))
+            .await;
+        }
         db.sql(&format!("CREATE SNAPSHOT s{round} ON docs")).await;
+        gc.await.unwrap();
+        assert!(!orphan.exists(), "round {round}: the orphan was collected");
+
+        let gc = vacuum(VACUUM);
         let count: usize = db
             .value(&format!(
                 "SELECT count(*) FROM snapshot('docs', 's{round}')"
@@ -454,6 +479,7 @@ async fn gc_racing_snapshots_restores_and_writes_never_loses_a_file() {
             .await
             .parse()
             .unwrap();
+        assert_eq!(count, 50, "each round inserts three rows and deletes three");
         expected.push((format!("snapshot('docs', 's{round}')"), count));
         let job = run_job(
             &db,
@@ -462,11 +488,9 @@ async fn gc_racing_snapshots_restores_and_writes_never_loses_a_file() {
         .await;
         assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
         expected.push((format!("r{round}"), count));
-        writes.await.unwrap();
         gc.await.unwrap();
     }
-    db.sql("VACUUM WITH (retention_seconds = 0, grace_seconds = 60)")
-        .await;
+    db.sql(VACUUM).await;
     // Every snapshot and every collection reads in full.
     for (table, count) in &expected {
         let got: usize = db
@@ -478,7 +502,7 @@ async fn gc_racing_snapshots_restores_and_writes_never_loses_a_file() {
         db.rows(&format!("SELECT * FROM {table}")).await;
     }
     let live: usize = db.value("SELECT count(*) FROM docs").await.parse().unwrap();
-    assert_eq!(live, 50 - 18 + 18);
+    assert_eq!(live, 50 - 24 + 24);
     db.rows("SELECT * FROM docs").await;
 }
 
@@ -489,8 +513,7 @@ async fn gc_reads_the_catalog_after_listing_so_a_restore_started_meanwhile_keeps
     let spec = quiver_planner::jobs::gc::GcSpec {
         retention_seconds: 0,
         grace_seconds: 0,
-        dry_run: false,
-        collection_id: None,
+        ..Default::default()
     };
     let plan = quiver_planner::jobs::gc::build(
         &catalog,
@@ -688,4 +711,102 @@ async fn the_scheduler_runs_no_more_jobs_at_once_than_its_limit() {
         assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     }
     assert_eq!(db.value("SELECT count(*) FROM r2").await, "290");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_expires_the_records_of_long_finished_jobs_only() {
+    let db = docs_with_snapshot().await;
+    let restore = run_job(&db, "RESTORE SNAPSHOT nightly ON docs TO r1").await;
+    assert_eq!(restore.state, JobState::Succeeded, "{:?}", restore.error);
+    let jobs = || async {
+        db.rows("SELECT id, kind FROM quiver.jobs ORDER BY id")
+            .await
+    };
+    // The default retention (a week) keeps them; so does a run scoped to one collection.
+    db.sql("VACUUM; VACUUM docs WITH (job_retention_seconds = 0)")
+        .await;
+    let before = jobs().await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    let dry = db
+        .rows("VACUUM DRY RUN WITH (job_retention_seconds = 0)")
+        .await;
+    let expired = |report: &[Vec<String>]| {
+        report
+            .iter()
+            .find(|r| r[0] == "expired jobs")
+            .map(|r| r[1].clone())
+    };
+    assert_eq!(expired(&dry).as_deref(), Some("3"), "{dry:?}");
+    assert_eq!(jobs().await.len(), 4, "a dry run removes no record");
+    let report = db.rows("VACUUM WITH (job_retention_seconds = 0)").await;
+    // The dry run itself had finished too; the run removing them is still running.
+    assert_eq!(expired(&report).as_deref(), Some("4"), "{report:?}");
+    let after = jobs().await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0][1], "GC");
+    assert!(after[0][0].parse::<u64>().unwrap() > before[2][0].parse::<u64>().unwrap());
+    let err = db.error(&format!("CANCEL JOB {}", restore.id)).await;
+    assert!(
+        err.contains(&format!("job {} does not exist", restore.id)),
+        "{err}"
+    );
+    // The restored collection is untouched by the expiry of its job.
+    assert_eq!(db.value("SELECT count(*) FROM r1").await, "290");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_garbage_collection_runs_on_its_interval() {
+    let db = docs_with_snapshot().await;
+    let record = db
+        .session
+        .catalog()
+        .collection("default", "docs")
+        .await
+        .unwrap();
+    let orphan = db
+        .dir
+        .path()
+        .join(&record.location)
+        .join("data/orphan.lance");
+    std::fs::write(&orphan, b"half-written").unwrap();
+    db.session.scheduler().start_interval_gc(
+        std::time::Duration::from_millis(100),
+        quiver_planner::jobs::gc::GcSpec {
+            retention_seconds: 0,
+            grace_seconds: 0,
+            ..Default::default()
+        },
+    );
+    let mut gc_jobs = Vec::new();
+    for _ in 0..600 {
+        gc_jobs = db
+            .rows("SELECT id, state FROM quiver.jobs WHERE kind = 'GC' ORDER BY id")
+            .await;
+        if !orphan.exists() && gc_jobs.iter().filter(|j| j[1] == "SUCCEEDED").count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!orphan.exists(), "the scheduled run removed the orphan");
+    assert!(
+        gc_jobs.iter().filter(|j| j[1] == "SUCCEEDED").count() >= 2,
+        "{gc_jobs:?}"
+    );
+    // Never two at once: each run starts after the one before it finished.
+    let catalog = db.session.catalog();
+    let mut runs = Vec::new();
+    for job in &gc_jobs {
+        runs.push(catalog.job(job[0].parse().unwrap()).await.unwrap());
+    }
+    for pair in runs.windows(2) {
+        if let (Some(finished), Some(started)) = (pair[0].finished_at, pair[1].started_at) {
+            assert!(finished <= started, "{pair:?}");
+        }
+    }
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "290");
+    assert_eq!(
+        db.value("SELECT count(*) FROM snapshot('docs', 'nightly')")
+            .await,
+        "290"
+    );
 }

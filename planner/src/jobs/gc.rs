@@ -3,8 +3,9 @@
 //! Removed: Lance versions older than the retention period that no snapshot or zero-copy restore
 //! pins (through Lance's cleanup, which keeps tagged versions), files of dropped collections,
 //! unreferenced files older than the grace period (orphans of interrupted writes and restores,
-//! dropped snapshots' manifests), and the records and files of snapshots whose create or drop was
-//! interrupted.
+//! dropped snapshots' manifests), the records and files of snapshots whose create or drop was
+//! interrupted, and (in a run over everything) the records of jobs that finished longer than the
+//! job retention ago.
 //!
 //! Never removed: a file referenced by any version a live collection still records (including
 //! files it reads from another collection's directory), by any snapshot manifest, or under the
@@ -19,6 +20,7 @@
 //! ```text
 //! GcSummaryExec
 //!   UnionExec
+//!     ExpiredJobsExec        (only without a collection scope)
 //!     StaleSnapshotsExec
 //!     VersionCleanupExec
 //!     FileDeleteExec
@@ -45,13 +47,14 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use quiver_catalog::{Catalog, JobKind, JobRecord};
-use quiver_operators::jobs::file_delete::{report_schema, FileDelete};
+use quiver_operators::jobs::file_delete::FileDelete;
 use quiver_operators::jobs::file_list::{listing_schema, FileList, GcRules};
 use quiver_operators::jobs::reference_set::ReferenceSet;
 use quiver_operators::jobs::version_cleanup::VersionCleanup;
-use quiver_operators::jobs::{JobProgress, Source, SourceExec, Transform, TransformExec};
+use quiver_operators::jobs::{JobProgress, SourceExec, Transform, TransformExec};
 use serde::{Deserialize, Serialize};
 
+use super::gc_records::{ExpiredJobs, StaleSnapshots};
 use super::{JobPlan, JobScheduler};
 use crate::catalog_provider::external;
 use crate::jobs::restore::RestoreSpec;
@@ -68,6 +71,15 @@ pub struct GcSpec {
     /// Only this collection (its versions, files and snapshots), or everything.
     #[serde(default)]
     pub collection_id: Option<String>,
+    /// Records of jobs that finished longer ago than this are removed (by a run over
+    /// everything; a run scoped to one collection keeps every job record).
+    #[serde(default = "default_job_retention_seconds")]
+    pub job_retention_seconds: i64,
+}
+
+/// Finished jobs are listed for a week by default.
+fn default_job_retention_seconds() -> i64 {
+    7 * 24 * 3600
 }
 
 impl Default for GcSpec {
@@ -77,6 +89,7 @@ impl Default for GcSpec {
             grace_seconds: 3600,
             dry_run: false,
             collection_id: None,
+            job_retention_seconds: default_job_retention_seconds(),
         }
     }
 }
@@ -107,80 +120,6 @@ pub async fn submit(scheduler: &Arc<JobScheduler>, spec: GcSpec) -> Result<JobRe
         .await
 }
 
-/// `StaleSnapshotsExec`: clears PENDING and DELETING snapshot records left by interrupted
-/// creates and drops (older than the grace period), with their files and tags.
-#[derive(Debug)]
-struct StaleSnapshots {
-    catalog: Arc<Catalog>,
-    grace: Duration,
-    dry_run: bool,
-    collection_id: Option<String>,
-}
-
-impl fmt::Display for StaleSnapshots {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "grace={}s, dry_run={}",
-            self.grace.num_seconds(),
-            self.dry_run
-        )
-    }
-}
-
-#[async_trait]
-impl Source for StaleSnapshots {
-    fn name(&self) -> &'static str {
-        "StaleSnapshotsExec"
-    }
-
-    fn schema(&self) -> SchemaRef {
-        report_schema()
-    }
-
-    async fn run(&self, _progress: Arc<dyn JobProgress>) -> Result<Vec<RecordBatch>> {
-        let stale = self
-            .catalog
-            .stale_snapshots(self.grace)
-            .await
-            .map_err(external)?;
-        let mut items = Vec::new();
-        for snapshot in stale {
-            if self
-                .collection_id
-                .as_ref()
-                .is_some_and(|id| id != &snapshot.collection_id)
-            {
-                continue;
-            }
-            if !self.dry_run {
-                self.catalog
-                    .clear_stale_snapshot(&snapshot)
-                    .await
-                    .map_err(external)?;
-            }
-            items.push(format!(
-                "{}.{}@{} ({})",
-                snapshot.database,
-                snapshot.collection,
-                snapshot.name,
-                snapshot.state.as_str()
-            ));
-        }
-        Ok(vec![RecordBatch::try_new(
-            report_schema(),
-            vec![
-                Arc::new(StringArray::from_iter_values(
-                    items.iter().map(|_| "stale snapshots"),
-                )),
-                Arc::new(StringArray::from_iter_values(items.iter())),
-                Arc::new(UInt64Array::from_iter_values(items.iter().map(|_| 1))),
-                Arc::new(UInt64Array::from_iter_values(items.iter().map(|_| 0))),
-            ],
-        )?])
-    }
-}
-
 /// Schema of the summary: `category, files, bytes`.
 pub fn summary_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -206,7 +145,12 @@ impl fmt::Display for GcSummary {
 }
 
 /// The categories always reported, even when nothing was found.
-const CATEGORIES: [&str; 3] = ["expired versions", "stale snapshots", "unreferenced files"];
+const CATEGORIES: [&str; 4] = [
+    "expired jobs",
+    "expired versions",
+    "stale snapshots",
+    "unreferenced files",
+];
 
 #[async_trait]
 impl Transform for GcSummary {
@@ -264,7 +208,7 @@ impl Transform for GcSummary {
         true
     }
 
-    /// Stale snapshots, then expired versions, then unreferenced files: the reference set is
+    /// Expired jobs, stale snapshots, then expired versions, then unreferenced files: the reference set is
     /// read after version cleanup has settled which versions remain, so a file of a version
     /// the cleanup removed is not counted (or deleted) twice.
     fn ordered_input(&self) -> bool {
@@ -407,7 +351,19 @@ pub async fn build(
         ),
         progress.clone(),
     ));
-    let union = UnionExec::try_new(vec![stale, versions, deletes])?;
+    let mut parts = Vec::with_capacity(4);
+    if spec.collection_id.is_none() {
+        parts.push(Arc::new(SourceExec::new(
+            ExpiredJobs {
+                catalog: catalog.clone(),
+                retention: Duration::seconds(spec.job_retention_seconds.max(0)),
+                dry_run: spec.dry_run,
+            },
+            progress.clone(),
+        )) as Arc<dyn ExecutionPlan>);
+    }
+    parts.extend([stale, versions, deletes]);
+    let union = UnionExec::try_new(parts)?;
     Ok(Arc::new(TransformExec::try_new(
         GcSummary {
             catalog: catalog.clone(),

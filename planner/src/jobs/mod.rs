@@ -30,6 +30,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::catalog_provider::external;
 
 pub mod gc;
+mod gc_records;
 pub mod restore;
 
 /// Scheduler settings.
@@ -239,14 +240,28 @@ impl JobScheduler {
         });
     }
 
-    /// Runs garbage collection every `every`, with `spec`, until the process ends.
+    /// Runs garbage collection every `every`, with `spec`, until the process ends. A run is
+    /// skipped while an earlier garbage collection (scheduled or on demand) is still pending or
+    /// running, so slow runs never pile up.
     pub fn start_interval_gc(self: &Arc<Self>, every: Duration, spec: gc::GcSpec) {
         let scheduler = self.clone();
         spawn_every(every, move || {
             let (scheduler, spec) = (scheduler.clone(), spec.clone());
             async move {
-                if let Err(e) = gc::submit(&scheduler, spec).await {
-                    tracing::warn!("scheduled garbage collection could not start: {e}");
+                match scheduler.catalog.jobs().await {
+                    Ok(jobs)
+                        if jobs
+                            .iter()
+                            .any(|j| j.kind == JobKind::Gc && !j.state.is_terminal()) =>
+                    {
+                        tracing::debug!("garbage collection still running; skipping this round")
+                    }
+                    Ok(_) => {
+                        if let Err(e) = gc::submit(&scheduler, spec).await {
+                            tracing::warn!("scheduled garbage collection could not start: {e}");
+                        }
+                    }
+                    Err(e) => tracing::warn!("scheduled garbage collection could not start: {e}"),
                 }
             }
         });
@@ -411,6 +426,7 @@ where
 {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
         loop {
             ticks.tick().await;
