@@ -24,7 +24,7 @@ use quiver_benchmarks::knn::{
     batch_query, f16_vector_array, knn_sql, memory_plan, read_all, run, single_query,
     single_thread, sql_knn_ids,
 };
-use quiver_benchmarks::{clustered_vectors, collection, random_vectors, vector_array};
+use quiver_benchmarks::{collection, random_vectors, vector_array, Clusters};
 
 const DIM: usize = 128;
 const K: usize = 10;
@@ -70,8 +70,9 @@ fn exact(c: &mut Criterion) {
 fn index(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let n = rows();
-    let values = clustered_vectors(n, DIM, 1000, 5);
-    let queries = clustered_vectors(50, DIM, 1000, 6);
+    let clusters = Clusters::new(1000, DIM, 5);
+    let values = clusters.sample(n, 5);
+    let queries = clusters.sample(50, 6);
     let (_dir, session) = runtime.block_on(collection(values, DIM, 1));
     runtime
         .block_on(session.run_script(

@@ -11,9 +11,12 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use half::f16;
+use lance::Dataset;
 use quiver_operators::batch_knn::{BatchKnnExec, BatchKnnSpec};
 use quiver_operators::distance::Metric;
+use quiver_operators::index_knn::{IndexKnnExec, IndexSearch, IndexSearchParams};
 use quiver_operators::knn::{KnnExec, KnnSpec};
+use quiver_planner::config::QuiverConfig;
 use quiver_planner::QuiverSession;
 
 use crate::vector_array;
@@ -142,4 +145,40 @@ pub fn knn_sql(query: &[f32], k: usize) -> String {
 pub async fn sql_knn_ids(session: &QuiverSession, query: &[f32], k: usize) -> Vec<i64> {
     let results = session.run_script(&knn_sql(query, k)).await.expect("k-NN");
     int64_column(&results[0], 0)
+}
+
+/// `IndexKnnExec` over `dataset`'s L2 index of `embedding`: the `k` nearest ids to `query` with
+/// HNSW breadth `ef` and the session's default probes, as the k-NN rule plans it, without SQL.
+pub fn index_plan(
+    dataset: &Arc<Dataset>,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+) -> Arc<dyn ExecutionPlan> {
+    let defaults = QuiverConfig::default();
+    let search = IndexSearch {
+        index: "embedding_idx".to_string(),
+        column: "embedding".to_string(),
+        query: query.into(),
+        metric: Metric::L2,
+        descending: false,
+        k,
+        params: IndexSearchParams {
+            nprobes: defaults.nprobes,
+            ef,
+            refine_factor: defaults.refine_factor,
+        },
+    };
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    Arc::new(
+        IndexKnnExec::try_new(
+            dataset.clone(),
+            search,
+            None,
+            vec!["id".to_string()],
+            schema,
+            false,
+        )
+        .expect("index plan"),
+    )
 }

@@ -25,19 +25,61 @@ pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     (0..n * dim).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
-/// `n` vectors of `dim` values around `clusters` random centres (spread 0.1), row-major: data
-/// with structure, on which an index behaves as on real embeddings.
-pub fn clustered_vectors(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
-    let centres = random_vectors(clusters.max(1), dim, seed ^ 0x9e37_79b9);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(n * dim);
-    for _ in 0..n {
-        let c = rng.random_range(0..clusters.max(1));
-        for d in 0..dim {
-            out.push(centres[c * dim + d] + rng.random_range(-0.1..0.1));
+/// Dimensions of the surface each cluster of [`Clusters`] lies on.
+pub const CLUSTER_LATENT_DIMS: usize = 8;
+
+/// Clusters of vectors with the structure of real embeddings, on which an index behaves as on
+/// them. Each cluster has a random centre in [-1, 1)^dim and a random linear surface of
+/// [`CLUSTER_LATENT_DIMS`] dimensions through it (a spread of about 0.1 per dimension); a point
+/// is a random cluster's centre plus a random point of its surface plus a little noise (0.01).
+/// (Points scattered in all `dim` dimensions at once would be almost equidistant from each
+/// other: no neighbourhood an index could find.) Data and queries are samples of the same
+/// clusters.
+#[derive(Debug, Clone)]
+pub struct Clusters {
+    dim: usize,
+    centres: Vec<f32>,
+    bases: Vec<f32>,
+}
+
+impl Clusters {
+    /// `count` clusters in `dim` dimensions, from `seed`.
+    pub fn new(count: usize, dim: usize, seed: u64) -> Self {
+        let count = count.max(1);
+        Self {
+            dim,
+            centres: random_vectors(count, dim, seed ^ 0x9e37_79b9),
+            bases: random_vectors(count * CLUSTER_LATENT_DIMS, dim, seed ^ 0x7f4a_7c15)
+                .into_iter()
+                .map(|b| b * 0.1)
+                .collect(),
         }
     }
-    out
+
+    /// `n` points of the clusters, row-major, from `seed`.
+    pub fn sample(&self, n: usize, seed: u64) -> Vec<f32> {
+        let dim = self.dim;
+        let count = self.centres.len() / dim;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut out = Vec::with_capacity(n * dim);
+        let mut latent = [0f32; CLUSTER_LATENT_DIMS];
+        for _ in 0..n {
+            let c = rng.random_range(0..count);
+            for z in &mut latent {
+                *z = rng.random_range(-1.0..1.0);
+            }
+            let basis = &self.bases[c * CLUSTER_LATENT_DIMS * dim..][..CLUSTER_LATENT_DIMS * dim];
+            for d in 0..dim {
+                let surface: f32 = latent
+                    .iter()
+                    .enumerate()
+                    .map(|(j, z)| z * basis[j * dim + d])
+                    .sum();
+                out.push(self.centres[c * dim + d] + surface + rng.random_range(-0.01..0.01));
+            }
+        }
+        out
+    }
 }
 
 /// A `FixedSizeList<Float32, dim>` vector array of row-major `values`.
@@ -107,6 +149,8 @@ mod tests {
     fn data_is_deterministic() {
         assert_eq!(random_vectors(3, 4, 7), random_vectors(3, 4, 7));
         assert_ne!(random_vectors(3, 4, 7), random_vectors(3, 4, 8));
-        assert_eq!(clustered_vectors(5, 3, 2, 1).len(), 15);
+        let clusters = Clusters::new(2, 3, 1);
+        assert_eq!(clusters.sample(5, 1), clusters.sample(5, 1));
+        assert_eq!(clusters.sample(5, 2).len(), 15);
     }
 }

@@ -311,14 +311,24 @@ impl QuerySet {
     }
 }
 
-/// The ranking key of a row for one query from their dot product and squared norms (smaller
-/// is nearer; see [`crate::distance::ordering_keys`] for the single-query form).
+/// Appends to `rows` and `keys` the rows whose ranking key (`key(row, dot)`, smaller is
+/// nearer; see [`crate::distance::ordering_keys`] for the single-query form) is below `limit`
+/// (every row when there is none yet). The metric is fixed per call, so this loop is a compare
+/// per row.
 #[inline]
-fn ranking_key(metric: Metric, dot: f32, query_norm: f32, row_norm: f32) -> f32 {
-    match metric {
-        Metric::L2 => (query_norm + row_norm - 2.0 * dot).max(0.0),
-        Metric::Cosine => cosine_from_parts(dot, query_norm, row_norm),
-        Metric::InnerProduct | Metric::NegativeInnerProduct => -dot,
+fn candidates(
+    dots: &[f32],
+    limit: Option<f32>,
+    rows: &mut Vec<u32>,
+    keys: &mut Vec<f32>,
+    key: impl Fn(usize, f32) -> f32,
+) {
+    for (j, dot) in dots.iter().enumerate() {
+        let key = key(j, *dot);
+        if limit.is_none_or(|limit| key.total_cmp(&limit).is_lt()) {
+            rows.push(j as u32);
+            keys.push(key);
+        }
     }
 }
 
@@ -337,7 +347,7 @@ async fn search_partition(
     let k = kernels();
     let needs_norms = matches!(spec.metric, Metric::L2 | Metric::Cosine);
     let (mut widened, mut row_norms, mut dots) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut rows, mut ranks) = (Vec::new(), Vec::new());
+    let (mut rows, mut keys, mut ranks) = (Vec::new(), Vec::new(), Vec::new());
     let mut seq = (partition as u64) << 40;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -377,24 +387,54 @@ async fn search_partition(
             for (q, row_dots) in dots.chunks_exact(n).enumerate() {
                 let query = block + q;
                 let selection = &mut selections[query];
-                let threshold = selection.threshold();
+                // Every row held has an earlier arrival than this batch's rows, so a row enters
+                // exactly when its key is below the threshold's (ties go to the earlier row).
+                let limit = selection.threshold().and_then(|t| t.key);
                 let query_norm = queries.norms[query];
                 rows.clear();
+                keys.clear();
+                let norms = if needs_norms {
+                    &row_norms[..n]
+                } else {
+                    &[][..]
+                };
+                match spec.metric {
+                    Metric::L2 => candidates(row_dots, limit, &mut rows, &mut keys, |j, dot| {
+                        (query_norm + norms[j] - 2.0 * dot).max(0.0)
+                    }),
+                    Metric::Cosine => {
+                        candidates(row_dots, limit, &mut rows, &mut keys, |j, dot| {
+                            cosine_from_parts(dot, query_norm, norms[j])
+                        })
+                    }
+                    Metric::InnerProduct | Metric::NegativeInnerProduct => {
+                        candidates(row_dots, limit, &mut rows, &mut keys, |_, dot| -dot)
+                    }
+                }
+                if let Some(nulls) = nulls {
+                    let mut kept = 0;
+                    for i in 0..rows.len() {
+                        if nulls.is_valid(rows[i] as usize) {
+                            rows[kept] = rows[i];
+                            keys[kept] = keys[i];
+                            kept += 1;
+                        }
+                    }
+                    rows.truncate(kept);
+                    keys.truncate(kept);
+                }
                 ranks.clear();
-                for (j, dot) in row_dots.iter().enumerate() {
-                    if nulls.is_some_and(|b| b.is_null(j)) {
-                        continue;
-                    }
-                    let row_norm = if needs_norms { row_norms[j] } else { 0.0 };
-                    let rank = RankKey {
-                        key: Some(ranking_key(spec.metric, *dot, query_norm, row_norm)),
-                        seq: seq + j as u64,
-                        nulls_first: false,
-                    };
-                    if threshold.is_none_or(|t| rank < t) {
-                        rows.push(j as u32);
-                        ranks.push(rank);
-                    }
+                ranks.extend(rows.iter().zip(&keys).map(|(j, key)| RankKey {
+                    key: Some(*key),
+                    seq: seq + u64::from(*j),
+                    nulls_first: false,
+                }));
+                // Only this batch's k best can enter: copy no more rows than that.
+                if ranks.len() > spec.k && spec.k > 0 {
+                    ranks.select_nth_unstable(spec.k - 1);
+                    ranks.truncate(spec.k);
+                    rows.clear();
+                    rows.extend(ranks.iter().map(|r| (r.seq - seq) as u32));
                 }
                 selection.insert_rows(&batch, &rows, &ranks)?;
             }

@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use clap::Parser;
 use quiver_benchmarks::knn::{
-    batch_query, f16_vector_array, int64_column, memory_plan, read_all, run, single_query,
-    single_thread, sql_knn_ids,
+    batch_query, f16_vector_array, index_plan, int64_column, memory_plan, read_all, run,
+    single_query, single_thread, sql_knn_ids,
 };
-use quiver_benchmarks::{clustered_vectors, collection, random_vectors, vector_array};
+use quiver_benchmarks::{collection, random_vectors, vector_array, Clusters};
 
 const DIM: usize = 128;
 const K: usize = 10;
@@ -130,8 +130,9 @@ fn main() {
 
     // Index search: clustered vectors, exact ground truth from the batched exact search.
     eprintln!("building the index data ({INDEX_ROWS} x {DIM})...");
-    let clustered = clustered_vectors(INDEX_ROWS, DIM, 1000, 5);
-    let clustered_queries = clustered_vectors(INDEX_QUERIES, DIM, 1000, 6);
+    let clusters = Clusters::new(1000, DIM, 5);
+    let clustered = clusters.sample(INDEX_ROWS, 5);
+    let clustered_queries = clusters.sample(INDEX_QUERIES, 6);
     let truth_plan = batch_query(
         &memory_plan(Arc::new(vector_array(clustered.clone(), DIM))),
         &clustered_queries,
@@ -164,24 +165,51 @@ fn main() {
         ))
         .unwrap();
     let quiver_build = start.elapsed().as_secs_f64();
-    let mut quiver_sweep = Vec::new();
-    for ef in EF_SWEEP {
+    // Through SQL (parse, plan, search: the path users take) and through the search operator
+    // alone (`IndexKnnExec` built and run per query, no SQL): where the time goes.
+    let record = runtime
+        .block_on(session.catalog().collection("default", "docs"))
+        .unwrap();
+    let dataset = Arc::new(
         runtime
-            .block_on(session.run_script(&format!("SET quiver.ef = {ef}")))
-            .unwrap();
-        let start = Instant::now();
-        let mut found = 0;
-        for (i, q) in clustered_queries.chunks_exact(DIM).enumerate() {
-            let ids = runtime.block_on(sql_knn_ids(&session, q, K));
-            let exact: HashSet<i64> = truth[i * K..(i + 1) * K].iter().copied().collect();
-            found += ids.iter().filter(|id| exact.contains(id)).count();
-        }
-        quiver_sweep.push(SweepPoint {
-            ef,
-            recall: found as f64 / (INDEX_QUERIES * K) as f64,
-            qps: INDEX_QUERIES as f64 / start.elapsed().as_secs_f64(),
-        });
-    }
+            .block_on(session.catalog().open_dataset(&record, None))
+            .unwrap(),
+    );
+    let sweep = |search: &dyn Fn(&[f32], usize) -> Vec<i64>| -> Vec<SweepPoint> {
+        EF_SWEEP
+            .iter()
+            .map(|&ef| {
+                let start = Instant::now();
+                let mut found = 0;
+                for (i, q) in clustered_queries.chunks_exact(DIM).enumerate() {
+                    let ids = search(q, ef);
+                    let exact: HashSet<i64> = truth[i * K..(i + 1) * K].iter().copied().collect();
+                    found += ids.iter().filter(|id| exact.contains(id)).count();
+                }
+                SweepPoint {
+                    ef,
+                    recall: found as f64 / (INDEX_QUERIES * K) as f64,
+                    qps: INDEX_QUERIES as f64 / start.elapsed().as_secs_f64(),
+                }
+            })
+            .collect()
+    };
+    let session_ef = std::cell::Cell::new(0);
+    let quiver_sweep = sweep(&|q, ef| {
+        runtime.block_on(async {
+            if session_ef.replace(ef) != ef {
+                session
+                    .run_script(&format!("SET quiver.ef = {ef}"))
+                    .await
+                    .unwrap();
+            }
+            sql_knn_ids(&session, q, K).await
+        })
+    });
+    let operator_sweep = sweep(&|q, ef| {
+        let plan = index_plan(&dataset, q, K, ef);
+        int64_column(&runtime.block_on(run(&plan, &ctx)), 0)
+    });
 
     eprintln!("timing the peers...");
     let output = std::process::Command::new(&args.python)
@@ -268,19 +296,28 @@ fn main() {
         peer("hnswlib_build_s"),
         quiver_build / peer("hnswlib_build_s")
     );
-    match (at_target(&quiver_sweep), at_target(&hnswlib_sweep)) {
-        (Some(q), Some(h)) => println!(
-            "| HNSW QPS at recall@{K} >= {TARGET_RECALL} (through SQL for Quiver) | {:.0} (ef {}, recall {:.3}) | hnswlib {:.0} (ef {}, recall {:.3}) | {:.2}x |",
-            q.qps, q.ef, q.recall, h.qps, h.ef, h.recall, q.qps / h.qps
-        ),
-        (q, h) => println!(
-            "| HNSW QPS at recall@{K} >= {TARGET_RECALL} | {} | hnswlib {} | - |",
-            q.map_or("not reached".to_string(), |p| format!("{:.0}", p.qps)),
-            h.map_or("not reached".to_string(), |p| format!("{:.0}", p.qps)),
-        ),
+    for (path, sweep) in [
+        ("through SQL", &quiver_sweep),
+        ("IndexKnnExec alone", &operator_sweep),
+    ] {
+        match (at_target(sweep), at_target(&hnswlib_sweep)) {
+            (Some(q), Some(h)) => println!(
+                "| HNSW QPS at recall@{K} >= {TARGET_RECALL} (Quiver {path}) | {:.0} (ef {}, recall {:.3}) | hnswlib {:.0} (ef {}, recall {:.3}) | {:.2}x |",
+                q.qps, q.ef, q.recall, h.qps, h.ef, h.recall, q.qps / h.qps
+            ),
+            (q, h) => println!(
+                "| HNSW QPS at recall@{K} >= {TARGET_RECALL} (Quiver {path}) | {} | hnswlib {} | - |",
+                q.map_or("not reached".to_string(), |p| format!("{:.0}", p.qps)),
+                h.map_or("not reached".to_string(), |p| format!("{:.0}", p.qps)),
+            ),
+        }
     }
     println!("\nHNSW sweeps (ef: recall, QPS):");
-    for (name, sweep) in [("Quiver", &quiver_sweep), ("hnswlib", &hnswlib_sweep)] {
+    for (name, sweep) in [
+        ("Quiver through SQL", &quiver_sweep),
+        ("Quiver IndexKnnExec alone", &operator_sweep),
+        ("hnswlib", &hnswlib_sweep),
+    ] {
         let points: Vec<String> = sweep
             .iter()
             .map(|p| format!("{}: {:.3}, {:.0}", p.ef, p.recall, p.qps))

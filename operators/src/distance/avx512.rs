@@ -186,86 +186,126 @@ batch!(norm_squared_batch_f16, f16, |q, row, dim| norm_f16(
     row, dim
 ));
 
-/// One register tile: `MR` queries by `NR` rows, `MR * NR` accumulators.
+/// Rows per packed panel: one register of lanes, each lane a different row.
+const PANEL: usize = 16;
+
+/// Copies `n` rows of `dim` values into panels of [`PANEL`] rows stored dimension-major
+/// (`packed[(p * dim + d) * PANEL + lane]` is value `d` of row `p * PANEL + lane`; missing rows
+/// of the last panel are zero), so that one load gives one dimension of 16 rows.
+fn pack_panels(rows: &[f32], n: usize, dim: usize, packed: &mut Vec<f32>) {
+    packed.clear();
+    packed.resize(n.div_ceil(PANEL) * dim * PANEL, 0.0);
+    for (j, row) in rows.chunks_exact(dim).take(n).enumerate() {
+        let panel = &mut packed[(j / PANEL) * dim * PANEL..][..dim * PANEL];
+        for (d, value) in row.iter().enumerate() {
+            panel[d * PANEL + j % PANEL] = *value;
+        }
+    }
+}
+
+/// One register tile: `MR` queries by `NP` panels (`NP * 16` rows), `MR * NP` accumulators,
+/// each holding 16 rows' dot products with one query, so no horizontal sum is needed.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn micro<const MR: usize, const NR: usize>(
+unsafe fn micro<const MR: usize, const NP: usize>(
     q: *const f32,
-    r: *const f32,
+    panels: *const f32,
     dim: usize,
+    rows: usize,
     out: *mut f32,
     out_stride: usize,
 ) {
-    // SAFETY: `q` addresses MR query rows and `r` NR rows of `dim` values; `out` has MR rows of
-    // at least NR values at `out_stride` apart.
+    // SAFETY: `q` addresses MR query rows of `dim` values, `panels` NP packed panels of
+    // `dim * PANEL` values; `out` has MR rows of at least `rows` (<= NP * PANEL) values at
+    // `out_stride` apart, and only those are written.
     unsafe {
-        let mut acc = [[_mm512_setzero_ps(); NR]; MR];
-        let mut i = 0;
-        while i < dim {
-            let mut rv = [_mm512_setzero_ps(); NR];
-            for (j, v) in rv.iter_mut().enumerate() {
-                *v = load(r.add(j * dim), i, dim);
+        let mut acc = [[_mm512_setzero_ps(); NP]; MR];
+        for d in 0..dim {
+            let mut rv = [_mm512_setzero_ps(); NP];
+            for (p, v) in rv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(panels.add((p * dim + d) * PANEL));
             }
             for (qi, row_acc) in acc.iter_mut().enumerate() {
-                let qv = load(q.add(qi * dim), i, dim);
+                let qv = _mm512_set1_ps(*q.add(qi * dim + d));
                 for (a, v) in row_acc.iter_mut().zip(rv.iter()) {
                     *a = _mm512_fmadd_ps(qv, *v, *a);
                 }
             }
-            i += 16;
         }
         for (qi, row_acc) in acc.iter().enumerate() {
-            for (j, a) in row_acc.iter().enumerate() {
-                *out.add(qi * out_stride + j) = _mm512_reduce_add_ps(*a);
+            for (p, a) in row_acc.iter().enumerate() {
+                let valid = rows.saturating_sub(p * PANEL).min(PANEL);
+                if valid > 0 {
+                    _mm512_mask_storeu_ps(
+                        out.add(qi * out_stride + p * PANEL),
+                        tail_mask(valid),
+                        *a,
+                    );
+                }
             }
         }
     }
 }
 
+/// Dispatches `mr` (1..=8) queries by `NP` panels to the matching [`micro`] instance.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn micro_rows<const NP: usize>(
+    mr: usize,
+    q: *const f32,
+    panels: *const f32,
+    dim: usize,
+    rows: usize,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    // SAFETY: as for `micro`, with `mr` queries.
+    unsafe {
+        match mr {
+            8 => micro::<8, NP>(q, panels, dim, rows, out, out_stride),
+            7 => micro::<7, NP>(q, panels, dim, rows, out, out_stride),
+            6 => micro::<6, NP>(q, panels, dim, rows, out, out_stride),
+            5 => micro::<5, NP>(q, panels, dim, rows, out, out_stride),
+            4 => micro::<4, NP>(q, panels, dim, rows, out, out_stride),
+            3 => micro::<3, NP>(q, panels, dim, rows, out, out_stride),
+            2 => micro::<2, NP>(q, panels, dim, rows, out, out_stride),
+            _ => micro::<1, NP>(q, panels, dim, rows, out, out_stride),
+        }
+    }
+}
+
+/// The tile's rows packed into panels once, then every query block of 8 passes over them two
+/// panels (32 rows) at a time.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn dot_tile(tile: Tile<'_>, out: &mut [f32], out_stride: usize) {
-    const MR: usize = 4;
-    const NR: usize = 4;
+    const MR: usize = 8;
+    const NP: usize = 2;
     let dim = tile.dim;
-    let (qp, rp, op) = (tile.queries.as_ptr(), tile.rows.as_ptr(), out.as_mut_ptr());
+    let mut packed = Vec::new();
+    pack_panels(tile.rows, tile.n, dim, &mut packed);
+    let (qp, pp, op) = (tile.queries.as_ptr(), packed.as_ptr(), out.as_mut_ptr());
     let mut qi = 0;
     while qi < tile.m {
         let mr = MR.min(tile.m - qi);
         let mut rj = 0;
         while rj < tile.n {
-            let nr = NR.min(tile.n - rj);
-            // SAFETY: the tile holds `m` queries and `n` rows of `dim` values, `out` holds
-            // `m` rows of `out_stride >= n` values; mr/nr never pass those bounds.
+            let rows = (NP * PANEL).min(tile.n - rj);
+            // SAFETY: the tile holds `m` queries of `dim` values, `packed` every panel of its
+            // `n` rows, and `out` `m` rows of `out_stride >= n` values; `mr` queries and `rows`
+            // rows from (qi, rj) stay inside those bounds.
             unsafe {
-                let (q, r, o) = (
+                let (q, p, o) = (
                     qp.add(qi * dim),
-                    rp.add(rj * dim),
+                    pp.add(rj * dim),
                     op.add(qi * out_stride + rj),
                 );
-                match (mr, nr) {
-                    (4, 4) => micro::<4, 4>(q, r, dim, o, out_stride),
-                    (4, 3) => micro::<4, 3>(q, r, dim, o, out_stride),
-                    (4, 2) => micro::<4, 2>(q, r, dim, o, out_stride),
-                    (4, _) => micro::<4, 1>(q, r, dim, o, out_stride),
-                    (3, 4) => micro::<3, 4>(q, r, dim, o, out_stride),
-                    (2, 4) => micro::<2, 4>(q, r, dim, o, out_stride),
-                    (_, 4) => micro::<1, 4>(q, r, dim, o, out_stride),
-                    (m, n) => {
-                        for a in 0..m {
-                            for b in 0..n {
-                                micro::<1, 1>(
-                                    q.add(a * dim),
-                                    r.add(b * dim),
-                                    dim,
-                                    o.add(a * out_stride + b),
-                                    out_stride,
-                                );
-                            }
-                        }
-                    }
+                if rows > PANEL {
+                    micro_rows::<2>(mr, q, p, dim, rows, o, out_stride);
+                } else {
+                    micro_rows::<1>(mr, q, p, dim, rows, o, out_stride);
                 }
             }
-            rj += nr;
+            rj += rows;
         }
         qi += mr;
     }

@@ -3,7 +3,8 @@
 //!
 //! [`dot_products`] cuts the rows into cache-sized blocks so that each block is read from memory
 //! once for all queries, and hands each block to a [`TileKernel`], which register-tiles it
-//! (`MR` queries by `NR` rows of accumulators per step in the SIMD kernels).
+//! (several queries by several rows of accumulators per step in the SIMD kernels; the AVX-512
+//! kernel packs the block's rows into 16-row panels first).
 
 /// A block of the product: `m` queries by `n` rows, both of `dim` values, row-major.
 #[derive(Debug, Clone, Copy)]
