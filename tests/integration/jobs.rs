@@ -47,6 +47,20 @@ fn hold_copies(db: &TestDb) -> Arc<AtomicBool> {
     gate
 }
 
+/// Writes a file no version refers to (what an interrupted write leaves) into the data
+/// directory of `docs`; returns its path.
+async fn plant_orphan(db: &TestDb, name: &str) -> std::path::PathBuf {
+    let record = db
+        .session
+        .catalog()
+        .collection("default", "docs")
+        .await
+        .unwrap();
+    let orphan = db.dir.path().join(&record.location).join("data").join(name);
+    std::fs::write(&orphan, b"half-written").unwrap();
+    orphan
+}
+
 const QUERY: &str = "embedding <-> [3, 3]";
 
 async fn same_content(db: &TestDb, a: &str, b: &str) {
@@ -322,18 +336,7 @@ async fn a_snapshot_read_by_a_restore_cannot_be_dropped_and_jobs_can_be_cancelle
 async fn vacuum_removes_only_what_nothing_needs() {
     let db = docs_with_snapshot().await;
     // An orphan file (an interrupted write) and a dropped collection.
-    let record = db
-        .session
-        .catalog()
-        .collection("default", "docs")
-        .await
-        .unwrap();
-    let orphan = db
-        .dir
-        .path()
-        .join(&record.location)
-        .join("data/orphan.lance");
-    std::fs::write(&orphan, b"half-written").unwrap();
+    let orphan = plant_orphan(&db, "orphan.lance").await;
     db.sql("CREATE TABLE gone (id INT); INSERT INTO gone VALUES (1)")
         .await;
     db.sql("DROP TABLE gone").await;
@@ -386,18 +389,7 @@ async fn vacuum_removes_only_what_nothing_needs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vacuum_refuses_to_delete_when_the_reference_set_cannot_load() {
     let db = docs_with_snapshot().await;
-    let record = db
-        .session
-        .catalog()
-        .collection("default", "docs")
-        .await
-        .unwrap();
-    let orphan = db
-        .dir
-        .path()
-        .join(&record.location)
-        .join("data/orphan.lance");
-    std::fs::write(&orphan, b"x").unwrap();
+    let orphan = plant_orphan(&db, "orphan.lance").await;
     let (_, snapshot) = db
         .session
         .catalog()
@@ -424,18 +416,6 @@ async fn gc_racing_snapshots_restores_and_writes_never_loses_a_file() {
          INSERT INTO docs SELECT value, make_array(value, value) FROM generate_series(1, 50)",
     )
     .await;
-    let data = db
-        .dir
-        .path()
-        .join(
-            &db.session
-                .catalog()
-                .collection("default", "docs")
-                .await
-                .unwrap()
-                .location,
-        )
-        .join("data");
     // Two races a round. Writes and snapshot creates are protected only by the grace period
     // (their files exist before the record that refers to them commits; a PENDING snapshot
     // older than the grace counts as an interrupted create), so they race a run with a grace
@@ -450,8 +430,7 @@ async fn gc_racing_snapshots_restores_and_writes_never_loses_a_file() {
     let mut expected: Vec<(String, usize)> = Vec::new();
     for round in 0..8u64 {
         // An orphan of an interrupted write, old enough to collect.
-        let orphan = data.join(format!("orphan{round}.lance"));
-        std::fs::write(&orphan, b"half-written").unwrap();
+        let orphan = plant_orphan(&db, &format!("orphan{round}.lance")).await;
         let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         std::fs::File::options()
             .write(true)
@@ -757,18 +736,7 @@ async fn vacuum_expires_the_records_of_long_finished_jobs_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_garbage_collection_runs_on_its_interval() {
     let db = docs_with_snapshot().await;
-    let record = db
-        .session
-        .catalog()
-        .collection("default", "docs")
-        .await
-        .unwrap();
-    let orphan = db
-        .dir
-        .path()
-        .join(&record.location)
-        .join("data/orphan.lance");
-    std::fs::write(&orphan, b"half-written").unwrap();
+    let orphan = plant_orphan(&db, "orphan.lance").await;
     db.session.scheduler().start_interval_gc(
         std::time::Duration::from_millis(100),
         quiver_planner::jobs::gc::GcSpec {
