@@ -102,7 +102,9 @@ pub async fn collection(
     fragments: usize,
 ) -> (tempfile::TempDir, QuiverSession) {
     let dir = tempfile::tempdir().expect("dir");
-    let root = DataRoot::open(&dir.path().to_string_lossy()).expect("root");
+    let root = DataRoot::open(&dir.path().to_string_lossy())
+        .await
+        .expect("root");
     let catalog = Arc::new(Catalog::open(root).await.expect("catalog"));
     let session = QuiverSession::new(catalog.clone());
     session

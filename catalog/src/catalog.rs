@@ -532,7 +532,7 @@ mod tests {
     }
 
     async fn open(dir: &std::path::Path) -> Catalog {
-        Catalog::open(DataRoot::open(&dir.to_string_lossy()).unwrap())
+        Catalog::open(DataRoot::open(&dir.to_string_lossy()).await.unwrap())
             .await
             .unwrap()
     }

@@ -158,7 +158,7 @@ mod tests {
     #[tokio::test]
     async fn progress_never_goes_back_and_finished_jobs_stay_finished() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(DataRoot::open(&dir.path().to_string_lossy()).unwrap())
+        let catalog = Catalog::open(DataRoot::open(&dir.path().to_string_lossy()).await.unwrap())
             .await
             .unwrap();
         let job = catalog
@@ -208,7 +208,7 @@ mod tests {
     #[tokio::test]
     async fn only_jobs_finished_before_the_cutoff_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(DataRoot::open(&dir.path().to_string_lossy()).unwrap())
+        let catalog = Catalog::open(DataRoot::open(&dir.path().to_string_lossy()).await.unwrap())
             .await
             .unwrap();
         let mut ids = Vec::new();

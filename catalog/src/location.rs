@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use lance::io::{ObjectStoreParams, WrappingObjectStore};
+use lance::io::{
+    ObjectStore as LanceObjectStore, ObjectStoreParams, ObjectStoreRegistry, WrappingObjectStore,
+};
 use object_store::list::PaginatedListStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -17,6 +19,9 @@ use url::Url;
 
 use crate::error::{CatalogError, Result};
 use crate::fault::{FaultHooks, FaultInjectingStore};
+
+/// The URL schemes of the object stores this build can hold a root in.
+const OBJECT_STORE_SCHEMES: &[&str] = &["s3"];
 
 /// The storage root of one Quiver instance.
 #[derive(Debug, Clone)]
@@ -49,8 +54,13 @@ impl WrappingObjectStore for FaultWrapper {
 
 impl DataRoot {
     /// Opens the root at `location`: a directory path (created if missing), a `file://` URL, or
-    /// an object store URL.
-    pub fn open(location: &str) -> Result<Self> {
+    /// an object store URL (`s3://bucket/prefix`).
+    ///
+    /// An object store root is opened through Lance's store registry, so the catalog and the
+    /// Lance datasets under the root are configured alike: from the `AWS_*` environment
+    /// variables (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_ALLOW_HTTP`, ...) and
+    /// the standard AWS credential chain.
+    pub async fn open(location: &str) -> Result<Self> {
         let invalid = |message: String| CatalogError::InvalidLocation {
             location: location.to_string(),
             message,
@@ -69,15 +79,28 @@ impl DataRoot {
                 .map_err(|_| invalid("not a valid file URL".to_string()))?;
             return Self::open_local(&path.to_string_lossy());
         }
-        let (store, prefix) = object_store::parse_url(&url).map_err(|e| {
-            invalid(format!(
-                "unsupported object store URL ({e}); this build supports local directories and file:// URLs"
-            ))
-        })?;
+        if !OBJECT_STORE_SCHEMES.contains(&url.scheme()) {
+            return Err(invalid(format!(
+                "unsupported object store URL scheme `{}`; a data root is a local directory, a \
+                 file:// URL or an s3:// URL",
+                url.scheme()
+            )));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("the URL names no bucket".to_string()));
+        }
+        let base_uri = location.trim_end_matches('/').to_string();
+        let (store, prefix) = LanceObjectStore::from_uri_and_params(
+            Arc::new(ObjectStoreRegistry::default()),
+            &base_uri,
+            &ObjectStoreParams::default(),
+        )
+        .await
+        .map_err(|e| invalid(format!("cannot open the object store: {e}")))?;
         Ok(Self {
             display: location.to_string(),
-            base_uri: location.trim_end_matches('/').to_string(),
-            store: Arc::from(store),
+            base_uri,
+            store: store.inner.clone(),
             prefix,
             hooks: None,
         })
@@ -109,8 +132,8 @@ impl DataRoot {
     /// Lance writes local files directly, past any object store wrapper; a local root opened this
     /// way therefore gives Lance `file-object-store://` URIs, Lance's scheme for local files
     /// through the object store API, so that every write meets the hooks.
-    pub fn open_with_faults(location: &str, hooks: FaultHooks) -> Result<Self> {
-        let mut root = Self::open(location)?;
+    pub async fn open_with_faults(location: &str, hooks: FaultHooks) -> Result<Self> {
+        let mut root = Self::open(location).await?;
         root.store = Arc::new(FaultInjectingStore::new(root.store, hooks.clone()));
         root.hooks = Some(hooks);
         if root.base_uri.starts_with('/') {
@@ -188,11 +211,11 @@ impl DataRoot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_local_root_is_created_and_addressed_by_absolute_paths() {
+    #[tokio::test]
+    async fn a_local_root_is_created_and_addressed_by_absolute_paths() {
         let dir = tempfile::tempdir().unwrap();
         let location = dir.path().join("nested").join("root");
-        let root = DataRoot::open(&location.to_string_lossy()).unwrap();
+        let root = DataRoot::open(&location.to_string_lossy()).await.unwrap();
         assert!(location.is_dir());
         let canonical = std::fs::canonicalize(&location).unwrap();
         assert_eq!(
@@ -205,17 +228,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn bad_locations_are_named_in_the_error() {
-        let err = DataRoot::open("").unwrap_err();
+    #[tokio::test]
+    async fn bad_locations_are_named_in_the_error() {
+        let err = DataRoot::open("").await.unwrap_err();
         assert!(err.to_string().contains("the location is empty"), "{err}");
         let file = tempfile::NamedTempFile::new().unwrap();
-        let err = DataRoot::open(&file.path().to_string_lossy()).unwrap_err();
+        let err = DataRoot::open(&file.path().to_string_lossy())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("invalid data location"), "{err}");
-        let err = DataRoot::open("nosuchscheme://bucket/x").unwrap_err();
+        let err = DataRoot::open("nosuchscheme://bucket/x").await.unwrap_err();
         assert!(
-            err.to_string().contains("unsupported object store URL"),
+            err.to_string()
+                .contains("unsupported object store URL scheme `nosuchscheme`"),
             "{err}"
         );
+        let err = DataRoot::open("s3:///prefix").await.unwrap_err();
+        assert!(err.to_string().contains("names no bucket"), "{err}");
     }
 }

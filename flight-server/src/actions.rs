@@ -304,8 +304,9 @@ mod tests {
     #[tokio::test]
     async fn bodies_are_checked_before_the_action_runs() {
         let dir = tempfile::tempdir().expect("dir");
-        let root =
-            quiver_catalog::location::DataRoot::open(&dir.path().to_string_lossy()).expect("root");
+        let root = quiver_catalog::location::DataRoot::open(&dir.path().to_string_lossy())
+            .await
+            .expect("root");
         let catalog = Arc::new(quiver_catalog::Catalog::open(root).await.expect("catalog"));
         let context = ActionContext {
             executor: Executor::new(catalog, Default::default()),

@@ -24,6 +24,7 @@ use crate::client::{split_statements, ClientError, RemoteClient};
 /// Opens the catalog at `data` and a session over it.
 pub async fn open_session(data: &str) -> Result<QuiverSession> {
     let root = DataRoot::open(data)
+        .await
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
     let catalog = Catalog::open(root)
         .await

@@ -104,6 +104,7 @@ impl RemoteClient {
             .connect_timeout(Duration::from_secs(20))
             .tcp_nodelay(true);
         if tls {
+            crate::tls::install_crypto_provider();
             let mut config = ClientTlsConfig::new();
             if let Some(path) = &options.tls_ca {
                 let pem = std::fs::read(path).map_err(|source| ClientError::CaFile {

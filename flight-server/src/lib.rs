@@ -22,6 +22,7 @@ pub mod queries;
 pub mod server;
 pub mod service;
 pub mod snapshot_actions;
+pub mod tls;
 
 pub use config::ServerConfig;
 pub use server::{start, RunningServer, ServeError};

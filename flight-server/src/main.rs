@@ -20,7 +20,8 @@ use quiver_flight::server::{self, ShutdownSignal};
 #[derive(Debug, Parser)]
 #[command(name = "quiver", version, about)]
 struct Args {
-    /// The data root: a directory (created if missing) or a file:// URL.
+    /// The data root: a directory (created if missing), a file:// URL, or an s3://bucket/prefix URL
+    /// (configured by the AWS_* environment variables).
     #[arg(
         long,
         global = true,
@@ -110,6 +111,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before anything builds a TLS configuration: the Flight server and client, the S3 client.
+    quiver_flight::tls::install_crypto_provider();
     let args = Args::parse();
     let result = match args.command {
         Command::Sql {

@@ -137,7 +137,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         data: config.data.clone(),
         source,
     };
-    let root = DataRoot::open(&config.data).map_err(open_error)?;
+    let root = DataRoot::open(&config.data).await.map_err(open_error)?;
     let catalog = Catalog::open(root).await.map_err(open_error)?;
     start_with_catalog(config, Arc::new(catalog), ActionRegistry::standard()?).await
 }
@@ -180,6 +180,7 @@ pub async fn start_with_catalog(
             })
         };
         let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        crate::tls::install_crypto_provider();
         builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
     }
     let listener = TcpListener::bind(config.bind)

@@ -45,7 +45,9 @@ impl TestDb {
     /// files directly (the SQL logic tests run this way).
     pub async fn without_faults() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let root = DataRoot::open(&dir.path().to_string_lossy()).expect("data root");
+        let root = DataRoot::open(&dir.path().to_string_lossy())
+            .await
+            .expect("data root");
         let catalog = Catalog::open(root).await.expect("catalog");
         Self {
             dir,
@@ -91,7 +93,9 @@ impl TestDb {
 
 /// Opens a catalog and session at `dir`, with `hooks` on every store operation.
 pub async fn open_session(dir: &str, hooks: FaultHooks) -> QuiverSession {
-    let root = DataRoot::open_with_faults(dir, hooks).expect("data root");
+    let root = DataRoot::open_with_faults(dir, hooks)
+        .await
+        .expect("data root");
     let catalog = Catalog::open(root).await.expect("catalog");
     QuiverSession::new(Arc::new(catalog))
 }
