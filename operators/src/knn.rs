@@ -195,6 +195,7 @@ async fn search_partition(
     let mut keys = Vec::new();
     let mut scratch = Vec::new();
     let mut ranks = Vec::new();
+    let mut rows = Vec::new();
     let mut seq = (partition as u64) << 40;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -225,23 +226,30 @@ async fn search_partition(
             ),
         }
         let list = column.as_fixed_size_list();
+        // Only the rows that beat the current k-th best are ranked and offered.
+        let threshold = topk.threshold();
         ranks.clear();
-        ranks.extend((0..n).map(|i| {
-            let value = key_to_value(spec.metric, keys[i]);
-            RankKey {
+        rows.clear();
+        for (i, key) in keys.iter().enumerate() {
+            let value = key_to_value(spec.metric, *key);
+            let rank = RankKey {
                 key: list
                     .is_valid(i)
                     .then_some(if spec.descending { -value } else { value }),
                 seq: seq + i as u64,
                 nulls_first: spec.nulls_first,
+            };
+            if threshold.is_none_or(|t| rank < t) {
+                rows.push(i as u32);
+                ranks.push(rank);
             }
-        }));
+        }
         seq += n as u64;
         counters.rows_scanned.add(n);
         counters
             .distance_evaluations
             .add(n - list.logical_null_count());
-        topk.insert(&batch, &ranks)?;
+        topk.insert_rows(&batch, &rows, &ranks)?;
     }
     topk.take_sorted()
 }

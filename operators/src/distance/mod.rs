@@ -248,8 +248,9 @@ mod tests {
         (a - b).abs() <= 1e-3 * (1.0 + a.abs().max(b.abs()))
     }
 
-    fn vectors(max_dim: usize, rows: usize) -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {
-        (1..=max_dim).prop_flat_map(move |dim| {
+    /// A query of 1 to `max_dim` dimensions and 1 to `max_rows` rows of the same dimension.
+    fn vectors(max_dim: usize, max_rows: usize) -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {
+        (1..=max_dim, 1..=max_rows).prop_flat_map(move |(dim, rows)| {
             (
                 prop::collection::vec(-10.0f32..10.0, dim),
                 prop::collection::vec(-10.0f32..10.0, dim * rows),
@@ -259,7 +260,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn simd_kernels_match_scalar((q, rows) in vectors(300, 5)) {
+        fn simd_kernels_match_scalar((q, rows) in vectors(300, 40)) {
             let dim = q.len();
             let rows16: Vec<f16> = rows.iter().map(|v| f16::from_f32(*v)).collect();
             let rows16_as_f32: Vec<f32> = rows16.iter().map(|v| v.to_f32()).collect();
