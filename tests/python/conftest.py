@@ -47,8 +47,9 @@ def start_server(tmp_path):
     """Starts servers with extra `quiver serve` arguments; stops them after the test."""
     started = []
 
-    def start(*args: str, env: dict | None = None) -> Server:
-        data = tmp_path / f"data{len(started)}"
+    def start(*args: str, env: dict | None = None, data: str | Path | None = None) -> Server:
+        """`data` is the data root (default: a fresh directory under the test's tmp_path)."""
+        data = data or tmp_path / f"data{len(started)}"
         command = [quiver_bin(), "--data", str(data), "serve", "--bind", "127.0.0.1:0", *args]
         process = subprocess.Popen(
             command,

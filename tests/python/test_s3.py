@@ -16,7 +16,7 @@ import boto3
 import pyarrow as pa
 import pytest
 
-from conftest import LISTENING, Server, quiver_bin
+from conftest import quiver_bin
 
 BUCKET = "quiver-test"
 
@@ -185,30 +185,16 @@ def test_concurrent_processes_commit_to_one_bucket_without_losing_a_write(root):
     assert cells(ok(root, "SELECT count(*), count(DISTINCT id) FROM events")) == [["12", "12"]]
 
 
-def test_the_server_serves_an_s3_root_over_flight_sql(root):
+def test_the_server_serves_an_s3_root_over_flight_sql(root, start_server):
     uri, env, _ = root
-    process = subprocess.Popen(
-        [quiver_bin(), "--data", uri, "serve", "--bind", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **env},
-    )
-    line = process.stdout.readline()
-    match = LISTENING.search(line)
-    if not match:
-        process.kill()
-        pytest.fail(f"quiver serve did not start on an s3 root: {line!r}")
-    server = Server(process, match.group(1), None)
-    try:
-        with flight_sql.connect(server.url) as conn:
-            with conn.cursor() as cur:
-                cur.execute("CREATE TABLE docs (id BIGINT NOT NULL, embedding VECTOR(3))")
-                cur.adbc_ingest("docs", _rows(), mode="append")
-                cur.execute("SELECT id FROM docs ORDER BY l2_distance(embedding, [3, 3, 3]) LIMIT 1")
-                assert cur.fetch_arrow_table().column("id").to_pylist() == [3]
-    finally:
-        assert server.stop() == 0
+    server = start_server(env=env, data=uri)
+    with flight_sql.connect(server.url) as conn:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE docs (id BIGINT NOT NULL, embedding VECTOR(3))")
+            cur.adbc_ingest("docs", _rows(), mode="append")
+            cur.execute("SELECT id FROM docs ORDER BY l2_distance(embedding, [3, 3, 3]) LIMIT 1")
+            assert cur.fetch_arrow_table().column("id").to_pylist() == [3]
+    assert server.stop() == 0
     # The embedded CLI sees the rows the server wrote.
     assert cells(ok(root, "SELECT count(*) FROM docs")) == [["5"]]
 
