@@ -1,7 +1,8 @@
-//! `DELETE` and `UPDATE` on a collection, run by Lance as one new version each.
+//! The operator of Quiver's `DELETE` and keyless `UPDATE`, and `DELETE` itself, run by Lance as
+//! one new version.
 //!
-//! The operator is a leaf that does its work when executed and returns one row, `count`, the
-//! number of rows deleted or updated — the shape DataFusion's DML statements return.
+//! [`DmlExec`] is a leaf that runs a [`DmlAction`] when executed and returns one row, `count`,
+//! the number of rows deleted or updated — the shape DataFusion's DML statements return.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,37 +20,11 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use datafusion::sql::unparser::expr_to_sql;
-use lance::dataset::{DeleteBuilder, UpdateBuilder};
+use futures::future::BoxFuture;
+use lance::dataset::DeleteBuilder;
 use quiver_catalog::{Catalog, CollectionRecord};
 
 use crate::catalog_provider::external;
-
-/// What a [`DmlExec`] does.
-#[derive(Debug, Clone)]
-pub enum DmlOp {
-    /// Delete the rows matching `filter` (all rows if `None`).
-    Delete {
-        /// Which rows.
-        filter: Option<Expr>,
-    },
-    /// Set columns of the rows matching `filter` (all rows if `None`).
-    Update {
-        /// Column and new value expression.
-        assignments: Vec<(String, Expr)>,
-        /// Which rows.
-        filter: Option<Expr>,
-    },
-}
-
-/// Runs a [`DmlOp`] against the latest version of a collection.
-#[derive(Debug)]
-pub struct DmlExec {
-    catalog: Arc<Catalog>,
-    record: CollectionRecord,
-    op: DmlOp,
-    properties: Arc<PlanProperties>,
-}
 
 fn count_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
@@ -72,9 +47,29 @@ pub(crate) fn unqualified(expr: Expr) -> Result<Expr> {
     .map(|t| t.data)
 }
 
+/// A write that a [`DmlExec`] runs: it does its work when executed and counts the rows it
+/// changed.
+pub trait DmlAction: fmt::Debug + Send + Sync {
+    /// The operator's name in plans.
+    fn name(&self) -> &'static str;
+
+    /// What the write does, for `EXPLAIN` (after the name).
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+
+    /// Runs the write on the collection's latest version; returns the number of rows changed.
+    fn run(&self) -> BoxFuture<'static, Result<u64>>;
+}
+
+/// A leaf operator that runs a [`DmlAction`] and returns one row, `count`.
+#[derive(Debug)]
+pub struct DmlExec {
+    action: Arc<dyn DmlAction>,
+    properties: Arc<PlanProperties>,
+}
+
 impl DmlExec {
-    /// An operator that runs `op` on `record`'s collection.
-    pub fn new(catalog: Arc<Catalog>, record: CollectionRecord, op: DmlOp) -> Self {
+    /// An operator that runs `action`.
+    pub fn new(action: Arc<dyn DmlAction>) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(count_schema()),
             Partitioning::UnknownPartitioning(1),
@@ -82,84 +77,22 @@ impl DmlExec {
             Boundedness::Bounded,
         );
         Self {
-            catalog,
-            record,
-            op,
+            action,
             properties: Arc::new(properties),
-        }
-    }
-
-    async fn run(catalog: Arc<Catalog>, record: CollectionRecord, op: DmlOp) -> Result<u64> {
-        let dataset = Arc::new(
-            catalog
-                .open_dataset(&record, None)
-                .await
-                .map_err(external)?,
-        );
-        match op {
-            DmlOp::Delete { filter } => {
-                let filter = match filter {
-                    Some(f) => unqualified(f)?,
-                    None => datafusion::prelude::lit(true),
-                };
-                let result = DeleteBuilder::from_expr(dataset, filter).execute().await?;
-                Ok(result.num_deleted_rows)
-            }
-            DmlOp::Update {
-                assignments,
-                filter,
-            } => {
-                let mut builder = UpdateBuilder::new(dataset);
-                if let Some(filter) = filter {
-                    builder = builder.update_where_expr(unqualified(filter)?)?;
-                }
-                for (column, value) in assignments {
-                    let sql = expr_to_sql(&unqualified(value)?)?.to_string();
-                    builder = builder.set(&column, &sql)?;
-                }
-                let result = builder.build()?.execute().await?;
-                Ok(result.rows_updated)
-            }
         }
     }
 }
 
 impl DisplayAs for DmlExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.op {
-            DmlOp::Delete { filter } => write!(
-                f,
-                "DeleteExec: table={}, filter={}",
-                self.record.qualified_name(),
-                filter
-                    .as_ref()
-                    .map(|e| e.to_string())
-                    .unwrap_or("true".into())
-            ),
-            DmlOp::Update {
-                assignments,
-                filter,
-            } => write!(
-                f,
-                "UpdateExec: table={}, set=[{}], filter={}",
-                self.record.qualified_name(),
-                assignments
-                    .iter()
-                    .map(|(c, e)| format!("{c} = {e}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                filter
-                    .as_ref()
-                    .map(|e| e.to_string())
-                    .unwrap_or("true".into())
-            ),
-        }
+        write!(f, "{}: ", self.action.name())?;
+        self.action.describe(f)
     }
 }
 
 impl ExecutionPlan for DmlExec {
     fn name(&self) -> &str {
-        "DmlExec"
+        self.action.name()
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -177,7 +110,7 @@ impl ExecutionPlan for DmlExec {
         if children.is_empty() {
             Ok(self)
         } else {
-            internal_err!("DmlExec has no children")
+            internal_err!("{} has no children", self.action.name())
         }
     }
 
@@ -187,13 +120,13 @@ impl ExecutionPlan for DmlExec {
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
-            return internal_err!("DmlExec has one partition, got {partition}");
+            return internal_err!("{} has one partition, got {partition}", self.action.name());
         }
-        let (catalog, record, op) = (self.catalog.clone(), self.record.clone(), self.op.clone());
         let schema = count_schema();
         let out_schema = schema.clone();
-        let fut = async move {
-            let n = Self::run(catalog, record, op).await?;
+        let work = self.action.run();
+        let batch = async move {
+            let n = work.await?;
             Ok(RecordBatch::try_new(
                 out_schema,
                 vec![Arc::new(UInt64Array::from(vec![n]))],
@@ -201,7 +134,64 @@ impl ExecutionPlan for DmlExec {
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
-            futures::stream::once(fut),
+            futures::stream::once(batch),
         )))
+    }
+}
+
+/// `DELETE`: deletes the rows of a collection that match a filter (all rows without one) with
+/// Lance's delete builder.
+#[derive(Debug)]
+pub struct Delete {
+    catalog: Arc<Catalog>,
+    record: CollectionRecord,
+    filter: Option<Expr>,
+}
+
+impl Delete {
+    /// A delete of the rows of `record`'s collection matching `filter`.
+    pub fn new(catalog: Arc<Catalog>, record: CollectionRecord, filter: Option<Expr>) -> Self {
+        Self {
+            catalog,
+            record,
+            filter,
+        }
+    }
+}
+
+impl DmlAction for Delete {
+    fn name(&self) -> &'static str {
+        "DeleteExec"
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "table={}, filter={}",
+            self.record.qualified_name(),
+            self.filter
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or("true".into())
+        )
+    }
+
+    fn run(&self) -> BoxFuture<'static, Result<u64>> {
+        let (catalog, record) = (self.catalog.clone(), self.record.clone());
+        let filter = self.filter.clone();
+        Box::pin(async move {
+            let filter = match filter {
+                Some(f) => unqualified(f)?,
+                None => datafusion::prelude::lit(true),
+            };
+            let dataset = Arc::new(
+                catalog
+                    .open_dataset(&record, None)
+                    .await
+                    .map_err(external)?,
+            );
+            let result = DeleteBuilder::from_expr(dataset, filter).execute().await?;
+            Ok(result.num_deleted_rows)
+        })
     }
 }

@@ -14,6 +14,7 @@ mod jobs_sql;
 pub mod knn_function;
 pub mod knn_rule;
 pub mod progress;
+mod rewrite_rows;
 pub mod scan;
 pub mod session;
 pub mod sink;
@@ -25,6 +26,7 @@ pub mod table;
 pub mod time_travel;
 pub mod types;
 mod update;
+mod update_assignments;
 pub mod vector_cast;
 
 pub use error::{user_message, PlannerError};

@@ -28,6 +28,7 @@ use crate::statement::{parse_statements, QuiverStatement};
 use crate::system::SystemSchema;
 use crate::time_travel::rewrite_snapshot_functions;
 use crate::types::VectorTypePlanner;
+use crate::update_assignments::InlineUpdateAssignments;
 use crate::vector_cast::name_vector_casts;
 
 /// A SQL session over one catalog.
@@ -71,6 +72,7 @@ impl QuiverSession {
             .with_default_features()
             .with_catalog_list(Arc::new(QuiverCatalogList::new(catalog.clone(), system)))
             .with_type_planner(Arc::new(VectorTypePlanner))
+            .with_optimizer_rule(Arc::new(InlineUpdateAssignments))
             .with_physical_optimizer_rule(Arc::new(KnnRule))
             .build();
         let ctx = SessionContext::new_with_state(state);

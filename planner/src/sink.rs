@@ -92,7 +92,7 @@ impl DisplayAs for CollectionSink {
 }
 
 /// Checks one input batch and gives it the collection's schema.
-struct Validator {
+pub(crate) struct Validator {
     table: String,
     schema: SchemaRef,
     rows_seen: AtomicUsize,
@@ -102,7 +102,9 @@ struct Validator {
 }
 
 impl Validator {
-    fn new(
+    /// A validator of rows for the collection `table` with `schema`; counts the rows it passes
+    /// in `rows_written`.
+    pub(crate) fn new(
         table: String,
         schema: SchemaRef,
         primary_key: &[String],
@@ -200,7 +202,9 @@ impl Validator {
         Ok(())
     }
 
-    fn check(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+    /// Checks `batch` (NULLs, vectors, repeated keys) and returns it with the collection's
+    /// schema.
+    pub(crate) fn check(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
         let base = self
             .rows_seen
             .fetch_add(batch.num_rows(), Ordering::Relaxed);
@@ -270,7 +274,7 @@ fn check_finite(column: &str, array: &dyn Array, dim: usize, base: usize) -> Res
 }
 
 /// Rewrites Lance's write errors into Quiver's, naming the collection.
-fn write_error(table: &str, e: lance::Error) -> DataFusionError {
+pub(crate) fn write_error(table: &str, e: lance::Error) -> DataFusionError {
     let message = e.to_string();
     if let Some(pos) = message.find("found matching row") {
         return PlannerError::DuplicateKey {

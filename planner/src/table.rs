@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{not_impl_err, Constraint, Constraints, Result};
@@ -22,11 +22,10 @@ use quiver_catalog::indices::{vector_indices, VectorIndexInfo};
 use quiver_catalog::{Catalog, CollectionRecord};
 
 use crate::catalog_provider::external;
-use crate::dml::{DmlExec, DmlOp};
-use crate::error::PlannerError;
+use crate::dml::{Delete, DmlExec};
 use crate::scan::CollectionScanExec;
 use crate::sink::CollectionSink;
-use crate::update::keyed_update;
+use crate::update::{keyed_update, keyless_update};
 
 /// A collection (or a read-only version of one) as a DataFusion table.
 #[derive(Debug)]
@@ -109,7 +108,7 @@ impl CollectionTable {
 
 /// Whether `expr` calls a function Lance's scan should not evaluate (Quiver's vector
 /// functions): such filters stay in DataFusion, where k-NN and range search see them.
-fn calls_vector_function(expr: &Expr) -> bool {
+pub(crate) fn calls_vector_function(expr: &Expr) -> bool {
     let names: Vec<String> = quiver_operators::functions::all()
         .iter()
         .flat_map(|f| std::iter::once(f.name().to_string()).chain(f.aliases().iter().cloned()))
@@ -196,13 +195,11 @@ impl TableProvider for CollectionTable {
         filters: Vec<Expr>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         self.check_writable()?;
-        Ok(Arc::new(DmlExec::new(
+        Ok(Arc::new(DmlExec::new(Arc::new(Delete::new(
             self.catalog.clone(),
             self.record.clone(),
-            DmlOp::Delete {
-                filter: filters.into_iter().reduce(Expr::and),
-            },
-        )))
+            filters.into_iter().reduce(Expr::and),
+        )))))
     }
 
     async fn update(
@@ -224,36 +221,23 @@ impl TableProvider for CollectionTable {
                 filters,
             );
         }
-        // Lance updates a keyless collection in place from SQL text, which has no vector
-        // conversion.
-        if let Some(field) = self.schema.fields().iter().find(|f| {
-            matches!(f.data_type(), DataType::FixedSizeList(..))
-                && assignments.iter().any(|(c, _)| c == f.name())
-        }) {
-            return Err(PlannerError::Unsupported(format!(
-                "UPDATE of the vector column '{}' needs a primary key on '{}'; DELETE the rows \
-                 and INSERT them again",
-                field.name(),
-                self.record.qualified_name()
-            ))
-            .into());
-        }
-        Ok(Arc::new(DmlExec::new(
+        keyless_update(
+            state,
             self.catalog.clone(),
             self.record.clone(),
-            DmlOp::Update {
-                assignments,
-                filter: filters.into_iter().reduce(Expr::and),
-            },
-        )))
+            &self.dataset,
+            self.schema.clone(),
+            assignments,
+            filters,
+        )
     }
 
     async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
         self.check_writable()?;
-        Ok(Arc::new(DmlExec::new(
+        Ok(Arc::new(DmlExec::new(Arc::new(Delete::new(
             self.catalog.clone(),
             self.record.clone(),
-            DmlOp::Delete { filter: None },
-        )))
+            None,
+        )))))
     }
 }
