@@ -182,6 +182,57 @@ impl SearchCounters {
     }
 }
 
+/// A bound on ordering keys (see [`ordering_keys`]) past which a row of a batch without NULL
+/// vectors cannot beat the current k-th best: such rows are skipped before their rank is built.
+/// It is conservative: a row it keeps may still lose to the exact comparison of ranks, but a row
+/// it rejects would have lost (a rank equal to the k-th best loses too, as it arrived later).
+#[derive(Debug, Clone, Copy)]
+enum KeyCutoff {
+    /// Keys above the bound lose.
+    Above(f32),
+    /// Keys below the bound lose.
+    Below(f32),
+}
+
+impl KeyCutoff {
+    /// The cutoff for the k-th best `threshold`, or `None` where keys cannot be compared with it
+    /// cheaply (a NULL or non-finite threshold, or the farthest rows by L2).
+    fn new(metric: Metric, descending: bool, threshold: &RankKey) -> Option<Self> {
+        let t = threshold.key.filter(|t| t.is_finite())?;
+        // A row's rank is its value, negated when descending; the value is the key (cosine,
+        // negative inner product), the negated key (inner product), or the key's root (L2).
+        match (metric, descending) {
+            (Metric::L2, false) => (t >= 0.0).then(|| Self::Above(square_rounded_up(t))),
+            (Metric::L2, true) => None,
+            (Metric::Cosine | Metric::NegativeInnerProduct, false)
+            | (Metric::InnerProduct, true) => Some(Self::Above(t)),
+            (Metric::Cosine | Metric::NegativeInnerProduct, true)
+            | (Metric::InnerProduct, false) => Some(Self::Below(-t)),
+        }
+    }
+
+    /// Whether a row with ordering key `key` cannot enter (NaN is never rejected here).
+    fn rejects(self, key: f32) -> bool {
+        match self {
+            Self::Above(bound) => key > bound,
+            Self::Below(bound) => key < bound,
+        }
+    }
+}
+
+/// The smallest `f32` at or above `t * t` (computed exactly): the square root of any larger key,
+/// rounded to `f32`, is at least `t`.
+fn square_rounded_up(t: f32) -> f32 {
+    let exact = f64::from(t) * f64::from(t);
+    let rounded = exact as f32;
+    if f64::from(rounded) < exact {
+        // The next f32 up: `rounded` is finite and non-negative here.
+        f32::from_bits(rounded.to_bits() + 1)
+    } else {
+        rounded
+    }
+}
+
 /// Searches one input partition; returns its top k.
 async fn search_partition(
     mut stream: SendableRecordBatchStream,
@@ -226,11 +277,18 @@ async fn search_partition(
             ),
         }
         let list = column.as_fixed_size_list();
-        // Only the rows that beat the current k-th best are ranked and offered.
+        // Only the rows that beat the current k-th best are ranked and offered; most are ruled
+        // out by their ordering key alone.
         let threshold = topk.threshold();
+        let cutoff = threshold
+            .filter(|_| list.logical_null_count() == 0)
+            .and_then(|t| KeyCutoff::new(spec.metric, spec.descending, &t));
         ranks.clear();
         rows.clear();
         for (i, key) in keys.iter().enumerate() {
+            if cutoff.is_some_and(|c| c.rejects(*key)) {
+                continue;
+            }
             let value = key_to_value(spec.metric, *key);
             let rank = RankKey {
                 key: list
@@ -497,6 +555,24 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_l2_cutoff_is_at_or_above_the_exact_square() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..100_000 {
+            let t: f32 = rng.random_range(0.0..1000.0);
+            let bound = square_rounded_up(t);
+            let exact = f64::from(t) * f64::from(t);
+            assert!(f64::from(bound) >= exact, "{t}: {bound} < {exact}");
+            // ...and the smallest such f32, so the cutoff rejects all it can.
+            if bound > 0.0 {
+                let below = f32::from_bits(bound.to_bits() - 1);
+                assert!(f64::from(below) < exact, "{t}: {below}");
+            }
+            // A key above the bound has a root of at least t: it cannot beat t.
+            assert!(f32::from_bits(bound.to_bits() + 1).sqrt() >= t, "{t}");
         }
     }
 
