@@ -32,7 +32,7 @@ SELECT id, title FROM demo_restored ORDER BY id;"
 
 BIND="${QUIVER_BIND:-127.0.0.1:50051}"
 echo
-echo "Serving ./quiver-data over Flight SQL. From another terminal:"
+echo "Serving $QUIVER_DATA over Flight SQL. From another terminal:"
 echo "  $QUIVER sql --connect grpc://$BIND \"SELECT * FROM demo_docs\""
 echo "or any Flight SQL client (ADBC, JDBC, pyarrow) at grpc://$BIND."
 exec "$QUIVER" serve --bind "$BIND"
