@@ -34,6 +34,11 @@ fn count_schema() -> SchemaRef {
     )]))
 }
 
+/// A DML statement's filter as `EXPLAIN` shows it (`true` without one).
+pub(crate) fn filter_text(filter: Option<&Expr>) -> String {
+    filter.map_or_else(|| "true".to_string(), |e| e.to_string())
+}
+
 /// Drops table qualifiers from column references: Lance resolves names against the dataset.
 pub(crate) fn unqualified(expr: Expr) -> Result<Expr> {
     expr.transform(|e| {
@@ -169,10 +174,7 @@ impl DmlAction for Delete {
             f,
             "table={}, filter={}",
             self.record.qualified_name(),
-            self.filter
-                .as_ref()
-                .map(|e| e.to_string())
-                .unwrap_or("true".into())
+            filter_text(self.filter.as_ref())
         )
     }
 

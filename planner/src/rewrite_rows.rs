@@ -35,7 +35,7 @@ use lance_table::format::Fragment;
 use quiver_catalog::{Catalog, CollectionRecord};
 
 use crate::catalog_provider::external;
-use crate::dml::DmlAction;
+use crate::dml::{filter_text, DmlAction};
 use crate::sink::{write_error, Validator};
 
 /// How often an update is run again after a retryable commit conflict (Lance's default).
@@ -58,10 +58,9 @@ pub struct RowRewrite {
     pub(crate) residual_filter: Option<Arc<dyn PhysicalExpr>>,
     /// The new value of every column, in schema order (the column itself where not assigned).
     pub(crate) values: Vec<Arc<dyn PhysicalExpr>>,
-    /// Lance field ids of the assigned columns and their children.
-    pub(crate) assigned_field_ids: Vec<u32>,
-    /// The statement's assignments and whole filter, for `EXPLAIN`.
+    /// The statement's assignments (the columns that change, shown by `EXPLAIN`).
     pub(crate) assignments: Vec<(String, Expr)>,
+    /// The statement's whole filter, for `EXPLAIN`.
     pub(crate) filter: Option<Expr>,
 }
 
@@ -222,7 +221,7 @@ impl RowRewrite {
             // Rewritten rows move to new fragments, so no index covers them any more.
             fields_modified: vec![],
             compacted_sstables: vec![],
-            fields_for_preserving_frag_bitmap: self.assigned_field_ids.clone(),
+            fields_for_preserving_frag_bitmap: assigned_field_ids(&dataset, &self.assignments),
             update_mode: Some(UpdateMode::RewriteRows),
             inserted_rows_filter: None,
             updated_fragment_offsets: None,
@@ -237,8 +236,9 @@ impl RowRewrite {
     }
 }
 
-/// The Lance field ids of `columns` of `dataset` and of their children (a vector's items).
-pub fn field_ids(dataset: &Dataset, columns: &[String]) -> Vec<u32> {
+/// The Lance field ids of the columns `assignments` set in `dataset`, and of their children (a
+/// vector's items).
+fn assigned_field_ids(dataset: &Dataset, assignments: &[(String, Expr)]) -> Vec<u32> {
     fn collect(field: &lance_core::datatypes::Field, ids: &mut Vec<u32>) {
         if let Ok(id) = u32::try_from(field.id) {
             ids.push(id);
@@ -248,7 +248,7 @@ pub fn field_ids(dataset: &Dataset, columns: &[String]) -> Vec<u32> {
         }
     }
     let mut ids = Vec::new();
-    for column in columns {
+    for (column, _) in assignments {
         if let Some(field) = dataset.schema().field(column) {
             collect(field, &mut ids);
         }
@@ -271,10 +271,7 @@ impl DmlAction for RowRewrite {
                 .map(|(c, e)| format!("{c} = {e}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            self.filter
-                .as_ref()
-                .map(|e| e.to_string())
-                .unwrap_or("true".into())
+            filter_text(self.filter.as_ref())
         )
     }
 

@@ -225,7 +225,6 @@ impl TableProvider for CollectionTable {
             state,
             self.catalog.clone(),
             self.record.clone(),
-            &self.dataset,
             self.schema.clone(),
             assignments,
             filters,

@@ -26,12 +26,11 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
-use lance::Dataset;
 use quiver_catalog::{Catalog, CollectionRecord};
 
 use crate::dml::{unqualified, DmlExec};
 use crate::error::PlannerError;
-use crate::rewrite_rows::{field_ids, RowRewrite};
+use crate::rewrite_rows::RowRewrite;
 use crate::sink::CollectionSink;
 use crate::table::calls_vector_function;
 
@@ -105,14 +104,13 @@ pub fn keyed_update(
 }
 
 /// The plan of `UPDATE record SET assignments WHERE filters` for a collection without a primary
-/// key: the rows of `dataset`'s collection are rewritten by address. Conjuncts of the filter that
+/// key: the rows are rewritten by address. Conjuncts of the filter that
 /// call none of Quiver's vector functions go to Lance's scan; the others are evaluated over the
 /// scanned rows.
 pub fn keyless_update(
     state: &dyn Session,
     catalog: Arc<Catalog>,
     record: CollectionRecord,
-    dataset: &Dataset,
     schema: SchemaRef,
     assignments: Vec<(String, Expr)>,
     filters: Vec<Expr>,
@@ -137,13 +135,6 @@ pub fn keyless_update(
         .into_iter()
         .map(|(expr, _)| expr)
         .collect();
-    let assigned_field_ids = field_ids(
-        dataset,
-        &assignments
-            .iter()
-            .map(|(c, _)| c.clone())
-            .collect::<Vec<_>>(),
-    );
     Ok(Arc::new(DmlExec::new(Arc::new(RowRewrite {
         catalog,
         record,
@@ -151,7 +142,6 @@ pub fn keyless_update(
         pushed_filter,
         residual_filter,
         values,
-        assigned_field_ids,
         assignments,
         filter,
     }))))

@@ -132,3 +132,28 @@ async fn concurrent_updates_of_a_keyless_collection_lose_no_write() {
         vec![vec!["1", "3", "[3, 0]"], vec!["2", "3", "[3, 0]"]]
     );
 }
+
+#[tokio::test]
+async fn an_update_of_a_keyless_collection_makes_one_version_or_none() {
+    let db = TestDb::new().await;
+    db.sql(
+        "CREATE TABLE t (id BIGINT NOT NULL, v VECTOR(2));
+         INSERT INTO t VALUES (1, [1, 2]), (2, [3, 4])",
+    )
+    .await;
+    let version = || async {
+        let catalog = db.session.catalog();
+        let record = catalog.collection("default", "t").await.unwrap();
+        catalog
+            .open_dataset(&record, None)
+            .await
+            .unwrap()
+            .version()
+            .version
+    };
+    let before = version().await;
+    assert_eq!(db.value("UPDATE t SET v = [0, 0] WHERE id = 7").await, "0");
+    assert_eq!(version().await, before, "an update that matches nothing");
+    assert_eq!(db.value("UPDATE t SET v = [0, 0] WHERE id <= 2").await, "2");
+    assert_eq!(version().await, before + 1, "an update of two rows");
+}

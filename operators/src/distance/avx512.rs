@@ -169,9 +169,9 @@ fn sum_each(acc: &[__m512; ROW_BLOCK]) -> __m512 {
 const ROW_BLOCK: usize = 16;
 
 /// How far ahead of a block of rows its cache lines are prefetched, in bytes. A block's loads
-/// stride across its rows, which the hardware prefetchers follow poorly; prefetching the lines
-/// 2 KiB ahead made the one-query scan of 1M x 128 rows about 30% faster for `f16` rows and
-/// 10% for `f32` on the reference machine (1 KiB ahead did as well; 4, 8 and 16 KiB did worse).
+/// stride across its rows, which the hardware prefetchers follow poorly; with this prefetch the
+/// `f16` one-query scan of `benchmarks/compare/run.sh` went from 0.75x to 0.54x of the `f32` one
+/// (see benchmarks/README.md).
 const PREFETCH_AHEAD: usize = 2048;
 
 /// Prefetches the cache lines of the `bytes` bytes that start [`PREFETCH_AHEAD`] past `block`.
