@@ -17,14 +17,13 @@
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use quiver_benchmarks::knn::{
-    batch_query, f16_vector_array, knn_sql, memory_plan, read_all, run, single_query,
-    single_thread, sql_knn_ids,
+    batch_query, f16_vector_array, f32_values, f32_vector_array, knn_sql, memory_plan, read_all,
+    run, single_query, single_thread, sql_knn_ids,
 };
-use quiver_benchmarks::{collection, random_vectors, vector_array, Clusters};
+use quiver_benchmarks::{collection, random_vectors, Clusters};
 
 const DIM: usize = 128;
 const K: usize = 10;
@@ -45,7 +44,8 @@ fn exact(c: &mut Criterion) {
     let values = random_vectors(n, DIM, 1);
     let queries = random_vectors(100, DIM, 2);
     let ctx = single_thread();
-    let f32_plan = memory_plan(Arc::new(vector_array(values.clone(), DIM)));
+    let f32_vectors = f32_vector_array(&values, DIM);
+    let f32_plan = memory_plan(f32_vectors.clone());
     let f16_plan = memory_plan(f16_vector_array(&values, DIM));
     let single_f32 = single_query(&f32_plan, &queries[..DIM], K);
     let single_f16 = single_query(&f16_plan, &queries[..DIM], K);
@@ -54,7 +54,7 @@ fn exact(c: &mut Criterion) {
     let mut group = c.benchmark_group("knn");
     group.sample_size(10);
     group.throughput(Throughput::Bytes((n * DIM * 4) as u64));
-    group.bench_function("read", |b| b.iter(|| read_all(&values)));
+    group.bench_function("read", |b| b.iter(|| read_all(f32_values(&f32_vectors))));
     group.bench_function("exact/single_f32", |b| {
         b.iter(|| runtime.block_on(run(&single_f32, &ctx)))
     });

@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used)]
 
 pub mod knn;
+pub mod memory;
 
 use std::sync::Arc;
 

@@ -218,7 +218,18 @@ impl KeyCutoff {
             Self::Below(bound) => key < bound,
         }
     }
+
+    /// Whether every key of `keys` is rejected: one vectorised pass, without a branch per key.
+    fn rejects_all(self, keys: &[f32]) -> bool {
+        match self {
+            Self::Above(bound) => keys.iter().fold(true, |all, key| all & (*key > bound)),
+            Self::Below(bound) => keys.iter().fold(true, |all, key| all & (*key < bound)),
+        }
+    }
 }
+
+/// Keys [`KeyCutoff::rejects_all`] tests at once; most groups of a long scan are rejected whole.
+const CUTOFF_GROUP: usize = 16;
 
 /// The smallest `f32` at or above `t * t` (computed exactly): the square root of any larger key,
 /// rounded to `f32`, is at least `t`.
@@ -285,21 +296,27 @@ async fn search_partition(
             .and_then(|t| KeyCutoff::new(spec.metric, spec.descending, &t));
         ranks.clear();
         rows.clear();
-        for (i, key) in keys.iter().enumerate() {
-            if cutoff.is_some_and(|c| c.rejects(*key)) {
+        for (g, group) in keys.chunks(CUTOFF_GROUP).enumerate() {
+            if cutoff.is_some_and(|c| c.rejects_all(group)) {
                 continue;
             }
-            let value = key_to_value(spec.metric, *key);
-            let rank = RankKey {
-                key: list
-                    .is_valid(i)
-                    .then_some(if spec.descending { -value } else { value }),
-                seq: seq + i as u64,
-                nulls_first: spec.nulls_first,
-            };
-            if threshold.is_none_or(|t| rank < t) {
-                rows.push(i as u32);
-                ranks.push(rank);
+            for (j, key) in group.iter().enumerate() {
+                if cutoff.is_some_and(|c| c.rejects(*key)) {
+                    continue;
+                }
+                let i = g * CUTOFF_GROUP + j;
+                let value = key_to_value(spec.metric, *key);
+                let rank = RankKey {
+                    key: list
+                        .is_valid(i)
+                        .then_some(if spec.descending { -value } else { value }),
+                    seq: seq + i as u64,
+                    nulls_first: spec.nulls_first,
+                };
+                if threshold.is_none_or(|t| rank < t) {
+                    rows.push(i as u32);
+                    ranks.push(rank);
+                }
             }
         }
         seq += n as u64;
@@ -573,6 +590,28 @@ mod tests {
             }
             // A key above the bound has a root of at least t: it cannot beat t.
             assert!(f32::from_bits(bound.to_bits() + 1).sqrt() >= t, "{t}");
+        }
+    }
+
+    #[test]
+    fn a_group_is_rejected_whole_exactly_when_each_key_is() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.5];
+        for _ in 0..10_000 {
+            let len = rng.random_range(0..=CUTOFF_GROUP);
+            let keys: Vec<f32> = (0..len)
+                .map(|_| match rng.random_range(0..8) {
+                    0 => special[rng.random_range(0..special.len())],
+                    _ => rng.random_range(-1.0..1.0),
+                })
+                .collect();
+            for cutoff in [KeyCutoff::Above(0.5), KeyCutoff::Below(0.5)] {
+                assert_eq!(
+                    cutoff.rejects_all(&keys),
+                    keys.iter().all(|k| cutoff.rejects(*k)),
+                    "{cutoff:?} {keys:?}"
+                );
+            }
         }
     }
 

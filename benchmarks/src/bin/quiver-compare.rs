@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use quiver_benchmarks::knn::{
-    batch_query, f16_vector_array, index_plan, int64_column, memory_plan, read_all, run,
-    single_query, single_thread, sql_knn_ids,
+    batch_query, f16_vector_array, f32_values, f32_vector_array, index_plan, int64_column,
+    kernel_only, memory_plan, read_all, run, single_query, single_thread, sql_knn_ids,
 };
 use quiver_benchmarks::{collection, random_vectors, vector_array, Clusters};
 
@@ -108,14 +108,19 @@ fn main() {
     write_f32(&args.work.join("base.npy"), &base, DIM);
     write_f32(&args.work.join("queries.npy"), &queries, DIM);
     let ctx = single_thread();
-    let f32_plan = memory_plan(Arc::new(vector_array(base.clone(), DIM)));
+    // In memory advised for huge pages, as NumPy's arrays are (see `quiver_benchmarks::memory`).
+    let f32_vectors = f32_vector_array(&base, DIM);
+    let f32_plan = memory_plan(f32_vectors.clone());
     let f16_plan = memory_plan(f16_vector_array(&base, DIM));
     let single_f32 = single_query(&f32_plan, &queries[..DIM], K);
     let single_f16 = single_query(&f16_plan, &queries[..DIM], K);
     let batch100 = batch_query(&f32_plan, &queries, DIM, K);
     eprintln!("timing Quiver's exact search...");
     let read = median_time(5, || {
-        std::hint::black_box(read_all(&base));
+        std::hint::black_box(read_all(f32_values(&f32_vectors)));
+    });
+    let kernel = median_time(5, || {
+        std::hint::black_box(kernel_only(&queries[..DIM], f32_values(&f32_vectors), DIM));
     });
     let exact_f32 = median_time(5, || {
         runtime.block_on(run(&single_f32, &ctx));
@@ -126,7 +131,15 @@ fn main() {
     let exact_batch = median_time(3, || {
         runtime.block_on(run(&batch100, &ctx));
     });
-    drop((f32_plan, f16_plan, single_f32, single_f16, batch100, base));
+    drop((
+        f32_plan,
+        f16_plan,
+        single_f32,
+        single_f16,
+        batch100,
+        base,
+        f32_vectors,
+    ));
 
     // Index search: clustered vectors, exact ground truth from the batched exact search.
     eprintln!("building the index data ({INDEX_ROWS} x {DIM})...");
@@ -266,8 +279,7 @@ fn main() {
         "FAISS IndexFlatL2",
         peer("faiss_flat_single_s"),
     );
-    // The floor is the fastest plain read of the vectors measured in this run: a plain loop
-    // compiled for the baseline x86-64 target reads slower than numpy's vectorised sum.
+    // The floor is the fastest plain read of the vectors measured in this run.
     let (floor_name, floor) = if read <= peer("numpy_read_s") {
         ("Quiver read", read)
     } else {
@@ -276,6 +288,12 @@ fn main() {
     row(
         "exact, 1 query, f32 (vs the fastest read)",
         exact_f32,
+        floor_name,
+        floor,
+    );
+    row(
+        "exact, 1 query, f32: the distance kernel alone",
+        kernel,
         floor_name,
         floor,
     );

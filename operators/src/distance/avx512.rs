@@ -121,77 +121,22 @@ unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     unsafe { l2_f32(a.as_ptr(), b.as_ptr(), a.len().min(b.len())) }
 }
 
-/// Within every 128-bit lane, `[a, b, a, b]`: partial sums of `a` and of `b`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn sum_pairs(a: __m512, b: __m512) -> __m512 {
-    _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
-}
-
-/// Within every 128-bit lane, `[a, b, c, d]`: partial sums of four vectors, from the pairs
-/// `ab = sum_pairs(a, b)` and `cd = sum_pairs(c, d)`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn sum_quads(ab: __m512, cd: __m512) -> __m512 {
-    // The unpacks move pairs of floats as 64-bit units; the sum is of floats.
-    let (ab, cd) = (_mm512_castps_pd(ab), _mm512_castps_pd(cd));
-    _mm512_add_ps(
-        _mm512_castpd_ps(_mm512_unpacklo_pd(ab, cd)),
-        _mm512_castpd_ps(_mm512_unpackhi_pd(ab, cd)),
-    )
-}
-
-/// The 128-bit lanes `x0 + x1, x2 + x3, y0 + y1, y2 + y3`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn sum_lanes(x: __m512, y: __m512) -> __m512 {
-    _mm512_add_ps(
-        _mm512_shuffle_f32x4::<0b10_00_10_00>(x, y),
-        _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y),
-    )
-}
-
-/// Sums the lanes of each of 16 accumulators: lane `r` of the result is the sum of `acc[r]`.
+/// How far ahead of the row being read the one-query kernels have prefetched, in bytes.
 ///
-/// A transposing reduction (pairs, then quads, then 128-bit lanes): 45 instructions for 16 sums,
-/// where 16 separate horizontal sums cost about three times as many, each on a long latency chain.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn sum_each(acc: &[__m512; ROW_BLOCK]) -> __m512 {
-    let mut quads = [_mm512_setzero_ps(); 4];
-    for (quad, a) in quads.iter_mut().zip(acc.chunks_exact(4)) {
-        *quad = sum_quads(sum_pairs(a[0], a[1]), sum_pairs(a[2], a[3]));
-    }
-    sum_lanes(sum_lanes(quads[0], quads[1]), sum_lanes(quads[2], quads[3]))
-}
-
-/// Rows whose distances one pass over the dimensions computes together, one accumulator each.
-const ROW_BLOCK: usize = 16;
-
-/// How far ahead of a block of rows its cache lines are prefetched, in bytes. A block's loads
-/// stride across its rows, which the hardware prefetchers follow poorly; with this prefetch the
-/// `f16` one-query scan of `benchmarks/compare/run.sh` went from 0.75x to 0.54x of the `f32` one
-/// (see benchmarks/README.md).
+/// The kernels read rows in order and prefetch (into L2) every cache line up to this distance
+/// past the end of the current row. With it the one-query `f32` scan reads 512 MB of rows as fast
+/// as a plain summing loop does; without it, about 1.5x slower. 1 and 3 KiB were slower, as was a
+/// prefetch into L1 and one into non-temporal storage.
 const PREFETCH_AHEAD: usize = 2048;
 
-/// Prefetches the cache lines of the `bytes` bytes that start [`PREFETCH_AHEAD`] past `block`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn prefetch_ahead(block: *const u8, bytes: usize) {
-    let mut line = PREFETCH_AHEAD;
-    while line < PREFETCH_AHEAD + bytes {
-        // A prefetch never faults, and `wrapping_add` makes no out-of-bounds pointer.
-        _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(line) as *const i8);
-        line += 64;
-    }
-}
-
 /// A kernel of one query against many rows: `$step` folds one 16-lane chunk `$x` of a row (and
-/// the same chunk `$q` of the query) into the row's accumulator `$acc`.
+/// the same chunk `$q` of the query) into the accumulator `$acc`.
 ///
-/// Rows go in blocks of [`ROW_BLOCK`], each with its own accumulator, so the chains of dependent
-/// FMAs of different rows overlap and the horizontal sums are shared ([`sum_each`]); the last
-/// rows go one at a time.
+/// Rows are read strictly in order, each with two accumulators (alternate chunks) so that two
+/// chains of dependent FMAs overlap, and a software prefetch runs [`PREFETCH_AHEAD`] bytes ahead
+/// of the reads. (Blocks of 16 rows summed together with a transposing reduction save
+/// horizontal sums, but their loads stride across the rows, and the scan of rows in memory came
+/// out 10-20% slower.)
 macro_rules! batch {
     ($name:ident, $elem:ty, $load_row:ident, |$q:ident, $x:ident, $acc:ident| $step:expr) => {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
@@ -203,40 +148,43 @@ macro_rules! batch {
             }
             let n = out.len().min(rows.len() / dim);
             let (q, rows_ptr) = (query.as_ptr(), rows.as_ptr());
+            // Prefetches never fault; `wrapping_add` makes no out-of-bounds pointer.
+            let end = rows_ptr.wrapping_add(n * dim) as *const i8;
+            let mut prefetched = rows_ptr as *const i8;
             // SAFETY: every row read is below `n <= rows.len() / dim`, every chunk load is masked
             // to `dim`, and every store is below `n <= out.len()`.
             unsafe {
-                let mut r = 0;
-                while r + ROW_BLOCK <= n {
-                    let block = rows_ptr.add(r * dim);
-                    prefetch_ahead(block as *const u8, ROW_BLOCK * dim * size_of::<$elem>());
-                    let mut acc = [_mm512_setzero_ps(); ROW_BLOCK];
-                    let mut i = 0;
-                    while i < dim {
-                        let $q = load(q, i, dim);
-                        let _ = $q;
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            let $x = $load_row(block.add(j * dim), i, dim);
-                            let $acc = *a;
-                            *a = $step;
-                        }
-                        i += 16;
+                for (r, o) in out[..n].iter_mut().enumerate() {
+                    let row = rows_ptr.add(r * dim);
+                    let horizon = (row.add(dim) as *const i8)
+                        .wrapping_add(PREFETCH_AHEAD)
+                        .min(end);
+                    while prefetched < horizon {
+                        _mm_prefetch::<_MM_HINT_T1>(prefetched);
+                        prefetched = prefetched.wrapping_add(64);
                     }
-                    _mm512_storeu_ps(out.as_mut_ptr().add(r), sum_each(&acc));
-                    r += ROW_BLOCK;
-                }
-                for (o, row) in out[r..n].iter_mut().zip(r..n) {
-                    let row = rows_ptr.add(row * dim);
-                    let mut $acc = _mm512_setzero_ps();
-                    let mut i = 0;
-                    while i < dim {
+                    // Folds the chunk at `i` of this row into `$acc` (the closure inherits the
+                    // target features).
+                    let fold = |$acc: __m512, i: usize| {
                         let $q = load(q, i, dim);
                         let _ = $q;
                         let $x = $load_row(row, i, dim);
-                        $acc = $step;
-                        i += 16;
+                        $step
+                    };
+                    let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                    let mut i = 0;
+                    while i + 32 <= dim {
+                        even = fold(even, i);
+                        odd = fold(odd, i + 16);
+                        i += 32;
                     }
-                    *o = _mm512_reduce_add_ps($acc);
+                    if i < dim {
+                        even = fold(even, i);
+                    }
+                    if i + 16 < dim {
+                        odd = fold(odd, i + 16);
+                    }
+                    *o = _mm512_reduce_add_ps(_mm512_add_ps(even, odd));
                 }
             }
         }
