@@ -4,14 +4,22 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float16Array, Int64Array, RecordBatch,
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float16Array, Float32Array, Int64Array,
+    RecordBatch,
 };
-use arrow::datatypes::{DataType, Field, Float32Type, Int64Type, Schema};
+use arrow::datatypes::{DataType, Field, Float32Type, Int64Type, Schema, UInt64Type};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use half::f16;
+use lance::index::DatasetIndexExt;
+use lance::index::DatasetIndexInternalExt;
 use lance::Dataset;
+use lance_core::ROW_ID;
+use lance_index::metrics::NoOpMetricsCollector;
+use lance_index::prefilter::NoFilter;
+use lance_index::vector::{ApproxMode, Query, VectorIndex, DIST_COL};
+use lance_linalg::distance::DistanceType;
 use quiver_operators::batch_knn::{BatchKnnExec, BatchKnnSpec};
 use quiver_operators::distance::{ordering_keys, Metric};
 use quiver_operators::index_knn::{IndexKnnExec, IndexSearch, IndexSearchParams};
@@ -243,4 +251,73 @@ pub fn index_plan(
         )
         .expect("index plan"),
     )
+}
+
+/// Lance's vector index on `column` of `dataset` (the first one there), opened for
+/// [`lance_index_search`].
+pub async fn open_lance_index(dataset: &Dataset, column: &str) -> Arc<dyn VectorIndex> {
+    let field = dataset.schema().field(column).expect("the column").id;
+    let indices = dataset.load_indices().await.expect("indices");
+    let index = indices
+        .iter()
+        .find(|i| i.fields == [field])
+        .expect("an index on the column");
+    dataset
+        .open_vector_index(column, &index.uuid, &NoOpMetricsCollector)
+        .await
+        .expect("open the index")
+}
+
+/// Lance's index searched directly, as its scanner would inside (the `nprobes` IVF partitions
+/// nearest the query, each searched with `ef`), without the scanner's plan, a filter, or taking
+/// the rows: the row ids of the `k` nearest (L2) in the index, nearest first.
+pub async fn lance_index_search(
+    index: &dyn VectorIndex,
+    column: &str,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+    nprobes: usize,
+) -> Vec<u64> {
+    let query = Query {
+        column: column.to_string(),
+        key: Arc::new(Float32Array::from(query.to_vec())),
+        k,
+        lower_bound: None,
+        upper_bound: None,
+        minimum_nprobes: nprobes,
+        maximum_nprobes: Some(nprobes),
+        search_effort: 0.5,
+        ef: Some(ef),
+        refine_factor: None,
+        metric_type: Some(DistanceType::L2),
+        use_index: true,
+        query_parallelism: 1,
+        dist_q_c: 0.0,
+        approx_mode: ApproxMode::default(),
+    };
+    let (partitions, _) = index.find_partitions(&query).expect("partitions");
+    let mut found: Vec<(f32, u64)> = Vec::new();
+    for partition in partitions.values().iter().take(nprobes) {
+        let batch = index
+            .search_in_partition(
+                *partition as usize,
+                &query,
+                Arc::new(NoFilter),
+                &NoOpMetricsCollector,
+            )
+            .await
+            .expect("search");
+        let distances = batch[DIST_COL].as_primitive::<Float32Type>();
+        let row_ids = batch[ROW_ID].as_primitive::<UInt64Type>();
+        found.extend(
+            distances
+                .values()
+                .iter()
+                .copied()
+                .zip(row_ids.values().iter().copied()),
+        );
+    }
+    found.sort_by(|a, b| a.0.total_cmp(&b.0));
+    found.into_iter().take(k).map(|(_, row)| row).collect()
 }

@@ -15,7 +15,8 @@ use std::time::Instant;
 use clap::Parser;
 use quiver_benchmarks::knn::{
     batch_query, f16_vector_array, f32_values, f32_vector_array, index_plan, int64_column,
-    kernel_only, memory_plan, read_all, run, single_query, single_thread, sql_knn_ids,
+    kernel_only, lance_index_search, memory_plan, open_lance_index, read_all, run, single_query,
+    single_thread, sql_knn_ids,
 };
 use quiver_benchmarks::{collection, random_vectors, vector_array, Clusters};
 
@@ -223,6 +224,20 @@ fn main() {
         let plan = index_plan(&dataset, q, K, ef);
         int64_column(&runtime.block_on(run(&plan, &ctx)), 0)
     });
+    // Lance's index alone: no scanner, no take of the rows. The collection is one fragment with
+    // ids from 0, so a row id is the row's id.
+    let lance_index = runtime.block_on(open_lance_index(&dataset, "embedding"));
+    let lance_sweep = sweep(&|q, ef| {
+        let rows = runtime.block_on(lance_index_search(
+            lance_index.as_ref(),
+            "embedding",
+            q,
+            K,
+            ef,
+            1,
+        ));
+        rows.into_iter().map(|r| r as i64).collect()
+    });
 
     eprintln!("timing the peers...");
     let output = std::process::Command::new(&args.python)
@@ -324,6 +339,7 @@ fn main() {
     for (path, sweep) in [
         ("through SQL", &quiver_sweep),
         ("IndexKnnExec alone", &operator_sweep),
+        ("Lance's index search alone", &lance_sweep),
     ] {
         match (at_target(sweep), at_target(&hnswlib_sweep)) {
             (Some(q), Some(h)) => println!(
@@ -341,6 +357,7 @@ fn main() {
     for (name, sweep) in [
         ("Quiver through SQL", &quiver_sweep),
         ("Quiver IndexKnnExec alone", &operator_sweep),
+        ("Lance's index search alone", &lance_sweep),
         ("hnswlib", &hnswlib_sweep),
     ] {
         let points: Vec<String> = sweep
