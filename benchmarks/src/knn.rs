@@ -7,7 +7,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeListArray, Float16Array, Float32Array, Int64Array,
     RecordBatch,
 };
-use arrow::datatypes::{DataType, Field, Float32Type, Int64Type, Schema, UInt64Type};
+use arrow::datatypes::{DataType, Field, Float32Type, Int64Type, Schema};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -15,13 +15,12 @@ use half::f16;
 use lance::index::DatasetIndexExt;
 use lance::index::DatasetIndexInternalExt;
 use lance::Dataset;
-use lance_core::ROW_ID;
 use lance_index::metrics::NoOpMetricsCollector;
-use lance_index::prefilter::NoFilter;
-use lance_index::vector::{ApproxMode, Query, VectorIndex, DIST_COL};
+use lance_index::vector::VectorIndex;
 use lance_linalg::distance::DistanceType;
 use quiver_operators::batch_knn::{BatchKnnExec, BatchKnnSpec};
 use quiver_operators::distance::{ordering_keys, Metric};
+use quiver_operators::index_direct::{index_query, nearest_in_index};
 use quiver_operators::index_knn::{IndexKnnExec, IndexSearch, IndexSearchParams};
 use quiver_operators::knn::{KnnExec, KnnSpec};
 use quiver_planner::config::QuiverConfig;
@@ -279,45 +278,10 @@ pub async fn lance_index_search(
     ef: usize,
     nprobes: usize,
 ) -> Vec<u64> {
-    let query = Query {
-        column: column.to_string(),
-        key: Arc::new(Float32Array::from(query.to_vec())),
-        k,
-        lower_bound: None,
-        upper_bound: None,
-        minimum_nprobes: nprobes,
-        maximum_nprobes: Some(nprobes),
-        search_effort: 0.5,
-        ef: Some(ef),
-        refine_factor: None,
-        metric_type: Some(DistanceType::L2),
-        use_index: true,
-        query_parallelism: 1,
-        dist_q_c: 0.0,
-        approx_mode: ApproxMode::default(),
-    };
-    let (partitions, _) = index.find_partitions(&query).expect("partitions");
-    let mut found: Vec<(f32, u64)> = Vec::new();
-    for partition in partitions.values().iter().take(nprobes) {
-        let batch = index
-            .search_in_partition(
-                *partition as usize,
-                &query,
-                Arc::new(NoFilter),
-                &NoOpMetricsCollector,
-            )
-            .await
-            .expect("search");
-        let distances = batch[DIST_COL].as_primitive::<Float32Type>();
-        let row_ids = batch[ROW_ID].as_primitive::<UInt64Type>();
-        found.extend(
-            distances
-                .values()
-                .iter()
-                .copied()
-                .zip(row_ids.values().iter().copied()),
-        );
-    }
-    found.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let key = Arc::new(Float32Array::from(query.to_vec()));
+    let mut query = index_query(column, key, k, ef, nprobes, DistanceType::L2);
+    let found = nearest_in_index(index, &mut query, nprobes)
+        .await
+        .expect("search");
     found.into_iter().take(k).map(|(_, row)| row).collect()
 }

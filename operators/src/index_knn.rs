@@ -2,7 +2,8 @@
 //!
 //! Lance searches the index (IVF partitions, HNSW graph, quantized codes) with the filter applied
 //! first (pre-filtering), and searches the rows written after the index was built exactly, merging
-//! both. The candidates' distances are then recomputed with Quiver's kernels from the stored
+//! both. Where the index alone answers (no filter, no unindexed or deleted rows), it is searched
+//! directly, without Lance's scanner (`index_direct`; the `direct_index_searches` metric counts it). The candidates' distances are then recomputed with Quiver's kernels from the stored
 //! vectors, so the values are exactly what the distance functions return and the order is exact
 //! among the candidates; which rows are candidates depends on the index (approximate search).
 
@@ -17,7 +18,9 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -27,6 +30,7 @@ use lance::Dataset;
 use lance_linalg::distance::DistanceType;
 
 use crate::distance::{distance, Metric};
+use crate::index_direct::DirectIndex;
 use crate::vector::VectorArray;
 
 /// Index search settings (`SET quiver.nprobes`, `quiver.ef`, `quiver.refine_factor`).
@@ -145,34 +149,44 @@ impl IndexKnnExec {
         columns: Vec<String>,
         schema: SchemaRef,
         with_distance: bool,
+        direct_searches: Count,
     ) -> Result<RecordBatch> {
         let mut projection = columns.clone();
         if !projection.contains(&search.column) {
             projection.push(search.column.clone());
         }
-        let mut scan = dataset.scan();
-        scan.project(&projection)?;
-        if let Some(filter) = filter {
-            scan.filter_expr(filter);
-        }
-        let query = Float32Array::from(search.query.to_vec());
-        scan.nearest(&search.column, &query, search.k)?;
-        // Search settings only take effect after `nearest`.
         let distance_type =
             index_distance_type(search.metric, search.descending).unwrap_or(DistanceType::L2);
-        scan.nprobes(search.params.nprobes.max(1))
-            .ef(search.params.ef.max(search.k))
-            .distance_metric(distance_type)
-            .prefilter(true);
-        if search.params.refine_factor > 0 {
-            scan.refine(u32::try_from(search.params.refine_factor).unwrap_or(u32::MAX));
-        }
-        let batches: Vec<RecordBatch> = scan.try_into_stream().await?.try_collect().await?;
-        let result_schema = match batches.first() {
-            Some(b) => b.schema(),
-            None => return Ok(RecordBatch::new_empty(schema)),
+        // Without a filter, the index alone may answer (`index_direct`); otherwise, or where it
+        // cannot, Lance's scanner searches.
+        let direct = match &filter {
+            None => DirectIndex::open(&dataset, &search, distance_type).await?,
+            Some(_) => None,
         };
-        let all = concat_batches(&result_schema, &batches)?;
+        let direct_rows = match &direct {
+            Some(index) => {
+                let candidates = search.k * search.params.refine_factor.max(1);
+                index
+                    .search(&dataset, &search, candidates, &projection)
+                    .await?
+            }
+            None => None,
+        };
+        let all = match direct_rows {
+            Some(rows) => {
+                direct_searches.add(1);
+                rows
+            }
+            None => {
+                let batches =
+                    Self::scan(&dataset, &search, filter, &projection, distance_type).await?;
+                match batches.first() {
+                    Some(b) => concat_batches(&b.schema(), &batches)?,
+                    None => return Ok(RecordBatch::new_empty(schema)),
+                }
+            }
+        };
+        let result_schema = all.schema();
         // Exact values from the stored vectors, then order by them.
         let vectors_column = all.column(result_schema.index_of(&search.column)?);
         let vectors = VectorArray::try_new(vectors_column, search.metric.function_name(), 1)?;
@@ -206,6 +220,34 @@ impl IndexKnnExec {
             )));
         }
         Ok(RecordBatch::try_new(schema, out)?)
+    }
+}
+
+impl IndexKnnExec {
+    /// The candidates of `search` through Lance's scanner, with the columns `projection`.
+    async fn scan(
+        dataset: &Dataset,
+        search: &IndexSearch,
+        filter: Option<Expr>,
+        projection: &[String],
+        distance_type: DistanceType,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut scan = dataset.scan();
+        scan.project(projection)?;
+        if let Some(filter) = filter {
+            scan.filter_expr(filter);
+        }
+        let query = Float32Array::from(search.query.to_vec());
+        scan.nearest(&search.column, &query, search.k)?;
+        // Search settings only take effect after `nearest`.
+        scan.nprobes(search.params.nprobes.max(1))
+            .ef(search.params.ef.max(search.k))
+            .distance_metric(distance_type)
+            .prefilter(true);
+        if search.params.refine_factor > 0 {
+            scan.refine(u32::try_from(search.params.refine_factor).unwrap_or(u32::MAX));
+        }
+        Ok(scan.try_into_stream().await?.try_collect().await?)
     }
 }
 
@@ -280,6 +322,9 @@ impl ExecutionPlan for IndexKnnExec {
             return internal_err!("IndexKnnExec has one partition, asked for {partition}");
         }
         let baseline = BaselineMetrics::new(&self.metrics, partition);
+        // 1 where the index alone answered, without Lance's scanner (`index_direct`).
+        let direct_searches =
+            MetricBuilder::new(&self.metrics).counter("direct_index_searches", partition);
         let fut = Self::run(
             self.dataset.clone(),
             self.search.clone(),
@@ -287,6 +332,7 @@ impl ExecutionPlan for IndexKnnExec {
             self.columns.clone(),
             self.schema.clone(),
             self.with_distance,
+            direct_searches,
         );
         let stream = futures::stream::once(async move {
             let timer = baseline.elapsed_compute().timer();

@@ -7,6 +7,7 @@ pub mod batch_knn;
 pub mod distance;
 pub mod error;
 pub mod functions;
+pub mod index_direct;
 pub mod index_knn;
 pub mod jobs;
 pub mod knn;

@@ -5,6 +5,7 @@
 
 mod collections;
 mod flight;
+mod index_search;
 mod jobs;
 mod snapshots;
 mod sql;

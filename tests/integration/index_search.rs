@@ -1,0 +1,167 @@
+//! Index-backed k-NN searched directly (without Lance's scanner) where the index alone answers,
+//! and through the scanner where it cannot: the same answers either way.
+
+use std::collections::{HashMap, HashSet};
+
+use quiver_tests::TestDb;
+
+const DIM: usize = 16;
+const ROWS: usize = 3_000;
+const K: usize = 10;
+
+/// Deterministic vectors in [-1, 1), row-major (a linear congruential generator).
+fn vectors(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..n * DIM)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn literal(v: &[f32]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// `docs (id, embedding <vector_type>(DIM))` with [`ROWS`] rows and an index `USING <using>`.
+async fn indexed_collection(vector_type: &str, using: &str) -> (TestDb, Vec<f32>) {
+    let db = TestDb::new().await;
+    db.sql(&format!(
+        "CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, embedding {vector_type}({DIM}))"
+    ))
+    .await;
+    let data = vectors(ROWS, 1);
+    for start in (0..ROWS).step_by(500) {
+        let values: Vec<String> = (start..start + 500)
+            .map(|i| format!("({i}, {})", literal(&data[i * DIM..(i + 1) * DIM])))
+            .collect();
+        db.sql(&format!("INSERT INTO docs VALUES {}", values.join(", ")))
+            .await;
+    }
+    db.sql(&format!("CREATE INDEX ON docs USING {using}")).await;
+    (db, data)
+}
+
+/// The rows `(id, distance)` of `query`.
+async fn id_distances(db: &TestDb, query: &str) -> Vec<(i64, f64)> {
+    db.rows(query)
+        .await
+        .into_iter()
+        .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+        .collect()
+}
+
+/// The rows `(id, distance)` of `query`, and the number of direct index searches it made.
+async fn search(db: &TestDb, query: &str) -> (Vec<(i64, f64)>, u64) {
+    let rows = id_distances(db, query).await;
+    let plan: String = db
+        .rows(&format!("EXPLAIN ANALYZE {query}"))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let direct = plan
+        .split("direct_index_searches=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or_else(|| panic!("no IndexKnnExec in: {plan}"));
+    (rows, direct)
+}
+
+/// The exact answer, with the index switched off.
+async fn exact(db: &TestDb, query: &str) -> Vec<(i64, f64)> {
+    db.sql("SET quiver.use_index = false").await;
+    let rows = id_distances(db, query).await;
+    db.sql("SET quiver.use_index = true").await;
+    rows
+}
+
+/// Searches 20 queries near rows of `data` with `function`; checks each went straight to the
+/// index, its distances are the exact ones, and the recall against exact search.
+async fn searches_directly(db: &TestDb, data: &[f32], function: &str) {
+    let queries = vectors(20, 2);
+    let (mut found, mut wanted) = (0, 0);
+    for (i, noise) in queries.chunks_exact(DIM).enumerate() {
+        let row = (i * 131) % ROWS;
+        let q: Vec<f32> = data[row * DIM..(row + 1) * DIM]
+            .iter()
+            .zip(noise)
+            .map(|(v, n)| v + 0.05 * n)
+            .collect();
+        let query = format!(
+            "SELECT id, {function}(embedding, {}) AS d FROM docs ORDER BY d LIMIT {K}",
+            literal(&q)
+        );
+        let (rows, direct) = search(db, &query).await;
+        assert_eq!(direct, 1, "{query}");
+        assert_eq!(rows.len(), K);
+        let truth: HashMap<i64, f64> = exact(db, &query).await.into_iter().collect();
+        for window in rows.windows(2) {
+            assert!(window[0].1 <= window[1].1, "not in order: {rows:?}");
+        }
+        for (id, d) in &rows {
+            if let Some(t) = truth.get(id) {
+                assert!((d - t).abs() < 1e-4, "id {id}: {d} where exact says {t}");
+            }
+        }
+        wanted += K;
+        found += rows.iter().filter(|(id, _)| truth.contains_key(id)).count();
+    }
+    let recall = found as f64 / wanted as f64;
+    assert!(recall >= 0.9, "recall@{K} = {recall}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfiltered_search_of_a_fully_indexed_collection_goes_straight_to_the_index() {
+    let (db, data) = indexed_collection("VECTOR", "hnsw (embedding vector_l2_ops)").await;
+    searches_directly(&db, &data, "l2_distance").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosine_and_half_precision_indices_are_searched_directly_too() {
+    let (db, data) = indexed_collection(
+        "HALFVEC",
+        "IVF_HNSW_SQ (embedding) WITH (metric = 'cosine', num_partitions = 2)",
+    )
+    .await;
+    db.sql("SET quiver.nprobes = 2").await;
+    searches_directly(&db, &data, "cosine_distance").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scanner_answers_where_the_index_alone_cannot() {
+    let (db, data) = indexed_collection("VECTOR", "hnsw (embedding vector_l2_ops)").await;
+    let q = literal(&data[7 * DIM..8 * DIM]);
+    let query = format!("SELECT id, embedding <-> {q} AS d FROM docs ORDER BY d LIMIT 3");
+
+    // A filter: Lance pre-filters.
+    let (rows, direct) = search(
+        &db,
+        &format!("SELECT id, embedding <-> {q} AS d FROM docs WHERE id <> 7 ORDER BY d LIMIT 3"),
+    )
+    .await;
+    assert_eq!(direct, 0);
+    assert!(rows.iter().all(|(id, _)| *id != 7), "{rows:?}");
+
+    // A deleted row: the index still holds it, the scanner masks it.
+    let (rows, direct) = search(&db, &query).await;
+    assert_eq!((rows[0].0, direct), (7, 1), "{rows:?}");
+    db.sql("DELETE FROM docs WHERE id = 7").await;
+    let (rows, direct) = search(&db, &query).await;
+    assert_eq!(direct, 0);
+    assert!(rows.iter().all(|(id, _)| *id != 7), "{rows:?}");
+
+    // A row written after the index was built: not in the index, searched exactly.
+    db.sql(&format!("INSERT INTO docs VALUES (100000, {q})"))
+        .await;
+    let (rows, direct) = search(&db, &query).await;
+    assert_eq!(direct, 0);
+    assert_eq!(rows[0], (100000, 0.0), "{rows:?}");
+    let ids: HashSet<i64> = rows.iter().map(|(id, _)| *id).collect();
+    assert!(!ids.contains(&7));
+}
