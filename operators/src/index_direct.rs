@@ -9,9 +9,10 @@
 //! the candidates merged by the index's distance, and their rows taken by row id.
 //!
 //! That is the case when there is no filter, the index is one segment covering every fragment of
-//! the version, no row of the version is deleted, and the column stores `f32` or `f16`. Otherwise (rows
-//! written after the index was built, deleted rows, a pre-filter) the scanner's merging of an
-//! exact search of the unindexed rows and its deletion mask are needed, and the scanner is used.
+//! the version, no row of the version is deleted, and the column stores `f32` or `f16`.
+//! Otherwise (rows written after the index was built, deleted rows, a pre-filter) the scanner's
+//! merging of an exact search of the unindexed rows and its deletion mask are needed, and the
+//! scanner is used.
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use datafusion::arrow::array::{ArrayRef, AsArray, Float16Array, Float32Array, Re
 use datafusion::arrow::datatypes::{DataType, Float32Type, UInt64Type};
 use datafusion::common::Result;
 use half::f16;
-use lance::dataset::ProjectionRequest;
+use lance::dataset::{ProjectionRequest, ROW_ID};
 use lance::index::{DatasetIndexExt, DatasetIndexInternalExt};
 use lance::Dataset;
 use lance_index::metrics::NoOpMetricsCollector;
@@ -28,9 +29,6 @@ use lance_index::vector::{ApproxMode, Query, VectorIndex, DIST_COL};
 use lance_linalg::distance::DistanceType;
 
 use crate::index_knn::IndexSearch;
-
-/// The row id column of an index search's result.
-const ROW_ID: &str = "_rowid";
 
 /// An index segment that alone answers searches of one dataset version (see the module docs).
 pub(crate) struct DirectIndex {

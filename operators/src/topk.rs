@@ -2,7 +2,8 @@
 //!
 //! The order is total and matches DataFusion's sort: keys compare with `f32::total_cmp` (NaN after
 //! +inf), NULL keys go first or last as asked, and equal keys keep their sequence order. Only rows
-//! that beat the current k-th best are copied out of their batch, so memory stays O(k) rows.
+//! that are still among the best k once their batch has been offered are copied out of it, so
+//! memory stays O(k) rows and a batch costs at most k copied rows.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -111,8 +112,10 @@ impl TopK {
         if self.k == 0 || rows.is_empty() {
             return Ok(());
         }
-        let taken = take_record_batch(batch, &UInt32Array::from(rows.to_vec()))?;
         let batch_index = self.batches.len();
+        // Entries of this batch first point into `rows`; only the rows still among the best k
+        // once the batch is offered are copied, and their entries repointed into the copy.
+        let mut entered = false;
         for (row, rank) in ranks.iter().enumerate() {
             if self.heap.len() >= self.k {
                 match self.heap.peek() {
@@ -127,7 +130,31 @@ impl TopK {
                 batch: batch_index,
                 row,
             });
+            entered = true;
         }
+        if !entered {
+            return Ok(());
+        }
+        let mut entries = std::mem::take(&mut self.heap).into_vec();
+        let mut kept: Vec<usize> = entries
+            .iter()
+            .filter(|e| e.batch == batch_index)
+            .map(|e| e.row)
+            .collect();
+        kept.sort_unstable();
+        for entry in entries.iter_mut().filter(|e| e.batch == batch_index) {
+            entry.row = match kept.binary_search(&entry.row) {
+                Ok(position) | Err(position) => position,
+            };
+        }
+        self.heap = BinaryHeap::from(entries);
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let taken = take_record_batch(
+            batch,
+            &UInt32Array::from_iter_values(kept.iter().map(|&i| rows[i])),
+        )?;
         self.stored_rows += taken.num_rows();
         self.batches.push(taken);
         if self.stored_rows > 4 * self.k + 1024 {
