@@ -1,7 +1,7 @@
 //! Memory for the in-memory benchmark data, allocated the way NumPy allocates large arrays:
 //! advised for transparent huge pages (`madvise(MADV_HUGEPAGE)`). Quiver's operators and the
-//! Python peers then read the same data from the same kind of pages; with 4 KiB pages a scan of
-//! 512 MB spends about a tenth of its time on TLB misses that NumPy's arrays do not have.
+//! Python peers then read the same data from the same kind of pages (with 4 KiB pages, a scan
+//! pays TLB misses that NumPy's arrays do not).
 
 /// A copy of `values` in memory advised for huge pages (on Linux; elsewhere a plain copy).
 pub fn huge_page_vec<T: Copy>(values: &[T]) -> Vec<T> {

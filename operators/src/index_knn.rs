@@ -3,7 +3,8 @@
 //! Lance searches the index (IVF partitions, HNSW graph, quantized codes) with the filter applied
 //! first (pre-filtering), and searches the rows written after the index was built exactly, merging
 //! both. Where the index alone answers (no filter, no unindexed or deleted rows), it is searched
-//! directly, without Lance's scanner (`index_direct`; the `direct_index_searches` metric counts it). The candidates' distances are then recomputed with Quiver's kernels from the stored
+//! directly, without Lance's scanner (`index_direct`; the `direct_index_searches` metric counts
+//! it). The candidates' distances are then recomputed with Quiver's kernels from the stored
 //! vectors, so the values are exactly what the distance functions return and the order is exact
 //! among the candidates; which rows are candidates depends on the index (approximate search).
 
@@ -142,6 +143,32 @@ impl IndexKnnExec {
         &self.search
     }
 
+    /// The candidates of `search` through Lance's scanner, with the columns `projection`.
+    async fn scan(
+        dataset: &Dataset,
+        search: &IndexSearch,
+        filter: Option<Expr>,
+        projection: &[String],
+        distance_type: DistanceType,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut scan = dataset.scan();
+        scan.project(projection)?;
+        if let Some(filter) = filter {
+            scan.filter_expr(filter);
+        }
+        let query = Float32Array::from(search.query.to_vec());
+        scan.nearest(&search.column, &query, search.k)?;
+        // Search settings only take effect after `nearest`.
+        scan.nprobes(search.params.nprobes.max(1))
+            .ef(search.params.ef.max(search.k))
+            .distance_metric(distance_type)
+            .prefilter(true);
+        if search.params.refine_factor > 0 {
+            scan.refine(u32::try_from(search.params.refine_factor).unwrap_or(u32::MAX));
+        }
+        Ok(scan.try_into_stream().await?.try_collect().await?)
+    }
+
     async fn run(
         dataset: Arc<Dataset>,
         search: IndexSearch,
@@ -163,8 +190,9 @@ impl IndexKnnExec {
             None => DirectIndex::open(&dataset, &search, distance_type).await?,
             Some(_) => None,
         };
-        let direct_rows = match &direct {
+        let direct_rows = match direct {
             Some(index) => {
+                // As Lance's refine: k * refine_factor candidates, re-ranked exactly below.
                 let candidates = search.k * search.params.refine_factor.max(1);
                 index
                     .search(&dataset, &search, candidates, &projection)
@@ -220,34 +248,6 @@ impl IndexKnnExec {
             )));
         }
         Ok(RecordBatch::try_new(schema, out)?)
-    }
-}
-
-impl IndexKnnExec {
-    /// The candidates of `search` through Lance's scanner, with the columns `projection`.
-    async fn scan(
-        dataset: &Dataset,
-        search: &IndexSearch,
-        filter: Option<Expr>,
-        projection: &[String],
-        distance_type: DistanceType,
-    ) -> Result<Vec<RecordBatch>> {
-        let mut scan = dataset.scan();
-        scan.project(projection)?;
-        if let Some(filter) = filter {
-            scan.filter_expr(filter);
-        }
-        let query = Float32Array::from(search.query.to_vec());
-        scan.nearest(&search.column, &query, search.k)?;
-        // Search settings only take effect after `nearest`.
-        scan.nprobes(search.params.nprobes.max(1))
-            .ef(search.params.ef.max(search.k))
-            .distance_metric(distance_type)
-            .prefilter(true);
-        if search.params.refine_factor > 0 {
-            scan.refine(u32::try_from(search.params.refine_factor).unwrap_or(u32::MAX));
-        }
-        Ok(scan.try_into_stream().await?.try_collect().await?)
     }
 }
 

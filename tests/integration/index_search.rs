@@ -82,8 +82,8 @@ async fn exact(db: &TestDb, query: &str) -> Vec<(i64, f64)> {
 }
 
 /// Searches 20 queries near rows of `data` with `function`; checks each went straight to the
-/// index, its distances are the exact ones, and the recall against exact search.
-async fn searches_directly(db: &TestDb, data: &[f32], function: &str) {
+/// index, its distances are the exact ones, and the recall against exact search, which it returns.
+async fn searches_directly(db: &TestDb, data: &[f32], function: &str) -> f64 {
     let queries = vectors(20, 2);
     let (mut found, mut wanted) = (0, 0);
     for (i, noise) in queries.chunks_exact(DIM).enumerate() {
@@ -114,12 +114,26 @@ async fn searches_directly(db: &TestDb, data: &[f32], function: &str) {
     }
     let recall = found as f64 / wanted as f64;
     assert!(recall >= 0.9, "recall@{K} = {recall}");
+    recall
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unfiltered_search_of_a_fully_indexed_collection_goes_straight_to_the_index() {
     let (db, data) = indexed_collection("VECTOR", "hnsw (embedding vector_l2_ops)").await;
     searches_directly(&db, &data, "l2_distance").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_search_re_ranks_refine_factor_times_k_candidates() {
+    let (db, data) = indexed_collection("VECTOR", "hnsw (embedding vector_l2_ops)").await;
+    // A narrow search: the index's quantized distances alone miss some of the nearest rows.
+    db.sql("SET quiver.ef = 10").await;
+    // k * refine_factor covers every row, and the candidates are re-ranked by exact distance:
+    // the answer is exact.
+    db.sql(&format!("SET quiver.refine_factor = {}", ROWS / K))
+        .await;
+    let recall = searches_directly(&db, &data, "l2_distance").await;
+    assert_eq!(recall, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -124,9 +124,10 @@ unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
 /// How far ahead of the row being read the one-query kernels have prefetched, in bytes.
 ///
 /// The kernels read rows in order and prefetch (into L2) every cache line up to this distance
-/// past the end of the current row. With it the one-query `f32` scan reads 512 MB of rows as fast
-/// as a plain summing loop does; without it, about 1.5x slower. 1 and 3 KiB were slower, as was a
-/// prefetch into L1 and one into non-temporal storage.
+/// past the end of the current row. `benchmarks/compare/run.sh` times the kernel alone against a
+/// plain read of the same rows ("the distance kernel alone"). The distance and the L2 hint were
+/// chosen with a standalone timing loop over 512 MB of rows (not in the repository) against
+/// 1 and 3 KiB and L1 and non-temporal hints.
 const PREFETCH_AHEAD: usize = 2048;
 
 /// A kernel of one query against many rows: `$step` folds one 16-lane chunk `$x` of a row (and
@@ -135,8 +136,9 @@ const PREFETCH_AHEAD: usize = 2048;
 /// Rows are read strictly in order, each with two accumulators (alternate chunks) so that two
 /// chains of dependent FMAs overlap, and a software prefetch runs [`PREFETCH_AHEAD`] bytes ahead
 /// of the reads. (Blocks of 16 rows summed together with a transposing reduction save
-/// horizontal sums, but their loads stride across the rows, and the scan of rows in memory came
-/// out 10-20% slower.)
+/// horizontal sums, but their loads stride across the rows, and the one-query scan of the
+/// comparison harness was slower with them: 1.60x of the read, against 1.02-1.14x now; see
+/// `benchmarks/README.md`.)
 macro_rules! batch {
     ($name:ident, $elem:ty, $load_row:ident, |$q:ident, $x:ident, $acc:ident| $step:expr) => {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
