@@ -99,6 +99,9 @@ pub enum OperatorError {
         /// What differs.
         detail: String,
     },
+    /// A vector index's stored form is not what its reader expects.
+    #[error("the vector index is malformed: {0}")]
+    MalformedIndex(String),
     /// An Arrow error.
     #[error("{0}")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),

@@ -29,14 +29,24 @@ use lance_index::vector::{ApproxMode, Query, VectorIndex, DIST_COL};
 use lance_linalg::distance::DistanceType;
 
 use crate::index_knn::IndexSearch;
+use crate::loaded_index::LoadedIndex;
 
 /// An index segment that alone answers searches of one dataset version (see the module docs).
 pub(crate) struct DirectIndex {
-    index: Arc<dyn VectorIndex>,
+    searcher: Searcher,
     distance_type: DistanceType,
     /// The column's element type (`Float32` or `Float16`), which the query is given in, as the
     /// scanner gives it.
     element: DataType,
+}
+
+/// What searches the segment.
+enum Searcher {
+    /// Quiver's graph search over the index loaded in memory (`loaded_index`): an HNSW index
+    /// that fits the budget.
+    Loaded(Arc<LoadedIndex>),
+    /// Lance's search of the index.
+    Lance(Arc<dyn VectorIndex>),
 }
 
 impl DirectIndex {
@@ -73,17 +83,37 @@ impl DirectIndex {
         if !answers_alone {
             return Ok(None);
         }
-        let index = dataset
-            .open_vector_index(&search.column, &segment.uuid, &NoOpMetricsCollector)
-            .await?;
-        if index.metric_type() != distance_type {
+        let uuid = segment.uuid.to_string();
+        // A loaded index needs nothing of Lance's: opening it costs more than searching it.
+        let searcher = match LoadedIndex::cached(dataset, &uuid).await {
+            Some(loaded) => Searcher::Loaded(loaded),
+            None => {
+                let index = dataset
+                    .open_vector_index(&search.column, &segment.uuid, &NoOpMetricsCollector)
+                    .await?;
+                match LoadedIndex::get_or_load(dataset, &uuid, &index, &search.column).await? {
+                    Some(loaded) => Searcher::Loaded(loaded),
+                    None => Searcher::Lance(index),
+                }
+            }
+        };
+        let metric = match &searcher {
+            Searcher::Loaded(loaded) => loaded.distance_type(),
+            Searcher::Lance(index) => index.metric_type(),
+        };
+        if metric != distance_type {
             return Ok(None);
         }
         Ok(Some(Self {
-            index,
+            searcher,
             distance_type,
             element,
         }))
+    }
+
+    /// Whether the index is searched loaded in memory (`loaded_index`).
+    pub(crate) fn is_loaded(&self) -> bool {
+        matches!(self.searcher, Searcher::Loaded(_))
     }
 
     /// The rows of the `candidates` best matches of `search.query` by the index's distance,
@@ -106,25 +136,40 @@ impl DirectIndex {
             key.iter_mut().for_each(|v| *v /= norm);
         }
         let nprobes = search.params.nprobes.max(1);
-        let key: ArrayRef = match self.element {
-            DataType::Float16 => Arc::new(Float16Array::from_iter_values(
-                key.iter().map(|v| f16::from_f32(*v)),
-            )),
-            _ => Arc::new(Float32Array::from(key)),
+        let ef = search.params.ef.max(candidates);
+        let index = match &self.searcher {
+            Searcher::Loaded(loaded) => {
+                let probed = loaded.partitions(&key_array(&self.element, &key), nprobes)?;
+                let positions = loaded.search(&key, &probed, ef, candidates);
+                let rows = loaded.rows(dataset, &positions, projection, &search.column);
+                return Ok(Some(rows.await?));
+            }
+            Searcher::Lance(index) => index,
         };
+        let key = key_array(&self.element, &key);
         let mut query = index_query(
             &search.column,
             key,
             candidates,
-            search.params.ef.max(candidates),
+            ef,
             nprobes,
             self.distance_type,
         );
-        let mut found = nearest_in_index(self.index.as_ref(), &mut query, nprobes).await?;
+        let mut found = nearest_in_index(index.as_ref(), &mut query, nprobes).await?;
         found.truncate(candidates);
         let row_ids: Vec<u64> = found.into_iter().map(|(_, row)| row).collect();
         let projection = ProjectionRequest::from_columns(projection, dataset.schema());
         Ok(Some(dataset.take_rows(&row_ids, projection).await?))
+    }
+}
+
+/// `key` as an array of `element` (`Float16` or `Float32`), the type Lance compares it in.
+fn key_array(element: &DataType, key: &[f32]) -> ArrayRef {
+    match element {
+        DataType::Float16 => Arc::new(Float16Array::from_iter_values(
+            key.iter().map(|v| f16::from_f32(*v)),
+        )),
+        _ => Arc::new(Float32Array::from(key.to_vec())),
     }
 }
 

@@ -4,7 +4,8 @@
 //! first (pre-filtering), and searches the rows written after the index was built exactly, merging
 //! both. Where the index alone answers (no filter, no unindexed or deleted rows), it is searched
 //! directly, without Lance's scanner (`index_direct`; the `direct_index_searches` metric counts
-//! it). The candidates' distances are then recomputed with Quiver's kernels from the stored
+//! it), and an HNSW index by Quiver's own graph search over a copy loaded in memory
+//! (`loaded_index`; `loaded_index_searches`). The candidates' distances are then recomputed with Quiver's kernels from the stored
 //! vectors, so the values are exactly what the distance functions return and the order is exact
 //! among the candidates; which rows are candidates depends on the index (approximate search).
 
@@ -176,7 +177,7 @@ impl IndexKnnExec {
         columns: Vec<String>,
         schema: SchemaRef,
         with_distance: bool,
-        direct_searches: Count,
+        paths: SearchPaths,
     ) -> Result<RecordBatch> {
         let mut projection = columns.clone();
         if !projection.contains(&search.column) {
@@ -194,15 +195,19 @@ impl IndexKnnExec {
             Some(index) => {
                 // As Lance's refine: k * refine_factor candidates, re-ranked exactly below.
                 let candidates = search.k * search.params.refine_factor.max(1);
-                index
+                let rows = index
                     .search(&dataset, &search, candidates, &projection)
-                    .await?
+                    .await?;
+                rows.map(|rows| (rows, index.is_loaded()))
             }
             None => None,
         };
         let all = match direct_rows {
-            Some(rows) => {
-                direct_searches.add(1);
+            Some((rows, loaded)) => {
+                paths.direct.add(1);
+                if loaded {
+                    paths.loaded.add(1);
+                }
                 rows
             }
             None => {
@@ -249,6 +254,14 @@ impl IndexKnnExec {
         }
         Ok(RecordBatch::try_new(schema, out)?)
     }
+}
+
+/// The metrics that say which path a search took.
+struct SearchPaths {
+    /// 1 where the index alone answered, without Lance's scanner (`index_direct`).
+    direct: Count,
+    /// 1 where, of those, the index was searched loaded in memory (`loaded_index`).
+    loaded: Count,
 }
 
 /// The output schema of an index search that projects `fields` and, optionally, a distance
@@ -322,9 +335,10 @@ impl ExecutionPlan for IndexKnnExec {
             return internal_err!("IndexKnnExec has one partition, asked for {partition}");
         }
         let baseline = BaselineMetrics::new(&self.metrics, partition);
-        // 1 where the index alone answered, without Lance's scanner (`index_direct`).
-        let direct_searches =
-            MetricBuilder::new(&self.metrics).counter("direct_index_searches", partition);
+        let paths = SearchPaths {
+            direct: MetricBuilder::new(&self.metrics).counter("direct_index_searches", partition),
+            loaded: MetricBuilder::new(&self.metrics).counter("loaded_index_searches", partition),
+        };
         let fut = Self::run(
             self.dataset.clone(),
             self.search.clone(),
@@ -332,7 +346,7 @@ impl ExecutionPlan for IndexKnnExec {
             self.columns.clone(),
             self.schema.clone(),
             self.with_distance,
-            direct_searches,
+            paths,
         );
         let stream = futures::stream::once(async move {
             let timer = baseline.elapsed_compute().timer();

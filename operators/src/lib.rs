@@ -7,10 +7,12 @@ pub mod batch_knn;
 pub mod distance;
 pub mod error;
 pub mod functions;
+mod hnsw_graph;
 pub mod index_direct;
 pub mod index_knn;
 pub mod jobs;
 pub mod knn;
+mod loaded_index;
 pub mod topk;
 pub mod vector;
 

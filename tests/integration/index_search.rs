@@ -1,5 +1,6 @@
 //! Index-backed k-NN searched directly (without Lance's scanner) where the index alone answers,
-//! and through the scanner where it cannot: the same answers either way.
+//! an HNSW index by Quiver's graph search over a copy loaded in memory, and through the scanner
+//! where the index alone cannot answer: the same answers every way.
 
 use std::collections::{HashMap, HashSet};
 
@@ -55,8 +56,28 @@ async fn id_distances(db: &TestDb, query: &str) -> Vec<(i64, f64)> {
         .collect()
 }
 
-/// The rows `(id, distance)` of `query`, and the number of direct index searches it made.
-async fn search(db: &TestDb, query: &str) -> (Vec<(i64, f64)>, u64) {
+/// Which way an index search went, from `EXPLAIN ANALYZE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Lance's scanner.
+    Scanner,
+    /// Lance's index, searched directly.
+    Direct,
+    /// Quiver's graph search over the index loaded in memory.
+    Loaded,
+}
+
+/// The counter `name` of `plan`'s IndexKnnExec.
+fn counter(plan: &str, name: &str) -> u64 {
+    plan.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or_else(|| panic!("no {name} in: {plan}"))
+}
+
+/// The rows `(id, distance)` of `query`, and the way its index search went.
+async fn search(db: &TestDb, query: &str) -> (Vec<(i64, f64)>, Path) {
     let rows = id_distances(db, query).await;
     let plan: String = db
         .rows(&format!("EXPLAIN ANALYZE {query}"))
@@ -64,13 +85,16 @@ async fn search(db: &TestDb, query: &str) -> (Vec<(i64, f64)>, u64) {
         .into_iter()
         .flatten()
         .collect();
-    let direct = plan
-        .split("direct_index_searches=")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .map(|n| n.parse().unwrap())
-        .unwrap_or_else(|| panic!("no IndexKnnExec in: {plan}"));
-    (rows, direct)
+    let path = match (
+        counter(&plan, "direct_index_searches"),
+        counter(&plan, "loaded_index_searches"),
+    ) {
+        (0, 0) => Path::Scanner,
+        (1, 0) => Path::Direct,
+        (1, 1) => Path::Loaded,
+        other => panic!("searched {other:?} times: {plan}"),
+    };
+    (rows, path)
 }
 
 /// The exact answer, with the index switched off.
@@ -81,9 +105,9 @@ async fn exact(db: &TestDb, query: &str) -> Vec<(i64, f64)> {
     rows
 }
 
-/// Searches 20 queries near rows of `data` with `function`; checks each went straight to the
-/// index, its distances are the exact ones, and the recall against exact search, which it returns.
-async fn searches_directly(db: &TestDb, data: &[f32], function: &str) -> f64 {
+/// Searches 20 queries near rows of `data` with `function`; checks each went `path`, its
+/// distances are the exact ones, and the recall against exact search, which it returns.
+async fn searches_directly(db: &TestDb, data: &[f32], function: &str, path: Path) -> f64 {
     let queries = vectors(20, 2);
     let (mut found, mut wanted) = (0, 0);
     for (i, noise) in queries.chunks_exact(DIM).enumerate() {
@@ -97,8 +121,8 @@ async fn searches_directly(db: &TestDb, data: &[f32], function: &str) -> f64 {
             "SELECT id, {function}(embedding, {}) AS d FROM docs ORDER BY d LIMIT {K}",
             literal(&q)
         );
-        let (rows, direct) = search(db, &query).await;
-        assert_eq!(direct, 1, "{query}");
+        let (rows, went) = search(db, &query).await;
+        assert_eq!(went, path, "{query}");
         assert_eq!(rows.len(), K);
         let truth: HashMap<i64, f64> = exact(db, &query).await.into_iter().collect();
         for window in rows.windows(2) {
@@ -120,7 +144,7 @@ async fn searches_directly(db: &TestDb, data: &[f32], function: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unfiltered_search_of_a_fully_indexed_collection_goes_straight_to_the_index() {
     let (db, data) = indexed_collection("VECTOR", "hnsw (embedding vector_l2_ops)").await;
-    searches_directly(&db, &data, "l2_distance").await;
+    searches_directly(&db, &data, "l2_distance", Path::Loaded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +156,7 @@ async fn a_direct_search_re_ranks_refine_factor_times_k_candidates() {
     // the answer is exact.
     db.sql(&format!("SET quiver.refine_factor = {}", ROWS / K))
         .await;
-    let recall = searches_directly(&db, &data, "l2_distance").await;
+    let recall = searches_directly(&db, &data, "l2_distance", Path::Loaded).await;
     assert_eq!(recall, 1.0);
 }
 
@@ -144,7 +168,7 @@ async fn cosine_and_half_precision_indices_are_searched_directly_too() {
     )
     .await;
     db.sql("SET quiver.nprobes = 2").await;
-    searches_directly(&db, &data, "cosine_distance").await;
+    searches_directly(&db, &data, "cosine_distance", Path::Loaded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,28 +178,95 @@ async fn the_scanner_answers_where_the_index_alone_cannot() {
     let query = format!("SELECT id, embedding <-> {q} AS d FROM docs ORDER BY d LIMIT 3");
 
     // A filter: Lance pre-filters.
-    let (rows, direct) = search(
+    let (rows, path) = search(
         &db,
         &format!("SELECT id, embedding <-> {q} AS d FROM docs WHERE id <> 7 ORDER BY d LIMIT 3"),
     )
     .await;
-    assert_eq!(direct, 0);
+    assert_eq!(path, Path::Scanner);
     assert!(rows.iter().all(|(id, _)| *id != 7), "{rows:?}");
 
     // A deleted row: the index still holds it, the scanner masks it.
-    let (rows, direct) = search(&db, &query).await;
-    assert_eq!((rows[0].0, direct), (7, 1), "{rows:?}");
+    let (rows, path) = search(&db, &query).await;
+    assert_eq!((rows[0].0, path), (7, Path::Loaded), "{rows:?}");
     db.sql("DELETE FROM docs WHERE id = 7").await;
-    let (rows, direct) = search(&db, &query).await;
-    assert_eq!(direct, 0);
+    let (rows, path) = search(&db, &query).await;
+    assert_eq!(path, Path::Scanner);
     assert!(rows.iter().all(|(id, _)| *id != 7), "{rows:?}");
 
     // A row written after the index was built: not in the index, searched exactly.
     db.sql(&format!("INSERT INTO docs VALUES (100000, {q})"))
         .await;
-    let (rows, direct) = search(&db, &query).await;
-    assert_eq!(direct, 0);
+    let (rows, path) = search(&db, &query).await;
+    assert_eq!(path, Path::Scanner);
     assert_eq!(rows[0], (100000, 0.0), "{rows:?}");
     let ids: HashSet<i64> = rows.iter().map(|(id, _)| *id).collect();
     assert!(!ids.contains(&7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_other_than_hnsw_is_searched_directly_through_lance() {
+    let (db, data) = indexed_collection(
+        "VECTOR",
+        "IVF_PQ (embedding) WITH (num_partitions = 2, num_sub_vectors = 4)",
+    )
+    .await;
+    db.sql("SET quiver.nprobes = 2").await;
+    db.sql("SET quiver.refine_factor = 5").await;
+    searches_directly(&db, &data, "l2_distance", Path::Direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loaded_search_returns_every_projected_column_of_its_rows() {
+    let db = TestDb::new().await;
+    db.sql(&format!(
+        "CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, title TEXT, score DOUBLE, \
+         embedding VECTOR({DIM}))"
+    ))
+    .await;
+    let data = vectors(ROWS, 3);
+    for start in (0..ROWS).step_by(500) {
+        let values: Vec<String> = (start..start + 500)
+            .map(|i| {
+                let v = &data[i * DIM..(i + 1) * DIM];
+                format!("({i}, 'doc {i}', {}, {})", i as f64 / 2.0, literal(v))
+            })
+            .collect();
+        db.sql(&format!("INSERT INTO docs VALUES {}", values.join(", ")))
+            .await;
+    }
+    db.sql("CREATE INDEX ON docs USING hnsw (embedding vector_l2_ops)")
+        .await;
+    for row in [0, 1234, ROWS - 1] {
+        let v = &data[row * DIM..(row + 1) * DIM];
+        let query = format!(
+            "SELECT id, embedding <-> {q} AS d, title, score, embedding FROM docs \
+             ORDER BY d LIMIT 3",
+            q = literal(v)
+        );
+        let (_, path) = search(&db, &query).await;
+        assert_eq!(path, Path::Loaded);
+        let rows = db.rows(&query).await;
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0][0], row.to_string(), "{rows:?}");
+        for r in &rows {
+            let id: usize = r[0].parse().unwrap();
+            // A text column (taken from the files) and a number (loaded with the vectors) belong
+            // to the row found, and so does its vector.
+            assert_eq!(r[2], format!("doc {id}"));
+            assert_eq!(r[3].parse::<f64>().unwrap(), id as f64 / 2.0);
+            let stored: Vec<f32> = r[4]
+                .trim_matches(|c| c == '[' || c == ']')
+                .split(',')
+                .map(|x| x.trim().parse().unwrap())
+                .collect();
+            // Printed to four decimals.
+            let expected = &data[id * DIM..(id + 1) * DIM];
+            let off = stored.iter().zip(expected).map(|(a, b)| (a - b).abs());
+            assert!(
+                off.fold(0.0, f32::max) <= 1e-4,
+                "{stored:?} for {expected:?}"
+            );
+        }
+    }
 }

@@ -48,3 +48,34 @@ def test_the_shell_runs_statements_from_standard_input(tmp_path):
     )
     assert shell.returncode == 0, shell.stderr
     assert "| top |" in shell.stdout and "| 42  |" in shell.stdout, shell.stdout
+
+
+def test_the_loaded_index_budget_decides_whether_an_hnsw_index_is_searched_in_memory(tmp_path):
+    data = tmp_path / "root"
+    rows = ", ".join(f"({i}, [{i % 17}, {i % 5}, {i // 20}])" for i in range(400))
+    created = run(
+        ["sql", "CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, v VECTOR(3)); "
+                f"INSERT INTO t VALUES {rows}; "
+                "CREATE INDEX ON t USING hnsw (v vector_l2_ops)"],
+        data,
+    )
+    assert created.returncode == 0, created.stderr
+    query = "SELECT id FROM t ORDER BY v <-> [3, 1, 7] LIMIT 1"
+
+    def search(budget_mb=None):
+        env = {} if budget_mb is None else {"QUIVER_LOADED_INDEX_MB": str(budget_mb)}
+        result = subprocess.run(
+            [quiver_bin(), "sql", f"{query}; EXPLAIN ANALYZE {query}"],
+            env={**os.environ, "QUIVER_DATA": str(data), **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    # The one row at [3, 1, 7] is 156 (156 % 17 == 3, 156 % 5 == 1, 156 // 20 == 7).
+    loaded, unloaded = search(), search(budget_mb=0)
+    assert "loaded_index_searches=1" in loaded and "direct_index_searches=1" in loaded, loaded
+    assert "loaded_index_searches=0" in unloaded and "direct_index_searches=1" in unloaded, unloaded
+    assert loaded.splitlines()[3] == unloaded.splitlines()[3] == "| 156 |", (loaded, unloaded)

@@ -1,0 +1,482 @@
+//! Lance HNSW indices loaded into memory and searched by Quiver's own graph search.
+//!
+//! What a vector database does when a collection is loaded (Milvus's `load`): the graph of each
+//! IVF partition of a Lance `IVF_HNSW_*` index is copied into flat arrays ([`HnswGraph`]), and
+//! the indexed column's vectors are read once, in the order of the graph's nodes, so a search
+//! scores full-precision vectors with Quiver's kernels and fetches the result rows from memory.
+//! Lance's own search of the same graph scores quantized codes through generic traits and then
+//! takes the rows from the files (`take_rows`), which costs more than the search itself; see
+//! `benchmarks/README.md`.
+//!
+//! Loaded indices live in one process-wide cache, keyed by dataset, version and index (a version
+//! never changes, so neither does what was loaded from it), and bounded in bytes
+//! ([`LoadedIndex::budget_bytes`], `QUIVER_LOADED_INDEX_MB`), least recently used first out. An
+//! index too large for the budget is not loaded, and is searched through Lance. Columns a search
+//! projects besides the vectors are loaded too where their values have a fixed width and fit;
+//! others are taken from the files by row id.
+
+use std::sync::{Arc, LazyLock, Mutex};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch, UInt32Array,
+};
+use datafusion::arrow::buffer::ScalarBuffer;
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, Field, Float16Type, Float32Type, Schema};
+use datafusion::common::{DataFusionError, Result};
+use lance::dataset::ProjectionRequest;
+use lance::index::vector::ivf::v2::IVFIndex;
+use lance::Dataset;
+use lance_index::metrics::NoOpMetricsCollector;
+use lance_index::vector::flat::index::FlatQuantizer;
+use lance_index::vector::hnsw::HNSW;
+use lance_index::vector::ivf::storage::IvfModel;
+use lance_index::vector::pq::ProductQuantizer;
+use lance_index::vector::quantizer::Quantization;
+use lance_index::vector::sq::ScalarQuantizer;
+use lance_index::vector::storage::VectorStore;
+use lance_index::vector::v3::subindex::IvfSubIndex;
+use lance_index::vector::VectorIndex;
+use lance_linalg::distance::DistanceType;
+use moka::future::Cache;
+
+use crate::distance::{cosine_from_parts, kernels};
+use crate::hnsw_graph::{HnswGraph, VisitedSet};
+
+/// The default of [`LoadedIndex::budget_bytes`]: 4 GiB.
+const DEFAULT_BUDGET_MB: u64 = 4096;
+
+/// Bytes a graph node is assumed to cost before the graph is loaded: an HNSW node with M = 16
+/// keeps up to 32 bottom-level edges, its offset and its row id, and a few upper-level edges.
+const GRAPH_BYTES_PER_NODE: u64 = 32 * 4 + 4 + 8 + 24;
+
+/// What the cache holds for one index of one dataset version.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct LoadKey {
+    dataset: String,
+    version: u64,
+    index: String,
+    /// `None`: the graph and the vectors; a column name: that column's values.
+    column: Option<String>,
+}
+
+#[derive(Clone)]
+enum Loaded {
+    Index(Arc<LoadedIndex>),
+    Column(ArrayRef),
+}
+
+impl Loaded {
+    fn size_bytes(&self) -> usize {
+        match self {
+            Loaded::Index(index) => index.size_bytes(),
+            Loaded::Column(column) => column.get_array_memory_size(),
+        }
+    }
+}
+
+static CACHE: LazyLock<Cache<LoadKey, Loaded>> = LazyLock::new(|| {
+    Cache::builder()
+        // Weighed in KiB, so that entries of up to 4 TiB fit moka's u32 weights.
+        .max_capacity(LoadedIndex::budget_bytes() / 1024)
+        .weigher(|_, loaded: &Loaded| {
+            u32::try_from(loaded.size_bytes() / 1024 + 1).unwrap_or(u32::MAX)
+        })
+        .build()
+});
+
+/// One IVF partition's graph; its nodes are the positions `start..start + graph.len()` of the
+/// loaded index.
+struct Partition {
+    graph: HnswGraph,
+    start: usize,
+}
+
+/// A Lance HNSW index of one dataset version, loaded (see the module docs).
+pub(crate) struct LoadedIndex {
+    key: LoadKey,
+    /// The IVF centroids.
+    ivf: IvfModel,
+    partitions: Vec<Partition>,
+    /// The row id of each position.
+    row_ids: Vec<u64>,
+    /// The indexed column's vectors, one per position.
+    vectors: ArrayRef,
+    /// The vectors' values as `f32` (the column's own buffer where it stores `f32`).
+    values: ScalarBuffer<f32>,
+    /// Squared norms of the vectors, for a cosine index.
+    norms: Option<Vec<f32>>,
+    dim: usize,
+    distance_type: DistanceType,
+    /// Visited sets reused between searches.
+    visited: Mutex<Vec<VisitedSet>>,
+}
+
+impl LoadedIndex {
+    /// The bytes loaded indices may hold in all: `QUIVER_LOADED_INDEX_MB` mebibytes, 4096 by
+    /// default.
+    pub fn budget_bytes() -> u64 {
+        std::env::var("QUIVER_LOADED_INDEX_MB")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(DEFAULT_BUDGET_MB)
+            .saturating_mul(1024 * 1024)
+    }
+
+    /// Segment `uuid` of `dataset`'s indices, if a search has loaded it.
+    pub(crate) async fn cached(dataset: &Dataset, uuid: &str) -> Option<Arc<Self>> {
+        match CACHE.get(&index_key(dataset, uuid)).await {
+            Some(Loaded::Index(index)) => Some(index),
+            _ => None,
+        }
+    }
+
+    /// `index` (segment `uuid` on `column` of `dataset`), loaded, if it is an HNSW index and
+    /// fits the budget; loaded now if no search has loaded it before.
+    pub(crate) async fn get_or_load(
+        dataset: &Dataset,
+        uuid: &str,
+        index: &Arc<dyn VectorIndex>,
+        column: &str,
+    ) -> Result<Option<Arc<Self>>> {
+        let DataType::FixedSizeList(_, dim) = dataset
+            .schema()
+            .field(column)
+            .map(|f| f.data_type())
+            .unwrap_or(DataType::Null)
+        else {
+            return Ok(None);
+        };
+        let dim = dim as usize;
+        let estimate = index.num_rows() * (dim as u64 * 4 + GRAPH_BYTES_PER_NODE);
+        if !is_hnsw(index.as_ref()) || estimate > Self::budget_bytes() {
+            return Ok(None);
+        }
+        let key = index_key(dataset, uuid);
+        let loaded = CACHE
+            .try_get_with(key.clone(), async {
+                let index = Self::load(key, dataset, index.as_ref(), column, dim);
+                index.await.map(|i| Loaded::Index(Arc::new(i)))
+            })
+            .await
+            .map_err(DataFusionError::Shared)?;
+        match loaded {
+            Loaded::Index(index) => Ok(Some(index)),
+            Loaded::Column(_) => Ok(None),
+        }
+    }
+
+    async fn load(
+        key: LoadKey,
+        dataset: &Dataset,
+        index: &dyn VectorIndex,
+        column: &str,
+        dim: usize,
+    ) -> Result<Self> {
+        let distance_type = index.metric_type();
+        let any = index.as_any();
+        let graphs = if let Some(ivf) = any.downcast_ref::<IVFIndex<HNSW, ScalarQuantizer>>() {
+            partition_graphs(ivf).await?
+        } else if let Some(ivf) = any.downcast_ref::<IVFIndex<HNSW, FlatQuantizer>>() {
+            partition_graphs(ivf).await?
+        } else if let Some(ivf) = any.downcast_ref::<IVFIndex<HNSW, ProductQuantizer>>() {
+            partition_graphs(ivf).await?
+        } else {
+            return Err(DataFusionError::Internal(
+                "only HNSW indices are loaded".into(),
+            ));
+        };
+        let mut partitions = Vec::with_capacity(graphs.len());
+        let mut row_ids = Vec::new();
+        for (graph, rows) in graphs {
+            if rows.len() < graph.len() {
+                return Err(crate::OperatorError::MalformedIndex(format!(
+                    "an HNSW partition has {} nodes but {} row ids",
+                    graph.len(),
+                    rows.len()
+                ))
+                .into());
+            }
+            partitions.push(Partition {
+                graph,
+                start: row_ids.len(),
+            });
+            row_ids.extend(rows);
+        }
+        let projection = ProjectionRequest::from_columns([column], dataset.schema());
+        let batch = dataset.take_rows(&row_ids, projection).await?;
+        let vectors = batch.column(0).clone();
+        let list = vectors.as_fixed_size_list();
+        let values = f32_values(list)?;
+        let norms = (distance_type == DistanceType::Cosine).then(|| {
+            let k = kernels();
+            values
+                .chunks_exact(dim)
+                .map(|v| (k.dot)(v, v))
+                .collect::<Vec<f32>>()
+        });
+        Ok(Self {
+            key,
+            ivf: index.ivf_model().clone(),
+            partitions,
+            row_ids,
+            vectors,
+            values,
+            norms,
+            dim,
+            distance_type,
+            visited: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The distance the index ranks by.
+    pub(crate) fn distance_type(&self) -> DistanceType {
+        self.distance_type
+    }
+
+    /// The `nprobes` partitions nearest `key` (in the column's element type), nearest first, as
+    /// Lance ranks them (by L2 to the centroids for a cosine index, whose query is normalised).
+    pub(crate) fn partitions(&self, key: &ArrayRef, nprobes: usize) -> Result<Vec<u32>> {
+        if self.partitions.len() <= 1 || self.ivf.centroids_array().is_none() {
+            return Ok((0..self.partitions.len() as u32).collect());
+        }
+        let distance_type = match self.distance_type {
+            DistanceType::Cosine => DistanceType::L2,
+            other => other,
+        };
+        let (partitions, _) = self.ivf.find_partitions(key, nprobes, distance_type)?;
+        Ok(partitions.values().iter().take(nprobes).copied().collect())
+    }
+
+    fn size_bytes(&self) -> usize {
+        self.ivf
+            .centroids_array()
+            .map_or(0, |c| c.get_array_memory_size())
+            + self
+                .partitions
+                .iter()
+                .map(|p| p.graph.size_bytes())
+                .sum::<usize>()
+            + self.row_ids.len() * 8
+            + self.vectors.get_array_memory_size()
+            + match self.vectors.as_fixed_size_list().value_type() {
+                DataType::Float32 => 0,
+                _ => self.values.len() * 4,
+            }
+            + self.norms.as_ref().map_or(0, |n| n.len() * 4)
+    }
+
+    /// The positions of the `candidates` vectors nearest `query` that a search with breadth
+    /// `ef` finds in each of `partitions`, nearest first (ties by position).
+    pub(crate) fn search(
+        &self,
+        query: &[f32],
+        partitions: &[u32],
+        ef: usize,
+        candidates: usize,
+    ) -> Vec<usize> {
+        let k = kernels();
+        let (dim, values) = (self.dim, &self.values[..]);
+        let query_norm = (k.dot)(query, query);
+        let valid = self.vectors.logical_nulls();
+        let mut visited = self
+            .visited
+            .lock()
+            .map(|mut pool| pool.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let mut found: Vec<(f32, usize)> = Vec::new();
+        for partition in partitions {
+            let Some(partition) = self.partitions.get(*partition as usize) else {
+                continue;
+            };
+            let start = partition.start;
+            let score = |node: u32| {
+                let position = start + node as usize;
+                if valid.as_ref().is_some_and(|v| v.is_null(position)) {
+                    return f32::INFINITY;
+                }
+                let row = &values[position * dim..(position + 1) * dim];
+                match (self.distance_type, &self.norms) {
+                    (DistanceType::Cosine, Some(norms)) => {
+                        cosine_from_parts((k.dot)(query, row), query_norm, norms[position])
+                    }
+                    (DistanceType::Dot, _) => -(k.dot)(query, row),
+                    _ => (k.l2_squared)(query, row),
+                }
+            };
+            let prefetch = |node: u32| prefetch_row(values, (start + node as usize) * dim, dim);
+            let nearest = partition.graph.search(ef, &mut visited, score, prefetch);
+            found.extend(nearest.into_iter().map(|(s, n)| (s, start + n as usize)));
+        }
+        if let Ok(mut pool) = self.visited.lock() {
+            pool.push(visited);
+        }
+        found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        found.truncate(candidates);
+        found.into_iter().map(|(_, position)| position).collect()
+    }
+
+    /// The rows at `positions`, with the dataset columns `projection` (which includes the
+    /// indexed column).
+    pub(crate) async fn rows(
+        &self,
+        dataset: &Dataset,
+        positions: &[usize],
+        projection: &[String],
+        column: &str,
+    ) -> Result<RecordBatch> {
+        let indices = UInt32Array::from_iter_values(positions.iter().map(|p| *p as u32));
+        let mut columns: Vec<Option<ArrayRef>> = Vec::with_capacity(projection.len());
+        let mut from_files = Vec::new();
+        for name in projection {
+            let loaded = if name == column {
+                Some(self.vectors.clone())
+            } else {
+                self.column(dataset, name).await?
+            };
+            match loaded {
+                Some(values) => columns.push(Some(take(&values, &indices, None)?)),
+                None => {
+                    columns.push(None);
+                    from_files.push(name.clone());
+                }
+            }
+        }
+        let taken = if from_files.is_empty() {
+            None
+        } else {
+            let row_ids: Vec<u64> = positions.iter().map(|p| self.row_ids[*p]).collect();
+            let request = ProjectionRequest::from_columns(&from_files, dataset.schema());
+            Some(dataset.take_rows(&row_ids, request).await?)
+        };
+        let mut fields = Vec::with_capacity(projection.len());
+        let mut arrays = Vec::with_capacity(projection.len());
+        for (name, loaded) in projection.iter().zip(columns) {
+            let array = match loaded {
+                Some(array) => array,
+                None => taken
+                    .as_ref()
+                    .and_then(|t| t.column_by_name(name))
+                    .cloned()
+                    .ok_or_else(|| {
+                        DataFusionError::Internal(format!("take_rows returned no column {name}"))
+                    })?,
+            };
+            let field = dataset.schema().field(name).ok_or_else(|| {
+                DataFusionError::Plan(format!("the collection has no column {name}"))
+            })?;
+            fields.push(Field::from(field));
+            arrays.push(array);
+        }
+        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+    }
+
+    /// Column `name`'s values at every position, loaded if its values have a fixed width and
+    /// it fits an eighth of the budget; `None` otherwise.
+    async fn column(&self, dataset: &Dataset, name: &str) -> Result<Option<ArrayRef>> {
+        let Some(width) = dataset
+            .schema()
+            .field(name)
+            .and_then(|f| fixed_width(&f.data_type()))
+        else {
+            return Ok(None);
+        };
+        if (self.row_ids.len() * width) as u64 > Self::budget_bytes() / 8 {
+            return Ok(None);
+        }
+        let key = LoadKey {
+            column: Some(name.to_string()),
+            ..self.key.clone()
+        };
+        let loaded = CACHE
+            .try_get_with(key, async {
+                let request = ProjectionRequest::from_columns([name], dataset.schema());
+                let batch = dataset.take_rows(&self.row_ids, request).await?;
+                Ok::<_, DataFusionError>(Loaded::Column(batch.column(0).clone()))
+            })
+            .await
+            .map_err(DataFusionError::Shared)?;
+        match loaded {
+            Loaded::Column(values) => Ok(Some(values)),
+            Loaded::Index(_) => Ok(None),
+        }
+    }
+}
+
+/// The cache key of segment `uuid` of `dataset`'s indices.
+fn index_key(dataset: &Dataset, uuid: &str) -> LoadKey {
+    LoadKey {
+        dataset: dataset.uri().to_string(),
+        version: dataset.version().version,
+        index: uuid.to_string(),
+        column: None,
+    }
+}
+
+/// Whether `index` is one of Lance's IVF HNSW indices, which [`LoadedIndex`] loads.
+fn is_hnsw(index: &dyn VectorIndex) -> bool {
+    let any = index.as_any();
+    any.is::<IVFIndex<HNSW, ScalarQuantizer>>()
+        || any.is::<IVFIndex<HNSW, FlatQuantizer>>()
+        || any.is::<IVFIndex<HNSW, ProductQuantizer>>()
+}
+
+/// Each partition's graph and the row ids of its nodes.
+async fn partition_graphs<Q: Quantization + 'static>(
+    ivf: &IVFIndex<HNSW, Q>,
+) -> Result<Vec<(HnswGraph, Vec<u64>)>> {
+    let mut out = Vec::with_capacity(ivf.total_partitions());
+    for partition in 0..ivf.total_partitions() {
+        // Not written to Lance's cache: this copy replaces it.
+        let entry = ivf
+            .load_partition(partition, false, &NoOpMetricsCollector)
+            .await?;
+        let graph = HnswGraph::from_lance(&entry.index.to_batch()?)?;
+        out.push((graph, entry.storage.row_ids().copied().collect()));
+    }
+    Ok(out)
+}
+
+/// The values of a list of `f32` or `f16` vectors as `f32`.
+fn f32_values(list: &FixedSizeListArray) -> Result<ScalarBuffer<f32>> {
+    let values = list.values();
+    match values.data_type() {
+        DataType::Float32 => Ok(values.as_primitive::<Float32Type>().values().clone()),
+        DataType::Float16 => Ok(values
+            .as_primitive::<Float16Type>()
+            .values()
+            .iter()
+            .map(|v| v.to_f32())
+            .collect()),
+        other => Err(DataFusionError::NotImplemented(format!(
+            "loading vectors of {other}"
+        ))),
+    }
+}
+
+/// The bytes per value of a column of `data_type`, where values have a fixed width.
+fn fixed_width(data_type: &DataType) -> Option<usize> {
+    match data_type {
+        DataType::FixedSizeList(item, n) => fixed_width(item.data_type()).map(|w| w * *n as usize),
+        DataType::Boolean => Some(1),
+        other => other.primitive_width(),
+    }
+}
+
+/// Asks the CPU to fetch the `dim` values at `offset` of `values` into its caches.
+#[inline]
+fn prefetch_row(values: &[f32], offset: usize, dim: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = values.as_ptr().wrapping_add(offset) as *const i8;
+        for line in (0..dim * 4).step_by(64) {
+            // SAFETY: a prefetch never faults, and `wrapping_add` makes no out-of-bounds pointer.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (values, offset, dim);
+}
