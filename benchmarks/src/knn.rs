@@ -9,6 +9,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Float32Type, Int64Type, Schema};
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use half::f16;
@@ -128,7 +129,14 @@ pub fn single_thread() -> SessionContext {
 
 /// Runs `plan` to the end.
 pub async fn run(plan: &Arc<dyn ExecutionPlan>, ctx: &SessionContext) -> Vec<RecordBatch> {
-    collect(plan.clone(), ctx.task_ctx()).await.expect("run")
+    run_in(plan, ctx.task_ctx()).await
+}
+
+/// Runs `plan` to the end in `task`: for timing many small plans, whose time would otherwise
+/// be mostly the copy of the session's function registries that [`SessionContext::task_ctx`]
+/// makes for each.
+pub async fn run_in(plan: &Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> Vec<RecordBatch> {
+    collect(plan.clone(), task).await.expect("run")
 }
 
 /// The values of the `Int64` column `column` of `batches`, in order.

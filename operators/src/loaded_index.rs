@@ -22,7 +22,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{DataType, Field, Float16Type, Float32Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Float16Type, Float32Type, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
 use lance::dataset::ProjectionRequest;
 use lance::index::vector::ivf::v2::IVFIndex;
@@ -95,6 +95,8 @@ struct Partition {
 /// A Lance HNSW index of one dataset version, loaded (see the module docs).
 pub(crate) struct LoadedIndex {
     key: LoadKey,
+    /// The dataset's columns.
+    schema: SchemaRef,
     /// The IVF centroids.
     ivf: IvfModel,
     partitions: Vec<Partition>,
@@ -217,6 +219,7 @@ impl LoadedIndex {
         });
         Ok(Self {
             key,
+            schema: Arc::new(Schema::from(dataset.schema())),
             ivf: index.ivf_model().clone(),
             partitions,
             row_ids,
@@ -364,10 +367,10 @@ impl LoadedIndex {
                         DataFusionError::Internal(format!("take_rows returned no column {name}"))
                     })?,
             };
-            let field = dataset.schema().field(name).ok_or_else(|| {
+            let (_, field) = self.schema.fields().find(name).ok_or_else(|| {
                 DataFusionError::Plan(format!("the collection has no column {name}"))
             })?;
-            fields.push(Field::from(field));
+            fields.push(field.clone());
             arrays.push(array);
         }
         Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)

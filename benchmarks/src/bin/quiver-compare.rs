@@ -15,8 +15,8 @@ use std::time::Instant;
 use clap::Parser;
 use quiver_benchmarks::knn::{
     batch_query, f16_vector_array, f32_values, f32_vector_array, index_plan, int64_column,
-    kernel_only, lance_index_search, memory_plan, open_lance_index, read_all, run, single_query,
-    single_thread, sql_knn_ids,
+    kernel_only, lance_index_search, memory_plan, open_lance_index, read_all, run, run_in,
+    single_query, single_thread, sql_knn_ids,
 };
 use quiver_benchmarks::{collection, random_vectors, vector_array, Clusters};
 
@@ -220,9 +220,10 @@ fn main() {
             sql_knn_ids(&session, q, K).await
         })
     });
+    let task = ctx.task_ctx();
     let operator_sweep = sweep(&|q, ef| {
         let plan = index_plan(&dataset, q, K, ef);
-        int64_column(&runtime.block_on(run(&plan, &ctx)), 0)
+        int64_column(&runtime.block_on(run_in(&plan, task.clone())), 0)
     });
     // Lance's index alone: no scanner, no take of the rows. The collection is one fragment with
     // ids from 0, so a row id is the row's id.
