@@ -10,7 +10,7 @@
 //! before they are scored.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::UInt32Type;
@@ -26,15 +26,20 @@ use crate::error::OperatorError;
 struct Level {
     offsets: Vec<u32>,
     targets: Vec<u32>,
-    /// Node id to position; `None` on the bottom level, where the position is the node id.
-    positions: Option<HashMap<u32, u32>>,
+    /// The level's `(node id, position)` pairs sorted by id; empty on the bottom level, where
+    /// the position is the node id.
+    positions: Vec<(u32, u32)>,
 }
 
 impl Level {
     fn neighbors(&self, node: u32) -> &[u32] {
-        let position = match &self.positions {
-            None => Some(node),
-            Some(positions) => positions.get(&node).copied(),
+        let position = if self.positions.is_empty() {
+            Some(node)
+        } else {
+            self.positions
+                .binary_search_by_key(&node, |(id, _)| *id)
+                .ok()
+                .map(|i| self.positions[i].1)
         };
         match position {
             Some(p) => {
@@ -46,15 +51,54 @@ impl Level {
     }
 
     fn size_bytes(&self) -> usize {
-        (self.offsets.len() + self.targets.len()) * 4
-            + self.positions.as_ref().map_or(0, |p| p.len() * 12)
+        (self.offsets.len() + self.targets.len()) * 4 + self.positions.len() * 8
     }
 }
 
-/// An HNSW graph over nodes `0..len`: the bottom level first, then the levels above it.
+/// The bottom level, in one block of `stride` values per node: the number of neighbours, then
+/// the neighbours. A node's list is one multiplication away, so the list of the candidate to be
+/// expanded next can be prefetched while the current one is.
+#[derive(Debug, Default)]
+struct Bottom {
+    stride: usize,
+    blocks: Vec<u32>,
+}
+
+impl Bottom {
+    fn new(level: &Level, len: usize) -> Self {
+        let degree = (0..len as u32)
+            .map(|node| level.neighbors(node).len())
+            .max()
+            .unwrap_or(0);
+        let stride = degree + 1;
+        let mut blocks = vec![0; len * stride];
+        for (node, block) in blocks.chunks_exact_mut(stride).enumerate() {
+            let neighbors = level.neighbors(node as u32);
+            block[0] = neighbors.len() as u32;
+            block[1..=neighbors.len()].copy_from_slice(neighbors);
+        }
+        Self { stride, blocks }
+    }
+
+    #[inline]
+    fn block(&self, node: u32) -> &[u32] {
+        let start = node as usize * self.stride;
+        &self.blocks[start..start + self.stride]
+    }
+
+    #[inline]
+    fn neighbors(&self, node: u32) -> &[u32] {
+        let block = self.block(node);
+        &block[1..=block[0] as usize]
+    }
+}
+
+/// An HNSW graph over nodes `0..len`.
 #[derive(Debug)]
 pub struct HnswGraph {
-    levels: Vec<Level>,
+    bottom: Bottom,
+    /// The levels above the bottom one, lowest first.
+    upper: Vec<Level>,
     entry_point: u32,
     len: usize,
 }
@@ -88,7 +132,8 @@ impl HnswGraph {
         let malformed = |what: String| OperatorError::MalformedIndex(what);
         if batch.num_rows() == 0 {
             return Ok(Self {
-                levels: Vec::new(),
+                bottom: Bottom::default(),
+                upper: Vec::new(),
                 entry_point: 0,
                 len: 0,
             });
@@ -147,15 +192,15 @@ impl HnswGraph {
                         "the HNSW graph's bottom level has node {id} at row {row}"
                     )));
                 }
-                None
+                Vec::new()
             } else {
-                Some(
-                    level_ids
-                        .iter()
-                        .enumerate()
-                        .map(|(position, id)| (*id, position as u32))
-                        .collect(),
-                )
+                let mut positions: Vec<(u32, u32)> = level_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(position, id)| (*id, position as u32))
+                    .collect();
+                positions.sort_unstable();
+                positions
             };
             let offsets = &neighbors.value_offsets()[start..=end];
             let mut targets = Vec::with_capacity((offsets[end - start] - offsets[0]) as usize);
@@ -182,8 +227,14 @@ impl HnswGraph {
                 metadata.entry_point
             )));
         }
+        let mut levels = levels.into_iter();
+        let bottom = levels
+            .next()
+            .map(|level| Bottom::new(&level, len))
+            .unwrap_or_default();
         Ok(Self {
-            levels,
+            bottom,
+            upper: levels.collect(),
             entry_point: metadata.entry_point,
             len,
         })
@@ -201,19 +252,19 @@ impl HnswGraph {
 
     /// Bytes the graph holds.
     pub fn size_bytes(&self) -> usize {
-        self.levels.iter().map(Level::size_bytes).sum()
+        self.bottom.blocks.len() * 4 + self.upper.iter().map(Level::size_bytes).sum::<usize>()
     }
 
     /// The (up to) `ef` nodes nearest the query, nearest first, by `score(node)` (smaller is
-    /// nearer; the query is the scoring function's). `prefetch(node)` is called for each node
-    /// about to be scored, before the batch of them is. `visited` must hold at least
+    /// nearer; the query is the scoring function's). `prefetch_node(node)` is called for each
+    /// node about to be scored, before the batch of them is. `visited` must hold at least
     /// [`HnswGraph::len`] nodes.
     pub fn search(
         &self,
         ef: usize,
         visited: &mut VisitedSet,
         mut score: impl FnMut(u32) -> f32,
-        prefetch: impl Fn(u32),
+        prefetch_node: impl Fn(u32),
     ) -> Vec<(f32, u32)> {
         if self.is_empty() || ef == 0 {
             return Vec::new();
@@ -221,10 +272,12 @@ impl HnswGraph {
         let mut entry = self.entry_point;
         let mut entry_score = score(entry);
         // Greedy descent through the upper levels (the HNSW paper's algorithm 2 stops at 1).
-        for level in self.levels.iter().skip(1).rev() {
+        for level in self.upper.iter().rev() {
             loop {
                 let mut moved = false;
-                for &node in level.neighbors(entry) {
+                let neighbors = level.neighbors(entry);
+                neighbors.iter().for_each(|n| prefetch_node(*n));
+                for &node in neighbors {
                     let s = score(node);
                     if s < entry_score {
                         (entry, entry_score) = (node, s);
@@ -236,7 +289,6 @@ impl HnswGraph {
                 }
             }
         }
-        let bottom = &self.levels[0];
         visited.start(self.len);
         visited.insert(entry);
         let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 4);
@@ -248,15 +300,14 @@ impl HnswGraph {
             if nearest.len() >= ef && nearest.peek().is_some_and(|w| s > w.0 .0) {
                 break;
             }
+            if let Some(Reverse((_, next))) = candidates.peek() {
+                prefetch(self.bottom.block(*next));
+            }
+            let neighbors = self.bottom.neighbors(node);
+            neighbors.iter().for_each(|n| visited.prefetch(*n));
             fresh.clear();
-            fresh.extend(
-                bottom
-                    .neighbors(node)
-                    .iter()
-                    .copied()
-                    .filter(|n| visited.insert(*n)),
-            );
-            fresh.iter().for_each(|n| prefetch(*n));
+            fresh.extend(neighbors.iter().copied().filter(|n| visited.insert(*n)));
+            fresh.iter().for_each(|n| prefetch_node(*n));
             for &n in &fresh {
                 let s = score(n);
                 if nearest.len() < ef || nearest.peek().is_some_and(|w| s < w.0 .0) {
@@ -296,6 +347,14 @@ impl VisitedSet {
         }
     }
 
+    /// Asks the CPU to fetch `node`'s mark into its caches.
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        if let Some(mark) = self.marks.get(node as usize) {
+            prefetch(std::slice::from_ref(mark));
+        }
+    }
+
     /// Marks `node` visited; whether it was not before.
     #[inline]
     pub fn insert(&mut self, node: u32) -> bool {
@@ -304,6 +363,22 @@ impl VisitedSet {
         *mark = self.generation;
         fresh
     }
+}
+
+/// Asks the CPU to fetch every cache line of `values` into its caches.
+#[inline]
+pub(crate) fn prefetch<T>(values: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = values.as_ptr() as *const i8;
+        for line in (0..std::mem::size_of_val(values)).step_by(64) {
+            // SAFETY: a prefetch never faults, and `wrapping_add` makes no out-of-bounds pointer.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
 }
 
 #[cfg(test)]

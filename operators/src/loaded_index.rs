@@ -41,7 +41,7 @@ use lance_linalg::distance::DistanceType;
 use moka::future::Cache;
 
 use crate::distance::{cosine_from_parts, kernels};
-use crate::hnsw_graph::{HnswGraph, VisitedSet};
+use crate::hnsw_graph::{prefetch, HnswGraph, VisitedSet};
 
 /// The default of [`LoadedIndex::budget_bytes`]: 4 GiB.
 const DEFAULT_BUDGET_MB: u64 = 4096;
@@ -309,8 +309,15 @@ impl LoadedIndex {
                     _ => (k.l2_squared)(query, row),
                 }
             };
-            let prefetch = |node: u32| prefetch_row(values, (start + node as usize) * dim, dim);
-            let nearest = partition.graph.search(ef, &mut visited, score, prefetch);
+            let prefetch_node = |node: u32| {
+                let position = start + node as usize;
+                if let Some(row) = values.get(position * dim..(position + 1) * dim) {
+                    prefetch(row);
+                }
+            };
+            let nearest = partition
+                .graph
+                .search(ef, &mut visited, score, prefetch_node);
             found.extend(nearest.into_iter().map(|(s, n)| (s, start + n as usize)));
         }
         if let Ok(mut pool) = self.visited.lock() {
@@ -466,20 +473,4 @@ fn fixed_width(data_type: &DataType) -> Option<usize> {
         DataType::Boolean => Some(1),
         other => other.primitive_width(),
     }
-}
-
-/// Asks the CPU to fetch the `dim` values at `offset` of `values` into its caches.
-#[inline]
-fn prefetch_row(values: &[f32], offset: usize, dim: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let start = values.as_ptr().wrapping_add(offset) as *const i8;
-        for line in (0..dim * 4).step_by(64) {
-            // SAFETY: a prefetch never faults, and `wrapping_add` makes no out-of-bounds pointer.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (values, offset, dim);
 }
