@@ -21,7 +21,7 @@ def median_time(fn, repeat):
     return float(np.median(times))
 
 
-def main(directory):
+def main(directory, ef_sweep):
     import faiss
     import hnswlib
 
@@ -56,7 +56,7 @@ def main(directory):
     hnsw.add_items(clustered, np.arange(clustered.shape[0]))
     out["hnswlib_build_s"] = time.perf_counter() - start
     sweep = []
-    for ef in [16, 32, 64, 128, 256, 512]:
+    for ef in ef_sweep:
         hnsw.set_ef(ef)
         start = time.perf_counter()
         for q in cq:
@@ -74,4 +74,4 @@ def main(directory):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], [int(ef) for ef in sys.argv[2].split(",")])

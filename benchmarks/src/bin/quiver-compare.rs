@@ -25,8 +25,9 @@ const K: usize = 10;
 /// Rows and queries of the index comparison (hnswlib's build of 200k x 128 takes ~25 s here).
 const INDEX_ROWS: usize = 200_000;
 const INDEX_QUERIES: usize = 200;
-/// The `ef` values both HNSW implementations are swept over.
-const EF_SWEEP: [usize; 6] = [16, 32, 64, 128, 256, 512];
+/// The `ef` values both HNSW implementations are swept over (from 10, = k, as ann-benchmarks'
+/// hnswlib sweep starts).
+const EF_SWEEP: [usize; 7] = [10, 16, 32, 64, 128, 256, 512];
 /// The recall@10 the index comparison is made at.
 const TARGET_RECALL: f64 = 0.95;
 
@@ -244,6 +245,7 @@ fn main() {
     let output = std::process::Command::new(&args.python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("compare/peers.py"))
         .arg(&args.work)
+        .arg(EF_SWEEP.map(|ef| ef.to_string()).join(","))
         .output()
         .unwrap();
     if !output.status.success() {
