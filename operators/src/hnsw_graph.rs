@@ -1,13 +1,14 @@
 //! An HNSW graph held in flat arrays, and its search.
 //!
 //! Lance keeps a loaded HNSW graph as Arrow list arrays and searches it through generic graph and
-//! storage traits, scoring quantized codes; hnswlib, on the same graph shape, answers about three
-//! times as many queries a second (`benchmarks/README.md`). [`HnswGraph`] holds the same graph as
-//! compressed adjacency arrays (one per level) and [`HnswGraph::search`] runs the search of the
+//! storage traits, scoring quantized codes; hnswlib, on the same graph shape, answers three to seven
+//! times as many queries a second (`benchmarks/README.md`). [`HnswGraph`] holds the same graph in
+//! flat arrays (the bottom level in one fixed-stride block per node, the upper levels as sorted
+//! adjacency lists) and [`HnswGraph::search`] runs the search of the
 //! HNSW paper (greedy descent through the upper levels, then a beam of width `ef` on the bottom
 //! level) over a caller's scoring function, as hnswlib does: a visited set reused between
-//! searches by generation, two binary heaps, and the vectors of a node's neighbours prefetched
-//! before they are scored.
+//! searches by generation, two binary heaps, and the next candidate's list, the visited marks and
+//! the neighbours' vectors prefetched before they are needed.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -39,6 +39,7 @@ use lance_index::vector::v3::subindex::IvfSubIndex;
 use lance_index::vector::VectorIndex;
 use lance_linalg::distance::DistanceType;
 use moka::future::Cache;
+use moka::policy::EvictionPolicy;
 
 use crate::distance::{cosine_from_parts, kernels};
 use crate::hnsw_graph::{prefetch, HnswGraph, VisitedSet};
@@ -47,7 +48,8 @@ use crate::hnsw_graph::{prefetch, HnswGraph, VisitedSet};
 const DEFAULT_BUDGET_MB: u64 = 4096;
 
 /// Bytes a graph node is assumed to cost before the graph is loaded: an HNSW node with M = 16
-/// keeps up to 32 bottom-level edges, its offset and its row id, and a few upper-level edges.
+/// keeps a block of up to 32 bottom-level edges and their count, its row id, and a few
+/// upper-level edges.
 const GRAPH_BYTES_PER_NODE: u64 = 32 * 4 + 4 + 8 + 24;
 
 /// What the cache holds for one index of one dataset version.
@@ -77,6 +79,9 @@ impl Loaded {
 
 static CACHE: LazyLock<Cache<LoadKey, Loaded>> = LazyLock::new(|| {
     Cache::builder()
+        // Least recently used out. Moka's default (TinyLFU) may refuse to admit a newly loaded
+        // index that has not been asked for before, which would reload it on every search.
+        .eviction_policy(EvictionPolicy::lru())
         // Weighed in KiB, so that entries of up to 4 TiB fit moka's u32 weights.
         .max_capacity(LoadedIndex::budget_bytes() / 1024)
         .weigher(|_, loaded: &Loaded| {
