@@ -1,8 +1,9 @@
 """The peers' side of the side-by-side comparison: times numpy, FAISS and hnswlib on the data the
 Quiver side wrote, one thread each, and prints one JSON object of figures (seconds, recall).
 
-Usage: peers.py <dir>   (the directory holds base.npy, queries.npy, clustered.npy,
-clustered_queries.npy, clustered_gt.npy as the Quiver side wrote them)
+Usage: peers.py <dir> <ef,ef,...> <passes>   (the directory holds base.npy, queries.npy,
+clustered.npy, clustered_queries.npy, clustered_gt.npy as the Quiver side wrote them; hnswlib's
+QPS at each ef is the median of <passes> timed passes over the queries)
 """
 
 import json
@@ -21,7 +22,7 @@ def median_time(fn, repeat):
     return float(np.median(times))
 
 
-def main(directory, ef_sweep):
+def main(directory, ef_sweep, passes):
     import faiss
     import hnswlib
 
@@ -58,10 +59,12 @@ def main(directory, ef_sweep):
     sweep = []
     for ef in ef_sweep:
         hnsw.set_ef(ef)
-        start = time.perf_counter()
-        for q in cq:
-            hnsw.knn_query(q, k=k)
-        elapsed = time.perf_counter() - start
+
+        def one_pass():
+            for q in cq:
+                hnsw.knn_query(q, k=k)
+
+        elapsed = median_time(one_pass, passes)
         labels, _ = hnsw.knn_query(cq, k=k)
         recall = float(
             np.mean(
@@ -74,4 +77,4 @@ def main(directory, ef_sweep):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], [int(ef) for ef in sys.argv[2].split(",")])
+    main(sys.argv[1], [int(ef) for ef in sys.argv[2].split(",")], int(sys.argv[3]))

@@ -22,7 +22,7 @@ use lance_linalg::distance::DistanceType;
 use quiver_operators::batch_knn::{BatchKnnExec, BatchKnnSpec};
 use quiver_operators::distance::{ordering_keys, Metric};
 use quiver_operators::index_direct::{index_query, nearest_in_index};
-use quiver_operators::index_knn::{IndexKnnExec, IndexSearch, IndexSearchParams};
+use quiver_operators::index_knn::{IndexKnnExec, IndexKnnTask, IndexSearch, IndexSearchParams};
 use quiver_operators::knn::{KnnExec, KnnSpec};
 use quiver_planner::config::QuiverConfig;
 use quiver_planner::QuiverSession;
@@ -248,14 +248,14 @@ pub fn index_plan(
     };
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
     Arc::new(
-        IndexKnnExec::try_new(
-            dataset.clone(),
+        IndexKnnExec::try_new(IndexKnnTask {
+            dataset: dataset.clone(),
             search,
-            None,
-            vec!["id".to_string()],
+            filter: None,
+            columns: vec!["id".to_string()],
             schema,
-            false,
-        )
+            with_distance: false,
+        })
         .expect("index plan"),
     )
 }

@@ -3,12 +3,12 @@
 //! Lance keeps a loaded HNSW graph as Arrow list arrays and searches it through generic graph and
 //! storage traits, scoring quantized codes; hnswlib, on the same graph shape, answers three to seven
 //! times as many queries a second (`benchmarks/README.md`). [`HnswGraph`] holds the same graph in
-//! flat arrays (the bottom level in one fixed-stride block per node, the upper levels as sorted
-//! adjacency lists) and [`HnswGraph::search`] runs the search of the
-//! HNSW paper (greedy descent through the upper levels, then a beam of width `ef` on the bottom
-//! level) over a caller's scoring function, as hnswlib does: a visited set reused between
-//! searches by generation, two binary heaps, and the next candidate's list, the visited marks and
-//! the neighbours' vectors prefetched before they are needed.
+//! flat arrays (the bottom level in one fixed-stride block per node, the upper levels as
+//! adjacency lists between positions in the level) and [`HnswGraph::search`] runs the search of
+//! the HNSW paper (greedy descent through the upper levels, then a beam of width `ef` on the
+//! bottom level) over a caller's scoring function, as hnswlib does: a visited set cleared by
+//! generation and two binary heaps, all kept between searches, and the next candidate's list,
+//! the visited marks and the neighbours' vectors prefetched before they are needed.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -33,26 +33,25 @@ struct Level {
 }
 
 impl Level {
+    /// Node `node`'s position in the level, if it is in it.
+    fn position(&self, node: u32) -> Option<u32> {
+        if self.positions.is_empty() {
+            return Some(node);
+        }
+        self.positions
+            .binary_search_by_key(&node, |(id, _)| *id)
+            .ok()
+            .map(|i| self.positions[i].1)
+    }
+
     fn neighbors(&self, node: u32) -> &[u32] {
-        let position = if self.positions.is_empty() {
-            Some(node)
-        } else {
-            self.positions
-                .binary_search_by_key(&node, |(id, _)| *id)
-                .ok()
-                .map(|i| self.positions[i].1)
-        };
-        match position {
+        match self.position(node) {
             Some(p) => {
                 let p = p as usize;
                 &self.targets[self.offsets[p] as usize..self.offsets[p + 1] as usize]
             }
             None => &[],
         }
-    }
-
-    fn size_bytes(&self) -> usize {
-        (self.offsets.len() + self.targets.len()) * 4 + self.positions.len() * 8
     }
 }
 
@@ -94,12 +93,70 @@ impl Bottom {
     }
 }
 
+/// A level above the bottom one, its edges between positions in the level, so that the descent
+/// looks a node up only on entering the level.
+#[derive(Debug)]
+struct Upper {
+    /// The node at each position.
+    ids: Vec<u32>,
+    /// The position `p`'s neighbours are `targets[offsets[p]..offsets[p + 1]]`.
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+    /// The level's `(node id, position)` pairs sorted by id.
+    positions: Vec<(u32, u32)>,
+}
+
+impl Upper {
+    /// `level` with its edges turned into positions; an edge to a node not in the level (which
+    /// HNSW never makes) is dropped.
+    fn new(level: Level) -> Self {
+        let mut ids = vec![0; level.positions.len()];
+        for (id, position) in &level.positions {
+            ids[*position as usize] = *id;
+        }
+        let mut offsets = Vec::with_capacity(ids.len() + 1);
+        let mut targets = Vec::with_capacity(level.targets.len());
+        offsets.push(0);
+        for id in &ids {
+            targets.extend(
+                level
+                    .neighbors(*id)
+                    .iter()
+                    .filter_map(|n| level.position(*n)),
+            );
+            offsets.push(targets.len() as u32);
+        }
+        Self {
+            ids,
+            offsets,
+            targets,
+            positions: level.positions,
+        }
+    }
+
+    fn position(&self, node: u32) -> Option<u32> {
+        self.positions
+            .binary_search_by_key(&node, |(id, _)| *id)
+            .ok()
+            .map(|i| self.positions[i].1)
+    }
+
+    fn neighbors(&self, position: u32) -> &[u32] {
+        let p = position as usize;
+        &self.targets[self.offsets[p] as usize..self.offsets[p + 1] as usize]
+    }
+
+    fn size_bytes(&self) -> usize {
+        (self.ids.len() + self.offsets.len() + self.targets.len()) * 4 + self.positions.len() * 8
+    }
+}
+
 /// An HNSW graph over nodes `0..len`.
 #[derive(Debug)]
 pub struct HnswGraph {
     bottom: Bottom,
     /// The levels above the bottom one, lowest first.
-    upper: Vec<Level>,
+    upper: Vec<Upper>,
     entry_point: u32,
     len: usize,
 }
@@ -235,7 +292,7 @@ impl HnswGraph {
             .unwrap_or_default();
         Ok(Self {
             bottom,
-            upper: levels.collect(),
+            upper: levels.map(Upper::new).collect(),
             entry_point: metadata.entry_point,
             len,
         })
@@ -253,17 +310,17 @@ impl HnswGraph {
 
     /// Bytes the graph holds.
     pub fn size_bytes(&self) -> usize {
-        self.bottom.blocks.len() * 4 + self.upper.iter().map(Level::size_bytes).sum::<usize>()
+        self.bottom.blocks.len() * 4 + self.upper.iter().map(Upper::size_bytes).sum::<usize>()
     }
 
-    /// The (up to) `ef` nodes nearest the query, nearest first, by `score(node)` (smaller is
-    /// nearer; the query is the scoring function's). `prefetch_node(node)` is called for each
-    /// node about to be scored, before the batch of them is. `visited` must hold at least
-    /// [`HnswGraph::len`] nodes.
+    /// The (up to) `ef` nodes nearest the query, nearest first (ties by node), by `score(node)`
+    /// (smaller is nearer; the query is the scoring function's). `prefetch_node(node)` is called
+    /// for each node about to be scored, before the batch of them is. `scratch` is reused
+    /// between searches, so that a search allocates only its answer.
     pub fn search(
         &self,
         ef: usize,
-        visited: &mut VisitedSet,
+        scratch: &mut SearchScratch,
         mut score: impl FnMut(u32) -> f32,
         prefetch_node: impl Fn(u32),
     ) -> Vec<(f32, u32)> {
@@ -274,14 +331,20 @@ impl HnswGraph {
         let mut entry_score = score(entry);
         // Greedy descent through the upper levels (the HNSW paper's algorithm 2 stops at 1).
         for level in self.upper.iter().rev() {
+            let Some(mut at) = level.position(entry) else {
+                continue;
+            };
             loop {
                 let mut moved = false;
-                let neighbors = level.neighbors(entry);
-                neighbors.iter().for_each(|n| prefetch_node(*n));
-                for &node in neighbors {
+                let neighbors = level.neighbors(at);
+                neighbors
+                    .iter()
+                    .for_each(|p| prefetch_node(level.ids[*p as usize]));
+                for &p in neighbors {
+                    let node = level.ids[p as usize];
                     let s = score(node);
                     if s < entry_score {
-                        (entry, entry_score) = (node, s);
+                        (entry, entry_score, at) = (node, s, p);
                         moved = true;
                     }
                 }
@@ -290,13 +353,18 @@ impl HnswGraph {
                 }
             }
         }
+        let SearchScratch {
+            visited,
+            candidates,
+            nearest,
+            fresh,
+        } = scratch;
         visited.start(self.len);
         visited.insert(entry);
-        let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 4);
-        let mut nearest: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
+        candidates.clear();
+        nearest.clear();
         candidates.push(Reverse((OrderedKey(entry_score), entry)));
         nearest.push((OrderedKey(entry_score), entry));
-        let mut fresh = Vec::new();
         while let Some(Reverse((OrderedKey(s), node))) = candidates.pop() {
             if nearest.len() >= ef && nearest.peek().is_some_and(|w| s > w.0 .0) {
                 break;
@@ -309,7 +377,7 @@ impl HnswGraph {
             fresh.clear();
             fresh.extend(neighbors.iter().copied().filter(|n| visited.insert(*n)));
             fresh.iter().for_each(|n| prefetch_node(*n));
-            for &n in &fresh {
+            for &n in fresh.iter() {
                 let s = score(n);
                 if nearest.len() < ef || nearest.peek().is_some_and(|w| s < w.0 .0) {
                     candidates.push(Reverse((OrderedKey(s), n)));
@@ -320,24 +388,32 @@ impl HnswGraph {
                 }
             }
         }
-        nearest
-            .into_sorted_vec()
-            .into_iter()
-            .map(|(OrderedKey(s), n)| (s, n))
-            .collect()
+        let mut found: Vec<(f32, u32)> = nearest.drain().map(|(OrderedKey(s), n)| (s, n)).collect();
+        found.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        found
     }
+}
+
+/// What a search needs besides the graph (the visited set, the two heaps of the beam, the
+/// neighbours to score), kept between searches.
+#[derive(Debug, Default)]
+pub struct SearchScratch {
+    visited: VisitedSet,
+    candidates: BinaryHeap<Reverse<Scored>>,
+    nearest: BinaryHeap<Scored>,
+    fresh: Vec<u32>,
 }
 
 /// The nodes a search has visited, cleared between searches in O(1) by a generation count.
 #[derive(Debug, Default)]
-pub struct VisitedSet {
+struct VisitedSet {
     marks: Vec<u16>,
     generation: u16,
 }
 
 impl VisitedSet {
     /// Starts a search of `len` nodes with nothing visited.
-    pub fn start(&mut self, len: usize) {
+    fn start(&mut self, len: usize) {
         if self.marks.len() < len {
             self.marks.resize(len, 0);
         }
@@ -358,7 +434,7 @@ impl VisitedSet {
 
     /// Marks `node` visited; whether it was not before.
     #[inline]
-    pub fn insert(&mut self, node: u32) -> bool {
+    fn insert(&mut self, node: u32) -> bool {
         let mark = &mut self.marks[node as usize];
         let fresh = *mark != self.generation;
         *mark = self.generation;
@@ -428,10 +504,10 @@ mod tests {
             .collect();
         let graph = HnswGraph::from_lance(&lance_batch(&[bottom], 5)).unwrap();
         let query = 1.25f32;
-        let mut visited = VisitedSet::default();
+        let mut scratch = SearchScratch::default();
         let found = graph.search(
             8,
-            &mut visited,
+            &mut scratch,
             |i| (points[i as usize] - query).abs(),
             |_| {},
         );
@@ -473,11 +549,11 @@ mod tests {
             })
             .collect();
         let graph = HnswGraph::from_lance(&lance_batch(&[bottom, upper], 0)).unwrap();
-        let mut visited = VisitedSet::default();
+        let mut scratch = SearchScratch::default();
         let mut scored = Vec::new();
         let found = graph.search(
             3,
-            &mut visited,
+            &mut scratch,
             |i| {
                 scored.push(i);
                 (i as f32 - 72.0).abs()

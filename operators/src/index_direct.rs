@@ -29,7 +29,7 @@ use lance_index::vector::{ApproxMode, Query, VectorIndex, DIST_COL};
 use lance_linalg::distance::DistanceType;
 
 use crate::index_knn::IndexSearch;
-use crate::loaded_index::LoadedIndex;
+use crate::loaded_index::{metric_distance, LoadedIndex};
 
 /// An index segment that alone answers searches of one dataset version (see the module docs).
 pub(crate) struct DirectIndex {
@@ -38,6 +38,21 @@ pub(crate) struct DirectIndex {
     /// The column's element type (`Float32` or `Float16`), which the query is given in, as the
     /// scanner gives it.
     element: DataType,
+}
+
+/// What a [`DirectIndex`] search found.
+pub(crate) enum Candidates {
+    /// Rows with the projected columns and the indexed column, in the index's approximate order:
+    /// their exact distances are still to be computed.
+    Unranked(RecordBatch),
+    /// Rows with the projected columns, nearest first (ties by their place in the index), and
+    /// each row's exact value of the query's distance function.
+    Ranked {
+        /// The rows.
+        rows: RecordBatch,
+        /// Each row's distance.
+        distances: Vec<f32>,
+    },
 }
 
 /// What searches the segment.
@@ -57,6 +72,15 @@ impl DirectIndex {
         search: &IndexSearch,
         distance_type: DistanceType,
     ) -> Result<Option<Self>> {
+        // An index is only loaded once it has been found to answer alone (below), and a version
+        // never changes: a loaded index needs no more checks, nor anything of Lance's.
+        if let Some(loaded) = LoadedIndex::cached(dataset, &search.index).await {
+            return Ok((loaded.distance_type() == distance_type).then(|| Self {
+                element: loaded.element(),
+                searcher: Searcher::Loaded(loaded),
+                distance_type,
+            }));
+        }
         let Some(element) = dataset
             .schema()
             .field(&search.column)
@@ -83,20 +107,14 @@ impl DirectIndex {
         if !answers_alone {
             return Ok(None);
         }
-        let uuid = segment.uuid.to_string();
-        // A loaded index needs nothing of Lance's: opening it costs more than searching it.
-        let searcher = match LoadedIndex::cached(dataset, &uuid).await {
-            Some(loaded) => Searcher::Loaded(loaded),
-            None => {
-                let index = dataset
-                    .open_vector_index(&search.column, &segment.uuid, &NoOpMetricsCollector)
-                    .await?;
-                match LoadedIndex::get_or_load(dataset, &uuid, &index, &search.column).await? {
-                    Some(loaded) => Searcher::Loaded(loaded),
-                    None => Searcher::Lance(index),
-                }
-            }
-        };
+        let index = dataset
+            .open_vector_index(&search.column, &segment.uuid, &NoOpMetricsCollector)
+            .await?;
+        let searcher =
+            match LoadedIndex::get_or_load(dataset, &search.index, &index, &search.column).await? {
+                Some(loaded) => Searcher::Loaded(loaded),
+                None => Searcher::Lance(index),
+            };
         let metric = match &searcher {
             Searcher::Loaded(loaded) => loaded.distance_type(),
             Searcher::Lance(index) => index.metric_type(),
@@ -117,15 +135,15 @@ impl DirectIndex {
     }
 
     /// The rows of the `candidates` best matches of `search.query` by the index's distance,
-    /// with the dataset columns `projection`; `None` where the query cannot be searched here (a
+    /// with the dataset columns `columns`; `None` where the query cannot be searched here (a
     /// cosine query of zero length, which only the scanner's handling defines).
     pub(crate) async fn search(
         &self,
         dataset: &Dataset,
         search: &IndexSearch,
         candidates: usize,
-        projection: &[String],
-    ) -> Result<Option<RecordBatch>> {
+        columns: &[String],
+    ) -> Result<Option<Candidates>> {
         let mut key = search.query.to_vec();
         if self.distance_type == DistanceType::Cosine {
             // The scanner normalises a cosine query before ranking partitions.
@@ -140,9 +158,15 @@ impl DirectIndex {
         let index = match &self.searcher {
             Searcher::Loaded(loaded) => {
                 let probed = loaded.partitions(&key_array(&self.element, &key), nprobes)?;
-                let positions = loaded.search(&key, &probed, ef, candidates);
-                let rows = loaded.rows(dataset, &positions, projection, &search.column);
-                return Ok(Some(rows.await?));
+                // Scored by the query as given: the distance functions' exact values.
+                let found = loaded.search(&search.query, &probed, ef, candidates);
+                let positions: Vec<usize> = found.iter().map(|(_, p)| *p).collect();
+                let rows = loaded.rows(dataset, &positions, columns).await?;
+                let distances = found
+                    .into_iter()
+                    .map(|(score, _)| metric_distance(search.metric, score))
+                    .collect();
+                return Ok(Some(Candidates::Ranked { rows, distances }));
             }
             Searcher::Lance(index) => index,
         };
@@ -158,9 +182,20 @@ impl DirectIndex {
         let mut found = nearest_in_index(index.as_ref(), &mut query, nprobes).await?;
         found.truncate(candidates);
         let row_ids: Vec<u64> = found.into_iter().map(|(_, row)| row).collect();
-        let projection = ProjectionRequest::from_columns(projection, dataset.schema());
-        Ok(Some(dataset.take_rows(&row_ids, projection).await?))
+        let projection = with_column(columns, &search.column);
+        let projection = ProjectionRequest::from_columns(&projection, dataset.schema());
+        let rows = dataset.take_rows(&row_ids, projection).await?;
+        Ok(Some(Candidates::Unranked(rows)))
     }
+}
+
+/// `columns` and, if not among them, `column`.
+pub(crate) fn with_column(columns: &[String], column: &str) -> Vec<String> {
+    let mut out = columns.to_vec();
+    if !out.iter().any(|c| c == column) {
+        out.push(column.to_string());
+    }
+    out
 }
 
 /// `key` as an array of `element` (`Float16` or `Float32`), the type Lance compares it in.

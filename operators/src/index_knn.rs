@@ -5,9 +5,11 @@
 //! both. Where the index alone answers (no filter, no unindexed or deleted rows), it is searched
 //! directly, without Lance's scanner (`index_direct`; the `direct_index_searches` metric counts
 //! it), and an HNSW index by Quiver's own graph search over a copy loaded in memory
-//! (`loaded_index`; `loaded_index_searches`). The candidates' distances are then recomputed with Quiver's kernels from the stored
-//! vectors, so the values are exactly what the distance functions return and the order is exact
-//! among the candidates; which rows are candidates depends on the index (approximate search).
+//! (`loaded_index`; `loaded_index_searches`), which scores full-precision vectors with Quiver's
+//! kernels. Otherwise the candidates' distances are recomputed with those kernels from the stored
+//! vectors. Either way the values are exactly what the distance functions return and the order is
+//! exact among the candidates; which rows are candidates depends on the index (approximate
+//! search).
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,7 +34,7 @@ use lance::Dataset;
 use lance_linalg::distance::DistanceType;
 
 use crate::distance::{distance, Metric};
-use crate::index_direct::DirectIndex;
+use crate::index_direct::{with_column, Candidates, DirectIndex};
 use crate::vector::VectorArray;
 
 /// Index search settings (`SET quiver.nprobes`, `quiver.ef`, `quiver.refine_factor`).
@@ -81,18 +83,8 @@ pub struct IndexSearch {
 /// Index-backed k-NN over one dataset version.
 #[derive(Debug)]
 pub struct IndexKnnExec {
-    /// The dataset version searched.
-    dataset: Arc<Dataset>,
-    /// The search.
-    search: IndexSearch,
-    /// Pre-filter, applied by Lance before the search.
-    filter: Option<Expr>,
-    /// Dataset columns output, in order (named as in `schema`).
-    columns: Vec<String>,
-    /// Output schema: `columns`, then the distance column if any.
-    schema: SchemaRef,
-    /// Whether the last output column is the distance.
-    with_distance: bool,
+    /// What it searches, shared with the stream of each execution.
+    task: Arc<IndexKnnTask>,
     /// Execution metrics.
     metrics: ExecutionPlanMetricsSet,
     /// Cached plan properties.
@@ -100,40 +92,24 @@ pub struct IndexKnnExec {
 }
 
 impl IndexKnnExec {
-    /// Searches `dataset`; outputs `columns` (dataset column names) under the names and types of
-    /// `schema`, whose last field is the distance when `with_distance`.
-    pub fn try_new(
-        dataset: Arc<Dataset>,
-        search: IndexSearch,
-        filter: Option<Expr>,
-        columns: Vec<String>,
-        schema: SchemaRef,
-        with_distance: bool,
-    ) -> Result<Self> {
-        let expected = columns.len() + usize::from(with_distance);
-        if schema.fields().len() != expected {
-            return internal_err!(
-                "IndexKnnExec: {} output fields for {} columns",
-                schema.fields().len(),
-                columns.len()
-            );
+    /// Runs `task`.
+    pub fn try_new(task: IndexKnnTask) -> Result<Self> {
+        let (fields, columns) = (task.schema.fields().len(), task.columns.len());
+        if fields != columns + usize::from(task.with_distance) {
+            return internal_err!("IndexKnnExec: {fields} output fields for {columns} columns");
         }
+        let search = &task.search;
         if index_distance_type(search.metric, search.descending).is_none() {
             return internal_err!("IndexKnnExec: no index metric serves {:?}", search.metric);
         }
         let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
+            EquivalenceProperties::new(task.schema.clone()),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Final,
             Boundedness::Bounded,
         );
         Ok(Self {
-            dataset,
-            search,
-            filter,
-            columns,
-            schema,
-            with_distance,
+            task: Arc::new(task),
             metrics: ExecutionPlanMetricsSet::new(),
             properties: Arc::new(properties),
         })
@@ -141,21 +117,39 @@ impl IndexKnnExec {
 
     /// The search.
     pub fn search(&self) -> &IndexSearch {
-        &self.search
+        &self.task.search
     }
+}
 
+/// What an [`IndexKnnExec`] searches and outputs.
+#[derive(Debug)]
+pub struct IndexKnnTask {
+    /// The dataset version searched.
+    pub dataset: Arc<Dataset>,
+    /// The search.
+    pub search: IndexSearch,
+    /// Pre-filter, applied by Lance before the search.
+    pub filter: Option<Expr>,
+    /// Dataset columns output, in order, under the names and types of `schema`.
+    pub columns: Vec<String>,
+    /// Output schema: `columns`, then the distance column if any.
+    pub schema: SchemaRef,
+    /// Whether the last output column is the distance.
+    pub with_distance: bool,
+}
+
+impl IndexKnnTask {
     /// The candidates of `search` through Lance's scanner, with the columns `projection`.
     async fn scan(
-        dataset: &Dataset,
-        search: &IndexSearch,
-        filter: Option<Expr>,
+        &self,
         projection: &[String],
         distance_type: DistanceType,
     ) -> Result<Vec<RecordBatch>> {
-        let mut scan = dataset.scan();
+        let search = &self.search;
+        let mut scan = self.dataset.scan();
         scan.project(projection)?;
-        if let Some(filter) = filter {
-            scan.filter_expr(filter);
+        if let Some(filter) = &self.filter {
+            scan.filter_expr(filter.clone());
         }
         let query = Float32Array::from(search.query.to_vec());
         scan.nearest(&search.column, &query, search.k)?;
@@ -170,57 +164,73 @@ impl IndexKnnExec {
         Ok(scan.try_into_stream().await?.try_collect().await?)
     }
 
-    async fn run(
-        dataset: Arc<Dataset>,
-        search: IndexSearch,
-        filter: Option<Expr>,
-        columns: Vec<String>,
-        schema: SchemaRef,
-        with_distance: bool,
-        paths: SearchPaths,
-    ) -> Result<RecordBatch> {
-        let mut projection = columns.clone();
-        if !projection.contains(&search.column) {
-            projection.push(search.column.clone());
-        }
+    /// The search's output.
+    async fn run(&self, paths: SearchPaths) -> Result<RecordBatch> {
+        let Self {
+            dataset,
+            search,
+            filter,
+            columns,
+            schema,
+            with_distance,
+        } = self;
         let distance_type =
             index_distance_type(search.metric, search.descending).unwrap_or(DistanceType::L2);
         // Without a filter, the index alone may answer (`index_direct`); otherwise, or where it
         // cannot, Lance's scanner searches.
         let direct = match &filter {
-            None => DirectIndex::open(&dataset, &search, distance_type).await?,
+            None => DirectIndex::open(dataset, search, distance_type).await?,
             Some(_) => None,
         };
         let direct_rows = match direct {
             Some(index) => {
                 // As Lance's refine: k * refine_factor candidates, re-ranked exactly below.
                 let candidates = search.k * search.params.refine_factor.max(1);
-                let rows = index
-                    .search(&dataset, &search, candidates, &projection)
-                    .await?;
-                rows.map(|rows| (rows, index.is_loaded()))
+                let found = index.search(dataset, search, candidates, columns).await?;
+                found.map(|found| (found, index.is_loaded()))
             }
             None => None,
         };
-        let all = match direct_rows {
-            Some((rows, loaded)) => {
+        let found = match direct_rows {
+            Some((found, loaded)) => {
                 paths.direct.add(1);
                 if loaded {
                     paths.loaded.add(1);
                 }
-                rows
+                found
             }
             None => {
-                let batches =
-                    Self::scan(&dataset, &search, filter, &projection, distance_type).await?;
+                let projection = with_column(columns, &search.column);
+                let batches = self.scan(&projection, distance_type).await?;
                 match batches.first() {
-                    Some(b) => concat_batches(&b.schema(), &batches)?,
-                    None => return Ok(RecordBatch::new_empty(schema)),
+                    Some(b) => Candidates::Unranked(concat_batches(&b.schema(), &batches)?),
+                    None => return Ok(RecordBatch::new_empty(schema.clone())),
                 }
             }
         };
+        let (rows, mut distances) = match found {
+            Candidates::Ranked { rows, distances } => (rows, distances),
+            Candidates::Unranked(all) => self.rank(&all)?,
+        };
+        distances.truncate(search.k);
+        let result_schema = rows.schema();
+        let mut out = Vec::with_capacity(schema.fields().len());
+        for name in columns {
+            let column = rows.column(result_schema.index_of(name)?);
+            out.push(column.slice(0, distances.len()));
+        }
+        if *with_distance {
+            out.push(Arc::new(Float32Array::from(distances)));
+        }
+        Ok(RecordBatch::try_new(schema.clone(), out)?)
+    }
+
+    /// `all`'s rows ordered by their exact distance to the query, computed with Quiver's
+    /// kernels from their vectors (rows without one left out; ties by their place in `all`),
+    /// with the distances.
+    fn rank(&self, all: &RecordBatch) -> Result<(RecordBatch, Vec<f32>)> {
+        let search = &self.search;
         let result_schema = all.schema();
-        // Exact values from the stored vectors, then order by them.
         let vectors_column = all.column(result_schema.index_of(&search.column)?);
         let vectors = VectorArray::try_new(vectors_column, search.metric.function_name(), 1)?;
         let mut rows: Vec<(f32, usize)> = (0..all.num_rows())
@@ -240,19 +250,10 @@ impl IndexKnnExec {
         });
         rows.truncate(search.k);
         let taken = take_record_batch(
-            &all,
+            all,
             &UInt32Array::from(rows.iter().map(|(_, i)| *i as u32).collect::<Vec<_>>()),
         )?;
-        let mut out = Vec::with_capacity(schema.fields().len());
-        for name in &columns {
-            out.push(taken.column(result_schema.index_of(name)?).clone());
-        }
-        if with_distance {
-            out.push(Arc::new(Float32Array::from(
-                rows.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
-            )));
-        }
-        Ok(RecordBatch::try_new(schema, out)?)
+        Ok((taken, rows.into_iter().map(|(d, _)| d).collect()))
     }
 }
 
@@ -276,9 +277,10 @@ pub fn index_knn_schema(fields: &[Arc<Field>], distance: Option<&str>) -> Schema
 
 impl DisplayAs for IndexKnnExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.search;
+        let s = &self.task.search;
         let order = if s.descending { "desc" } else { "asc" };
         let filter = self
+            .task
             .filter
             .as_ref()
             .map(|e| format!(", filter={e}"))
@@ -339,18 +341,10 @@ impl ExecutionPlan for IndexKnnExec {
             direct: MetricBuilder::new(&self.metrics).counter("direct_index_searches", partition),
             loaded: MetricBuilder::new(&self.metrics).counter("loaded_index_searches", partition),
         };
-        let fut = Self::run(
-            self.dataset.clone(),
-            self.search.clone(),
-            self.filter.clone(),
-            self.columns.clone(),
-            self.schema.clone(),
-            self.with_distance,
-            paths,
-        );
+        let task = Arc::clone(&self.task);
         let stream = futures::stream::once(async move {
             let timer = baseline.elapsed_compute().timer();
-            let batch = fut.await;
+            let batch = task.run(paths).await;
             timer.done();
             if let Ok(b) = &batch {
                 baseline.record_output(b.num_rows());
@@ -359,7 +353,7 @@ impl ExecutionPlan for IndexKnnExec {
             batch
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
+            self.task.schema.clone(),
             stream,
         )))
     }

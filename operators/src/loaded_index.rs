@@ -8,8 +8,9 @@
 //! takes the rows from the files (`take_rows`), which costs more than the search itself; see
 //! `benchmarks/README.md`.
 //!
-//! Loaded indices live in one process-wide cache, keyed by dataset, version and index (a version
-//! never changes, so neither does what was loaded from it), and bounded in bytes
+//! Loaded indices live in one process-wide cache, keyed by dataset, version and index name (a
+//! version never changes, so neither do its indices nor what was loaded from them; an index is
+//! only loaded once it is known to answer its searches alone), and bounded in bytes
 //! ([`LoadedIndex::budget_bytes`], `QUIVER_LOADED_INDEX_MB`), least recently used first out. An
 //! index too large for the budget is not loaded, and is searched through Lance. Columns a search
 //! projects besides the vectors are loaded too where their values have a fixed width and fit;
@@ -18,7 +19,7 @@
 use std::sync::{Arc, LazyLock, Mutex};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch, UInt32Array,
+    Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch, RecordBatchOptions, UInt32Array,
 };
 use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::arrow::compute::take;
@@ -41,8 +42,8 @@ use lance_linalg::distance::DistanceType;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 
-use crate::distance::{cosine_from_parts, kernels};
-use crate::hnsw_graph::{prefetch, HnswGraph, VisitedSet};
+use crate::distance::{cosine_from_parts, kernels, Metric};
+use crate::hnsw_graph::{prefetch, HnswGraph, SearchScratch};
 
 /// The default of [`LoadedIndex::budget_bytes`]: 4 GiB.
 const DEFAULT_BUDGET_MB: u64 = 4096;
@@ -57,6 +58,7 @@ const GRAPH_BYTES_PER_NODE: u64 = 32 * 4 + 4 + 8 + 24;
 struct LoadKey {
     dataset: String,
     version: u64,
+    /// The index's name.
     index: String,
     /// `None`: the graph and the vectors; a column name: that column's values.
     column: Option<String>,
@@ -76,6 +78,15 @@ impl Loaded {
         }
     }
 }
+
+/// See [`LoadedIndex::budget_bytes`].
+static BUDGET_BYTES: LazyLock<u64> = LazyLock::new(|| {
+    std::env::var("QUIVER_LOADED_INDEX_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_BUDGET_MB)
+        .saturating_mul(1024 * 1024)
+});
 
 static CACHE: LazyLock<Cache<LoadKey, Loaded>> = LazyLock::new(|| {
     Cache::builder()
@@ -107,6 +118,8 @@ pub(crate) struct LoadedIndex {
     partitions: Vec<Partition>,
     /// The row id of each position.
     row_ids: Vec<u64>,
+    /// The indexed column's name.
+    column: String,
     /// The indexed column's vectors, one per position.
     vectors: ArrayRef,
     /// The vectors' values as `f32` (the column's own buffer where it stores `f32`).
@@ -115,34 +128,31 @@ pub(crate) struct LoadedIndex {
     norms: Option<Vec<f32>>,
     dim: usize,
     distance_type: DistanceType,
-    /// Visited sets reused between searches.
-    visited: Mutex<Vec<VisitedSet>>,
+    /// What searches reuse between them.
+    scratch: Mutex<Vec<SearchScratch>>,
 }
 
 impl LoadedIndex {
-    /// The bytes loaded indices may hold in all: `QUIVER_LOADED_INDEX_MB` mebibytes, 4096 by
-    /// default.
+    /// The bytes loaded indices may hold in all: `QUIVER_LOADED_INDEX_MB` mebibytes as the
+    /// process started, 4096 by default.
     pub fn budget_bytes() -> u64 {
-        std::env::var("QUIVER_LOADED_INDEX_MB")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(DEFAULT_BUDGET_MB)
-            .saturating_mul(1024 * 1024)
+        *BUDGET_BYTES
     }
 
-    /// Segment `uuid` of `dataset`'s indices, if a search has loaded it.
-    pub(crate) async fn cached(dataset: &Dataset, uuid: &str) -> Option<Arc<Self>> {
-        match CACHE.get(&index_key(dataset, uuid)).await {
+    /// Index `name` of `dataset`, if a search has loaded it.
+    pub(crate) async fn cached(dataset: &Dataset, name: &str) -> Option<Arc<Self>> {
+        match CACHE.get(&index_key(dataset, name)).await {
             Some(Loaded::Index(index)) => Some(index),
             _ => None,
         }
     }
 
-    /// `index` (segment `uuid` on `column` of `dataset`), loaded, if it is an HNSW index and
-    /// fits the budget; loaded now if no search has loaded it before.
+    /// `index` (index `name` on `column` of `dataset`, which must answer its searches alone:
+    /// one segment, covering every row), loaded, if it is an HNSW index and fits the budget;
+    /// loaded now if no search has loaded it before.
     pub(crate) async fn get_or_load(
         dataset: &Dataset,
-        uuid: &str,
+        name: &str,
         index: &Arc<dyn VectorIndex>,
         column: &str,
     ) -> Result<Option<Arc<Self>>> {
@@ -159,7 +169,7 @@ impl LoadedIndex {
         if !is_hnsw(index.as_ref()) || estimate > Self::budget_bytes() {
             return Ok(None);
         }
-        let key = index_key(dataset, uuid);
+        let key = index_key(dataset, name);
         let loaded = CACHE
             .try_get_with(key.clone(), async {
                 let index = Self::load(key, dataset, index.as_ref(), column, dim);
@@ -228,13 +238,19 @@ impl LoadedIndex {
             ivf: index.ivf_model().clone(),
             partitions,
             row_ids,
+            column: column.to_string(),
             vectors,
             values,
             norms,
             dim,
             distance_type,
-            visited: Mutex::new(Vec::new()),
+            scratch: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The indexed column's element type (`Float32` or `Float16`).
+    pub(crate) fn element(&self) -> DataType {
+        self.vectors.as_fixed_size_list().value_type()
     }
 
     /// The distance the index ranks by.
@@ -274,21 +290,24 @@ impl LoadedIndex {
             + self.norms.as_ref().map_or(0, |n| n.len() * 4)
     }
 
-    /// The positions of the `candidates` vectors nearest `query` that a search with breadth
-    /// `ef` finds in each of `partitions`, nearest first (ties by position).
+    /// The `candidates` vectors nearest `query` that a search with breadth `ef` finds in each of
+    /// `partitions`, nearest first (ties by position), as `(score, position)`. Scores are exact
+    /// and smaller is nearer: the squared L2 distance, the cosine distance, or the negative dot
+    /// product ([`metric_distance`] turns them into the distance functions' values). NULL
+    /// vectors are never found.
     pub(crate) fn search(
         &self,
         query: &[f32],
         partitions: &[u32],
         ef: usize,
         candidates: usize,
-    ) -> Vec<usize> {
+    ) -> Vec<(f32, usize)> {
         let k = kernels();
         let (dim, values) = (self.dim, &self.values[..]);
         let query_norm = (k.dot)(query, query);
         let valid = self.vectors.logical_nulls();
-        let mut visited = self
-            .visited
+        let mut scratch = self
+            .scratch
             .lock()
             .map(|mut pool| pool.pop())
             .ok()
@@ -322,31 +341,36 @@ impl LoadedIndex {
             };
             let nearest = partition
                 .graph
-                .search(ef, &mut visited, score, prefetch_node);
-            found.extend(nearest.into_iter().map(|(s, n)| (s, start + n as usize)));
+                .search(ef, &mut scratch, score, prefetch_node);
+            found.extend(
+                nearest
+                    .into_iter()
+                    .map(|(s, n)| (s, start + n as usize))
+                    .filter(|(_, position)| valid.as_ref().is_none_or(|v| v.is_valid(*position))),
+            );
         }
-        if let Ok(mut pool) = self.visited.lock() {
-            pool.push(visited);
+        if let Ok(mut pool) = self.scratch.lock() {
+            pool.push(scratch);
         }
-        found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        if partitions.len() > 1 {
+            found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        }
         found.truncate(candidates);
-        found.into_iter().map(|(_, position)| position).collect()
+        found
     }
 
-    /// The rows at `positions`, with the dataset columns `projection` (which includes the
-    /// indexed column).
+    /// The rows at `positions`, with the dataset columns `projection`.
     pub(crate) async fn rows(
         &self,
         dataset: &Dataset,
         positions: &[usize],
         projection: &[String],
-        column: &str,
     ) -> Result<RecordBatch> {
         let indices = UInt32Array::from_iter_values(positions.iter().map(|p| *p as u32));
         let mut columns: Vec<Option<ArrayRef>> = Vec::with_capacity(projection.len());
         let mut from_files = Vec::new();
         for name in projection {
-            let loaded = if name == column {
+            let loaded = if *name == self.column {
                 Some(self.vectors.clone())
             } else {
                 self.column(dataset, name).await?
@@ -385,16 +409,21 @@ impl LoadedIndex {
             fields.push(field.clone());
             arrays.push(array);
         }
-        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+        let options = RecordBatchOptions::new().with_row_count(Some(positions.len()));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            arrays,
+            &options,
+        )?)
     }
 
     /// Column `name`'s values at every position, loaded if its values have a fixed width and
     /// it fits an eighth of the budget; `None` otherwise.
     async fn column(&self, dataset: &Dataset, name: &str) -> Result<Option<ArrayRef>> {
-        let Some(width) = dataset
-            .schema()
-            .field(name)
-            .and_then(|f| fixed_width(&f.data_type()))
+        let Some(width) = self
+            .schema
+            .column_with_name(name)
+            .and_then(|(_, f)| fixed_width(f.data_type()))
         else {
             return Ok(None);
         };
@@ -420,13 +449,24 @@ impl LoadedIndex {
     }
 }
 
-/// The cache key of segment `uuid` of `dataset`'s indices.
-fn index_key(dataset: &Dataset, uuid: &str) -> LoadKey {
+/// The cache key of index `name` of `dataset`.
+fn index_key(dataset: &Dataset, name: &str) -> LoadKey {
     LoadKey {
         dataset: dataset.uri().to_string(),
-        version: dataset.version().version,
-        index: uuid.to_string(),
+        // Not `dataset.version()`, which copies the manifest's summary into a map.
+        version: dataset.manifest().version,
+        index: name.to_string(),
         column: None,
+    }
+}
+
+/// The value of `metric`'s distance function for a [`LoadedIndex::search`] score of an index
+/// that serves `metric`.
+pub(crate) fn metric_distance(metric: Metric, score: f32) -> f32 {
+    match metric {
+        Metric::L2 => score.sqrt(),
+        Metric::Cosine | Metric::NegativeInnerProduct => score,
+        Metric::InnerProduct => -score,
     }
 }
 

@@ -33,7 +33,8 @@ use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMerge
 use datafusion::physical_plan::ExecutionPlan;
 use quiver_operators::functions::DistanceUdf;
 use quiver_operators::index_knn::{
-    index_distance_type, index_knn_schema, IndexKnnExec, IndexSearch, IndexSearchParams,
+    index_distance_type, index_knn_schema, IndexKnnExec, IndexKnnTask, IndexSearch,
+    IndexSearchParams,
 };
 use quiver_operators::knn::{KnnExec, KnnSpec};
 use quiver_operators::vector::scalar_vector;
@@ -184,14 +185,14 @@ fn index_search_for(
     };
     let schema = index_knn_schema(knn.input().schema().fields(), knn.distance_column());
     let filter = scan.filters().iter().cloned().reduce(Expr::and);
-    Ok(Some(Arc::new(IndexKnnExec::try_new(
-        scan.dataset().clone(),
+    Ok(Some(Arc::new(IndexKnnExec::try_new(IndexKnnTask {
+        dataset: scan.dataset().clone(),
         search,
         filter,
         columns,
         schema,
-        knn.distance_column().is_some(),
-    )?)))
+        with_distance: knn.distance_column().is_some(),
+    })?)))
 }
 
 /// An exact [`KnnExec`], or the index search that replaces it when one applies.

@@ -78,14 +78,18 @@ fn counter(plan: &str, name: &str) -> u64 {
 
 /// The rows `(id, distance)` of `query`, and the way its index search went.
 async fn search(db: &TestDb, query: &str) -> (Vec<(i64, f64)>, Path) {
-    let rows = id_distances(db, query).await;
+    (id_distances(db, query).await, path(db, query).await)
+}
+
+/// The way `query`'s index search went.
+async fn path(db: &TestDb, query: &str) -> Path {
     let plan: String = db
         .rows(&format!("EXPLAIN ANALYZE {query}"))
         .await
         .into_iter()
         .flatten()
         .collect();
-    let path = match (
+    match (
         counter(&plan, "direct_index_searches"),
         counter(&plan, "loaded_index_searches"),
     ) {
@@ -93,8 +97,7 @@ async fn search(db: &TestDb, query: &str) -> (Vec<(i64, f64)>, Path) {
         (1, 0) => Path::Direct,
         (1, 1) => Path::Loaded,
         other => panic!("searched {other:?} times: {plan}"),
-    };
-    (rows, path)
+    }
 }
 
 /// The exact answer, with the index switched off.
@@ -244,8 +247,7 @@ async fn a_loaded_search_returns_every_projected_column_of_its_rows() {
              ORDER BY d LIMIT 3",
             q = literal(v)
         );
-        let (_, path) = search(&db, &query).await;
-        assert_eq!(path, Path::Loaded);
+        assert_eq!(path(&db, &query).await, Path::Loaded);
         let rows = db.rows(&query).await;
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0][0], row.to_string(), "{rows:?}");
@@ -268,5 +270,18 @@ async fn a_loaded_search_returns_every_projected_column_of_its_rows() {
                 "{stored:?} for {expected:?}"
             );
         }
+        // No column but the distance.
+        let query = format!(
+            "SELECT embedding <-> {q} AS d FROM docs ORDER BY d LIMIT 3",
+            q = literal(v)
+        );
+        assert_eq!(path(&db, &query).await, Path::Loaded);
+        let distances = db.rows(&query).await;
+        assert_eq!(distances.len(), 3);
+        assert_eq!(
+            distances[0][0].parse::<f64>().unwrap(),
+            0.0,
+            "{distances:?}"
+        );
     }
 }
