@@ -175,6 +175,16 @@ async fn cosine_and_half_precision_indices_are_searched_directly_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dot_product_index_is_searched_loaded_with_exact_distances() {
+    let (db, data) = indexed_collection(
+        "VECTOR",
+        "IVF_HNSW_SQ (embedding) WITH (metric = 'dot', num_partitions = 1)",
+    )
+    .await;
+    searches_directly(&db, &data, "negative_inner_product", Path::Loaded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scanner_answers_where_the_index_alone_cannot() {
     let (db, data) = indexed_collection("VECTOR", "hnsw (embedding vector_l2_ops)").await;
     let q = literal(&data[7 * DIM..8 * DIM]);
