@@ -25,6 +25,8 @@ use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Float16Type, Float32Type, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use lance::dataset::ProjectionRequest;
 use lance::index::vector::ivf::v2::IVFIndex;
 use lance::Dataset;
@@ -166,13 +168,16 @@ impl LoadedIndex {
         };
         let dim = dim as usize;
         let estimate = index.num_rows() * (dim as u64 * 4 + GRAPH_BYTES_PER_NODE);
-        if !is_hnsw(index.as_ref()) || estimate > Self::budget_bytes() {
+        if estimate > Self::budget_bytes() {
             return Ok(None);
         }
+        let Some(graphs) = partition_graphs(index.as_ref()) else {
+            return Ok(None);
+        };
         let key = index_key(dataset, name);
         let loaded = CACHE
             .try_get_with(key.clone(), async {
-                let index = Self::load(key, dataset, index.as_ref(), column, dim);
+                let index = Self::load(key, dataset, index.as_ref(), graphs, column, dim);
                 index.await.map(|i| Loaded::Index(Arc::new(i)))
             })
             .await
@@ -183,26 +188,17 @@ impl LoadedIndex {
         }
     }
 
+    /// `index` loaded, its partitions read by `graphs` (of [`partition_graphs`]).
     async fn load(
         key: LoadKey,
         dataset: &Dataset,
         index: &dyn VectorIndex,
+        graphs: PartitionGraphs<'_>,
         column: &str,
         dim: usize,
     ) -> Result<Self> {
         let distance_type = index.metric_type();
-        let any = index.as_any();
-        let graphs = if let Some(ivf) = any.downcast_ref::<IVFIndex<HNSW, ScalarQuantizer>>() {
-            partition_graphs(ivf).await?
-        } else if let Some(ivf) = any.downcast_ref::<IVFIndex<HNSW, FlatQuantizer>>() {
-            partition_graphs(ivf).await?
-        } else if let Some(ivf) = any.downcast_ref::<IVFIndex<HNSW, ProductQuantizer>>() {
-            partition_graphs(ivf).await?
-        } else {
-            return Err(DataFusionError::Internal(
-                "only HNSW indices are loaded".into(),
-            ));
-        };
+        let graphs = graphs.await?;
         let mut partitions = Vec::with_capacity(graphs.len());
         let mut row_ids = Vec::new();
         for (graph, rows) in graphs {
@@ -470,16 +466,25 @@ pub(crate) fn metric_distance(metric: Metric, score: f32) -> f32 {
     }
 }
 
-/// Whether `index` is one of Lance's IVF HNSW indices, which [`LoadedIndex`] loads.
-fn is_hnsw(index: &dyn VectorIndex) -> bool {
+/// The reading of each IVF partition's graph and the row ids of its nodes.
+type PartitionGraphs<'a> = BoxFuture<'a, Result<Vec<(HnswGraph, Vec<u64>)>>>;
+
+/// Each partition's graph and the row ids of its nodes, read when awaited, if `index` is one of
+/// Lance's IVF HNSW indices (which [`LoadedIndex`] loads); `None` otherwise.
+fn partition_graphs(index: &dyn VectorIndex) -> Option<PartitionGraphs<'_>> {
     let any = index.as_any();
-    any.is::<IVFIndex<HNSW, ScalarQuantizer>>()
-        || any.is::<IVFIndex<HNSW, FlatQuantizer>>()
-        || any.is::<IVFIndex<HNSW, ProductQuantizer>>()
+    if let Some(ivf) = any.downcast_ref::<IVFIndex<HNSW, ScalarQuantizer>>() {
+        Some(read_partition_graphs(ivf).boxed())
+    } else if let Some(ivf) = any.downcast_ref::<IVFIndex<HNSW, FlatQuantizer>>() {
+        Some(read_partition_graphs(ivf).boxed())
+    } else {
+        any.downcast_ref::<IVFIndex<HNSW, ProductQuantizer>>()
+            .map(|ivf| read_partition_graphs(ivf).boxed())
+    }
 }
 
-/// Each partition's graph and the row ids of its nodes.
-async fn partition_graphs<Q: Quantization + 'static>(
+/// Each partition's graph of `ivf` and the row ids of its nodes.
+async fn read_partition_graphs<Q: Quantization + 'static>(
     ivf: &IVFIndex<HNSW, Q>,
 ) -> Result<Vec<(HnswGraph, Vec<u64>)>> {
     let mut out = Vec::with_capacity(ivf.total_partitions());
