@@ -32,16 +32,21 @@ struct Level {
     positions: Vec<(u32, u32)>,
 }
 
+/// `node`'s position among `positions`, `(node id, position)` pairs sorted by id.
+fn position_of(positions: &[(u32, u32)], node: u32) -> Option<u32> {
+    positions
+        .binary_search_by_key(&node, |(id, _)| *id)
+        .ok()
+        .map(|i| positions[i].1)
+}
+
 impl Level {
     /// Node `node`'s position in the level, if it is in it.
     fn position(&self, node: u32) -> Option<u32> {
         if self.positions.is_empty() {
             return Some(node);
         }
-        self.positions
-            .binary_search_by_key(&node, |(id, _)| *id)
-            .ok()
-            .map(|i| self.positions[i].1)
+        position_of(&self.positions, node)
     }
 
     fn neighbors(&self, node: u32) -> &[u32] {
@@ -135,10 +140,7 @@ impl Upper {
     }
 
     fn position(&self, node: u32) -> Option<u32> {
-        self.positions
-            .binary_search_by_key(&node, |(id, _)| *id)
-            .ok()
-            .map(|i| self.positions[i].1)
+        position_of(&self.positions, node)
     }
 
     fn neighbors(&self, position: u32) -> &[u32] {

@@ -136,7 +136,8 @@ impl DirectIndex {
 
     /// The rows of the `candidates` best matches of `search.query` by the index's distance,
     /// with the dataset columns `columns`; `None` where the query cannot be searched here (a
-    /// cosine query of zero length, which only the scanner's handling defines).
+    /// cosine query of zero length, which only the scanner's handling defines). A loaded index
+    /// scores exactly, so of its candidates only the `search.k` nearest are returned.
     pub(crate) async fn search(
         &self,
         dataset: &Dataset,
@@ -158,8 +159,9 @@ impl DirectIndex {
         let index = match &self.searcher {
             Searcher::Loaded(loaded) => {
                 let probed = loaded.partitions(&key_array(&self.element, &key), nprobes)?;
-                // Scored by the query as given: the distance functions' exact values.
-                let found = loaded.search(&search.query, &probed, ef, candidates);
+                // Scored by the query as given: the distance functions' exact values, so the
+                // k nearest candidates are the answer and no other row is fetched.
+                let found = loaded.search(&search.query, &probed, ef, search.k);
                 let positions: Vec<usize> = found.iter().map(|(_, p)| *p).collect();
                 let rows = loaded.rows(dataset, &positions, columns).await?;
                 let distances = found

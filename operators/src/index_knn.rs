@@ -184,7 +184,8 @@ impl IndexKnnTask {
         };
         let direct_rows = match direct {
             Some(index) => {
-                // As Lance's refine: k * refine_factor candidates, re-ranked exactly below.
+                // As Lance's refine: k * refine_factor candidates, ranked exactly (below, or
+                // by the loaded index's own exact scores).
                 let candidates = search.k * search.params.refine_factor.max(1);
                 let found = index.search(dataset, search, candidates, columns).await?;
                 found.map(|found| (found, index.is_loaded()))

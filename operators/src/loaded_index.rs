@@ -135,8 +135,8 @@ pub(crate) struct LoadedIndex {
 }
 
 impl LoadedIndex {
-    /// The bytes loaded indices may hold in all: `QUIVER_LOADED_INDEX_MB` mebibytes as the
-    /// process started, 4096 by default.
+    /// The bytes loaded indices may hold in all: `QUIVER_LOADED_INDEX_MB` mebibytes, read once
+    /// per process (on the first search that needs it), 4096 by default.
     pub fn budget_bytes() -> u64 {
         *BUDGET_BYTES
     }
