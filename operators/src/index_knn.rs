@@ -5,11 +5,11 @@
 //! both. Where the index alone answers (no filter, no unindexed or deleted rows), it is searched
 //! directly, without Lance's scanner (`index_direct`; the `direct_index_searches` metric counts
 //! it), and an HNSW index by Quiver's own graph search over a copy loaded in memory
-//! (`loaded_index`; `loaded_index_searches`), which scores full-precision vectors with Quiver's
-//! kernels. Otherwise the candidates' distances are recomputed with those kernels from the stored
-//! vectors. Either way the values are exactly what the distance functions return and the order is
-//! exact among the candidates; which rows are candidates depends on the index (approximate
-//! search).
+//! (`loaded_index`; `loaded_index_searches`), which walks the graph scoring 8-bit codes and then
+//! scores the nodes it found at full precision with Quiver's kernels. Otherwise the candidates'
+//! distances are recomputed with those kernels from the stored vectors. Either way the values
+//! are exactly what the distance functions return and the order is exact among the candidates;
+//! which rows are candidates depends on the index (approximate search).
 
 use std::fmt;
 use std::sync::Arc;

@@ -13,6 +13,7 @@ pub mod index_knn;
 pub mod jobs;
 pub mod knn;
 mod loaded_index;
+mod scalar_quantized;
 pub mod topk;
 pub mod vector;
 

@@ -2,8 +2,11 @@
 //!
 //! What a vector database does when a collection is loaded (Milvus's `load`): the graph of each
 //! IVF partition of a Lance `IVF_HNSW_*` index is copied into flat arrays ([`HnswGraph`]), and
-//! the indexed column's vectors are read once, in the order of the graph's nodes, so a search
-//! scores full-precision vectors with Quiver's kernels and fetches the result rows from memory.
+//! the indexed column's vectors are read once, in the order of the graph's nodes, and kept at
+//! full precision and as 8-bit codes ([`ScalarQuantized`]). A search's beam scores the codes
+//! with Quiver's kernels (a quarter of the bytes a node), then re-scores the `ef` nodes it found
+//! at full precision, so the distances it returns are exact; it fetches the result rows from
+//! memory.
 //! Lance's own search of the same graph scores quantized codes through generic traits and then
 //! takes the rows from the files (`take_rows`), which costs more than the search itself; see
 //! `benchmarks/README.md`.
@@ -46,6 +49,7 @@ use moka::policy::EvictionPolicy;
 
 use crate::distance::{cosine_from_parts, kernels, Metric};
 use crate::hnsw_graph::{prefetch, HnswGraph, SearchScratch};
+use crate::scalar_quantized::ScalarQuantized;
 
 /// The default of [`LoadedIndex::budget_bytes`]: 4 GiB.
 const DEFAULT_BUDGET_MB: u64 = 4096;
@@ -128,6 +132,8 @@ pub(crate) struct LoadedIndex {
     values: ScalarBuffer<f32>,
     /// Squared norms of the vectors, for a cosine index.
     norms: Option<Vec<f32>>,
+    /// The vectors as 8-bit codes, which the beam of a search scores.
+    quantized: ScalarQuantized,
     dim: usize,
     distance_type: DistanceType,
     /// What searches reuse between them.
@@ -167,7 +173,8 @@ impl LoadedIndex {
             return Ok(None);
         };
         let dim = dim as usize;
-        let estimate = index.num_rows() * (dim as u64 * 4 + GRAPH_BYTES_PER_NODE);
+        // The vectors as f32 and as 8-bit codes, and the graph.
+        let estimate = index.num_rows() * (dim as u64 * 5 + GRAPH_BYTES_PER_NODE);
         if estimate > Self::budget_bytes() {
             return Ok(None);
         }
@@ -228,6 +235,7 @@ impl LoadedIndex {
                 .map(|v| (k.dot)(v, v))
                 .collect::<Vec<f32>>()
         });
+        let quantized = ScalarQuantized::new(&values, dim, distance_type);
         Ok(Self {
             key,
             schema: Arc::new(Schema::from(dataset.schema())),
@@ -238,6 +246,7 @@ impl LoadedIndex {
             vectors,
             values,
             norms,
+            quantized,
             dim,
             distance_type,
             scratch: Mutex::new(Vec::new()),
@@ -284,13 +293,15 @@ impl LoadedIndex {
                 _ => self.values.len() * 4,
             }
             + self.norms.as_ref().map_or(0, |n| n.len() * 4)
+            + self.quantized.size_bytes()
     }
 
     /// The `candidates` vectors nearest `query` that a search with breadth `ef` finds in each of
-    /// `partitions`, nearest first (ties by position), as `(score, position)`. Scores are exact
-    /// and smaller is nearer: the squared L2 distance, the cosine distance, or the negative dot
-    /// product ([`metric_distance`] turns them into the distance functions' values). NULL
-    /// vectors are never found.
+    /// `partitions`, nearest first (ties by position), as `(score, position)`. The beam scores
+    /// the 8-bit codes; the `ef` nodes it finds in a partition are then scored exactly, and
+    /// those scores are returned. Smaller is nearer: the squared L2 distance, the cosine
+    /// distance, or the negative dot product ([`metric_distance`] turns them into the distance
+    /// functions' values). NULL vectors are never found.
     pub(crate) fn search(
         &self,
         query: &[f32],
@@ -302,6 +313,19 @@ impl LoadedIndex {
         let (dim, values) = (self.dim, &self.values[..]);
         let query_norm = (k.dot)(query, query);
         let valid = self.vectors.logical_nulls();
+        let is_null = |position: usize| valid.as_ref().is_some_and(|v| v.is_null(position));
+        let row = |position: usize| &values[position * dim..(position + 1) * dim];
+        let exact = |position: usize| {
+            let row = row(position);
+            match (self.distance_type, &self.norms) {
+                (DistanceType::Cosine, Some(norms)) => {
+                    cosine_from_parts((k.dot)(query, row), query_norm, norms[position])
+                }
+                (DistanceType::Dot, _) => -(k.dot)(query, row),
+                _ => (k.l2_squared)(query, row),
+            }
+        };
+        let approximate = self.quantized.query(query);
         let mut scratch = self
             .scratch
             .lock()
@@ -317,40 +341,31 @@ impl LoadedIndex {
             let start = partition.start;
             let score = |node: u32| {
                 let position = start + node as usize;
-                if valid.as_ref().is_some_and(|v| v.is_null(position)) {
-                    return f32::INFINITY;
-                }
-                let row = &values[position * dim..(position + 1) * dim];
-                match (self.distance_type, &self.norms) {
-                    (DistanceType::Cosine, Some(norms)) => {
-                        cosine_from_parts((k.dot)(query, row), query_norm, norms[position])
-                    }
-                    (DistanceType::Dot, _) => -(k.dot)(query, row),
-                    _ => (k.l2_squared)(query, row),
+                if is_null(position) {
+                    f32::INFINITY
+                } else {
+                    approximate.score(position)
                 }
             };
-            let prefetch_node = |node: u32| {
-                let position = start + node as usize;
-                if let Some(row) = values.get(position * dim..(position + 1) * dim) {
-                    prefetch(row);
-                }
-            };
-            let nearest = partition
+            let prefetch_node = |node: u32| prefetch(self.quantized.codes(start + node as usize));
+            let nearest: Vec<usize> = partition
                 .graph
-                .search(ef, &mut scratch, score, prefetch_node);
+                .search(ef, &mut scratch, score, prefetch_node)
+                .into_iter()
+                .map(|(_, node)| start + node as usize)
+                .filter(|position| !is_null(*position))
+                .collect();
+            nearest.iter().for_each(|position| prefetch(row(*position)));
             found.extend(
                 nearest
                     .into_iter()
-                    .map(|(s, n)| (s, start + n as usize))
-                    .filter(|(_, position)| valid.as_ref().is_none_or(|v| v.is_valid(*position))),
+                    .map(|position| (exact(position), position)),
             );
         }
         if let Ok(mut pool) = self.scratch.lock() {
             pool.push(scratch);
         }
-        if partitions.len() > 1 {
-            found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        }
+        found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         found.truncate(candidates);
         found
     }

@@ -28,6 +28,8 @@ pub(super) fn kernels() -> Option<Kernels> {
         l2_squared_batch_f16: |q, r, o| unsafe { l2_squared_batch_f16(q, r, o) },
         norm_squared_batch_f16: |q, r, o| unsafe { norm_squared_batch_f16(q, r, o) },
         dot_tile: |t, o, s| unsafe { dot_tile(t, o, s) },
+        sq_dot: |w, c| unsafe { sq_dot(w, c) },
+        sq_l2_squared: |a, s, c| unsafe { sq_l2_squared(a, s, c) },
     })
 }
 
@@ -54,6 +56,13 @@ unsafe fn load(ptr: *const f32) -> __m256 {
 unsafe fn load_f16(ptr: *const f16) -> __m256 {
     // SAFETY: the caller guarantees 8 readable values (16 bytes).
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(ptr as *const __m128i)) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_u8(ptr: *const u8) -> __m256 {
+    // SAFETY: the caller guarantees 8 readable values (8 bytes).
+    unsafe { _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(ptr as *const __m128i))) }
 }
 
 /// Runs `step` over full 8-lane chunks with two accumulators, then `tail` over the rest.
@@ -169,6 +178,40 @@ unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
 unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: both slices hold at least `len` values.
     unsafe { l2_f32(a.as_ptr(), b.as_ptr(), a.len().min(b.len())) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sq_dot(weights: &[f32], codes: &[u8]) -> f32 {
+    let len = weights.len().min(codes.len());
+    let (w, c) = (weights.as_ptr(), codes.as_ptr());
+    // SAFETY: both pointers address `len` values.
+    unsafe {
+        reduce_loop!(
+            len,
+            |i| |acc| _mm256_fmadd_ps(load(w.add(i)), load_u8(c.add(i)), acc),
+            |j| *w.add(j) * f32::from(*c.add(j))
+        )
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sq_l2_squared(shifted: &[f32], scales: &[f32], codes: &[u8]) -> f32 {
+    let len = shifted.len().min(scales.len()).min(codes.len());
+    let (a, s, c) = (shifted.as_ptr(), scales.as_ptr(), codes.as_ptr());
+    // SAFETY: the three pointers address `len` values.
+    unsafe {
+        reduce_loop!(
+            len,
+            |i| |acc| {
+                let d = _mm256_fnmadd_ps(load(s.add(i)), load_u8(c.add(i)), load(a.add(i)));
+                _mm256_fmadd_ps(d, d, acc)
+            },
+            |j| {
+                let d = *a.add(j) - *s.add(j) * f32::from(*c.add(j));
+                d * d
+            }
+        )
+    }
 }
 
 macro_rules! batch {

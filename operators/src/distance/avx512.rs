@@ -29,6 +29,8 @@ pub(super) fn kernels() -> Option<Kernels> {
         l2_squared_batch_f16: |q, r, o| unsafe { l2_squared_batch_f16(q, r, o) },
         norm_squared_batch_f16: |q, r, o| unsafe { norm_squared_batch_f16(q, r, o) },
         dot_tile: |t, o, s| unsafe { dot_tile(t, o, s) },
+        sq_dot: |w, c| unsafe { sq_dot(w, c) },
+        sq_l2_squared: |a, s, c| unsafe { sq_l2_squared(a, s, c) },
     })
 }
 
@@ -63,6 +65,21 @@ unsafe fn load_f16(ptr: *const f16, i: usize, len: usize) -> __m512 {
             _mm256_maskz_loadu_epi16(tail_mask(len - i), ptr.add(i) as *const i16)
         };
         _mm512_cvtph_ps(halves)
+    }
+}
+
+/// Loads 16 `u8` (masked past `len`) and widens them to `f32`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn load_u8(ptr: *const u8, i: usize, len: usize) -> __m512 {
+    // SAFETY: the mask only enables lanes below `len`, all inside the slice.
+    unsafe {
+        let bytes = if i + 16 <= len {
+            _mm_loadu_si128(ptr.add(i) as *const __m128i)
+        } else {
+            _mm_maskz_loadu_epi8(tail_mask(len - i), ptr.add(i) as *const i8)
+        };
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes))
     }
 }
 
@@ -119,6 +136,33 @@ unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
 unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: both slices hold at least `len` values.
     unsafe { l2_f32(a.as_ptr(), b.as_ptr(), a.len().min(b.len())) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn sq_dot(weights: &[f32], codes: &[u8]) -> f32 {
+    let len = weights.len().min(codes.len());
+    let (w, c) = (weights.as_ptr(), codes.as_ptr());
+    // SAFETY: both pointers address `len` values.
+    unsafe {
+        reduce_loop!(len, |i| |acc| _mm512_fmadd_ps(
+            load(w, i, len),
+            load_u8(c, i, len),
+            acc
+        ))
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn sq_l2_squared(shifted: &[f32], scales: &[f32], codes: &[u8]) -> f32 {
+    let len = shifted.len().min(scales.len()).min(codes.len());
+    let (a, s, c) = (shifted.as_ptr(), scales.as_ptr(), codes.as_ptr());
+    // SAFETY: the three pointers address `len` values.
+    unsafe {
+        reduce_loop!(len, |i| |acc| {
+            let d = _mm512_fnmadd_ps(load(s, i, len), load_u8(c, i, len), load(a, i, len));
+            _mm512_fmadd_ps(d, d, acc)
+        })
+    }
 }
 
 /// How far ahead of the row being read the one-query kernels have prefetched, in bytes.

@@ -89,6 +89,12 @@ pub struct Kernels {
     pub norm_squared_batch_f16: BatchKernel<f16>,
     /// The register-tiled block kernel behind batched queries (see [`gemm`]).
     pub dot_tile: gemm::TileKernel,
+    /// `sum(w * c)` of `f32` weights and a row of 8-bit codes: with `w = q * scale` (per
+    /// dimension), the dot product of `q` with the row the codes stand for, less its offset's.
+    pub sq_dot: fn(weights: &[f32], codes: &[u8]) -> f32,
+    /// `sum((a - s * c)^2)` of a shifted query `a = q - offset`, the per-dimension scales `s`
+    /// and a row of 8-bit codes: the squared L2 distance of `q` to the row the codes stand for.
+    pub sq_l2_squared: fn(shifted: &[f32], scales: &[f32], codes: &[u8]) -> f32,
 }
 
 /// The scalar reference kernels, available on every CPU.
@@ -103,6 +109,8 @@ pub const SCALAR: Kernels = Kernels {
     l2_squared_batch_f16: scalar::l2_squared_batch_f16,
     norm_squared_batch_f16: scalar::norm_squared_batch_f16,
     dot_tile: scalar::dot_tile,
+    sq_dot: scalar::sq_dot,
+    sq_l2_squared: scalar::sq_l2_squared,
 };
 
 /// Every kernel set this CPU can run, best first; the scalar reference is always last.
@@ -294,6 +302,25 @@ mod tests {
                         prop_assert!(close(*x, *y), "{} f16: {} vs {}", k.name, x, y);
                     }
                 }
+            }
+        }
+
+        #[test]
+        fn quantized_kernels_match_scalar(
+            dim in 1usize..300, seed in any::<u64>()
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let weights: Vec<f32> = (0..dim).map(|_| rng.random_range(-10.0..10.0)).collect();
+            let scales: Vec<f32> = (0..dim).map(|_| rng.random_range(0.0..0.1)).collect();
+            // Every code value, the extremes included, turns up across the cases.
+            let codes: Vec<u8> = (0..dim).map(|_| rng.random()).collect();
+            for k in available() {
+                let (fast, reference) = ((k.sq_dot)(&weights, &codes), scalar::sq_dot(&weights, &codes));
+                prop_assert!(close(fast, reference), "{} sq_dot: {} vs {}", k.name, fast, reference);
+                let fast = (k.sq_l2_squared)(&weights, &scales, &codes);
+                let reference = scalar::sq_l2_squared(&weights, &scales, &codes);
+                prop_assert!(close(fast, reference), "{} sq_l2_squared: {} vs {}", k.name, fast, reference);
             }
         }
 

@@ -22,6 +22,8 @@ pub(super) fn kernels() -> Option<Kernels> {
         l2_squared_batch_f16: scalar::l2_squared_batch_f16,
         norm_squared_batch_f16: scalar::norm_squared_batch_f16,
         dot_tile: |t, o, s| unsafe { dot_tile(t, o, s) },
+        sq_dot: |w, c| unsafe { sq_dot(w, c) },
+        sq_l2_squared: |a, s, c| unsafe { sq_l2_squared(a, s, c) },
     })
 }
 
@@ -67,6 +69,71 @@ unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
         let mut rest = 0.0f32;
         while i < len {
             let d = *pa.add(i) - *pb.add(i);
+            rest += d * d;
+            i += 1;
+        }
+        vaddvq_f32(vaddq_f32(acc0, acc1)) + rest
+    }
+}
+
+/// Widens 8 `u8` to two vectors of 4 `f32`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn load_u8(ptr: *const u8) -> (float32x4_t, float32x4_t) {
+    // SAFETY: the caller guarantees 8 readable values.
+    unsafe {
+        let wide = vmovl_u8(vld1_u8(ptr));
+        (
+            vcvtq_f32_u32(vmovl_u16(vget_low_u16(wide))),
+            vcvtq_f32_u32(vmovl_high_u16(wide)),
+        )
+    }
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn sq_dot(weights: &[f32], codes: &[u8]) -> f32 {
+    let len = weights.len().min(codes.len());
+    let (pw, pc) = (weights.as_ptr(), codes.as_ptr());
+    // SAFETY: all loads are below `len`, inside both slices.
+    unsafe {
+        let mut acc0 = vdupq_n_f32(0.0);
+        let mut acc1 = vdupq_n_f32(0.0);
+        let mut i = 0;
+        while i + 8 <= len {
+            let (c0, c1) = load_u8(pc.add(i));
+            acc0 = vfmaq_f32(acc0, vld1q_f32(pw.add(i)), c0);
+            acc1 = vfmaq_f32(acc1, vld1q_f32(pw.add(i + 4)), c1);
+            i += 8;
+        }
+        let mut rest = 0.0f32;
+        while i < len {
+            rest += *pw.add(i) * f32::from(*pc.add(i));
+            i += 1;
+        }
+        vaddvq_f32(vaddq_f32(acc0, acc1)) + rest
+    }
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn sq_l2_squared(shifted: &[f32], scales: &[f32], codes: &[u8]) -> f32 {
+    let len = shifted.len().min(scales.len()).min(codes.len());
+    let (pa, ps, pc) = (shifted.as_ptr(), scales.as_ptr(), codes.as_ptr());
+    // SAFETY: all loads are below `len`, inside the three slices.
+    unsafe {
+        let mut acc0 = vdupq_n_f32(0.0);
+        let mut acc1 = vdupq_n_f32(0.0);
+        let mut i = 0;
+        while i + 8 <= len {
+            let (c0, c1) = load_u8(pc.add(i));
+            let d0 = vfmsq_f32(vld1q_f32(pa.add(i)), vld1q_f32(ps.add(i)), c0);
+            let d1 = vfmsq_f32(vld1q_f32(pa.add(i + 4)), vld1q_f32(ps.add(i + 4)), c1);
+            acc0 = vfmaq_f32(acc0, d0, d0);
+            acc1 = vfmaq_f32(acc1, d1, d1);
+            i += 8;
+        }
+        let mut rest = 0.0f32;
+        while i < len {
+            let d = *pa.add(i) - *ps.add(i) * f32::from(*pc.add(i));
             rest += d * d;
             i += 1;
         }

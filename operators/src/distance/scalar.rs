@@ -71,6 +71,29 @@ pub fn norm_squared_batch_f16(query: &[f32], rows: &[f16], out: &mut [f32]) {
     }
 }
 
+/// `sum(w * c)`: weights against a row of 8-bit codes (see [`super::Kernels::sq_dot`]).
+pub fn sq_dot(weights: &[f32], codes: &[u8]) -> f32 {
+    weights
+        .iter()
+        .zip(codes)
+        .map(|(w, c)| w * f32::from(*c))
+        .sum()
+}
+
+/// `sum((a - s * c)^2)`: a shifted query against a row of 8-bit codes and their scales (see
+/// [`super::Kernels::sq_l2_squared`]).
+pub fn sq_l2_squared(shifted: &[f32], scales: &[f32], codes: &[u8]) -> f32 {
+    shifted
+        .iter()
+        .zip(scales)
+        .zip(codes)
+        .map(|((a, s), c)| {
+            let d = a - s * f32::from(*c);
+            d * d
+        })
+        .sum()
+}
+
 /// Reference tile kernel: see [`super::gemm::TileKernel`].
 pub fn dot_tile(tile: super::gemm::Tile<'_>, out: &mut [f32], out_stride: usize) {
     let dim = tile.dim;
