@@ -254,6 +254,12 @@ impl HnswGraph {
                 }
                 Vec::new()
             } else {
+                if let Some(id) = level_ids.iter().find(|id| **id as usize >= len) {
+                    return Err(malformed(format!(
+                        "the HNSW graph's level {} has node {id}, outside its {len} nodes",
+                        levels.len()
+                    )));
+                }
                 let mut positions: Vec<(u32, u32)> = level_ids
                     .iter()
                     .enumerate()
@@ -583,7 +589,12 @@ mod tests {
         let err = HnswGraph::from_lance(&lance_batch(&[bottom], 0)).unwrap_err();
         assert!(err.to_string().contains("node 2 at row 1"), "{err}");
         let bottom = vec![(0, vec![1]), (1, vec![0])];
-        let err = HnswGraph::from_lance(&lance_batch(&[bottom], 9)).unwrap_err();
+        let err =
+            HnswGraph::from_lance(&lance_batch(std::slice::from_ref(&bottom), 9)).unwrap_err();
         assert!(err.to_string().contains("entry point 9"), "{err}");
+        // An upper level naming a node the bottom level does not have.
+        let upper = vec![(0, vec![5]), (5, vec![0])];
+        let err = HnswGraph::from_lance(&lance_batch(&[bottom, upper], 0)).unwrap_err();
+        assert!(err.to_string().contains("level 1 has node 5"), "{err}");
     }
 }
