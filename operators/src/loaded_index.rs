@@ -235,7 +235,7 @@ impl LoadedIndex {
                 .map(|v| (k.dot)(v, v))
                 .collect::<Vec<f32>>()
         });
-        let quantized = ScalarQuantized::new(&values, dim, distance_type);
+        let quantized = ScalarQuantized::new(&values, dim, distance_type, norms.as_deref());
         Ok(Self {
             key,
             schema: Arc::new(Schema::from(dataset.schema())),

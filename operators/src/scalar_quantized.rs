@@ -40,22 +40,33 @@ pub(crate) struct QuantizedQuery<'a> {
 
 impl ScalarQuantized {
     /// `values` (rows of `dim` values) quantized for `distance_type`: a cosine index's vectors
-    /// are scaled to unit length first, so that their dot product with the query ranks them.
-    pub(crate) fn new(values: &[f32], dim: usize, distance_type: DistanceType) -> Self {
+    /// are scaled to unit length first (by `norms`, their squared norms, which a cosine search
+    /// keeps anyway), so that their dot product with the query ranks them.
+    pub(crate) fn new(
+        values: &[f32],
+        dim: usize,
+        distance_type: DistanceType,
+        norms: Option<&[f32]>,
+    ) -> Self {
         // Rows of no values have no codes; `max` keeps `chunks_exact` from a step of 0.
         let step = dim.max(1);
-        let k = kernels();
-        let unit = |row: &[f32]| -> f32 {
-            let norm = (k.dot)(row, row).sqrt();
-            if distance_type == DistanceType::Cosine && norm > 0.0 && norm.is_finite() {
-                1.0 / norm
-            } else {
-                1.0
-            }
+        let rows = values.len() / step;
+        let factors: Vec<f32> = match (distance_type, norms) {
+            (DistanceType::Cosine, Some(norms)) => norms
+                .iter()
+                .map(|n| {
+                    let norm = n.sqrt();
+                    if norm > 0.0 && norm.is_finite() {
+                        1.0 / norm
+                    } else {
+                        1.0
+                    }
+                })
+                .collect(),
+            _ => vec![1.0; rows],
         };
         let mut low = vec![f32::INFINITY; dim];
         let mut high = vec![f32::NEG_INFINITY; dim];
-        let factors: Vec<f32> = values.chunks_exact(step).map(unit).collect();
         for (row, factor) in values.chunks_exact(step).zip(&factors) {
             for ((v, lo), hi) in row.iter().zip(&mut low).zip(&mut high) {
                 let v = v * factor;
@@ -80,7 +91,7 @@ impl ScalarQuantized {
                 }
             })
             .collect();
-        let mut codes = MutableBuffer::from_len_zeroed(values.len() / step * dim);
+        let mut codes = MutableBuffer::from_len_zeroed(rows * dim);
         for ((out, row), factor) in codes
             .as_slice_mut()
             .chunks_exact_mut(step)
@@ -189,7 +200,7 @@ mod tests {
     fn l2_scores_are_within_the_quantization_error_of_the_exact_distance() {
         let dim = 37;
         let values = rows(200, dim, 1);
-        let quantized = ScalarQuantized::new(&values, dim, DistanceType::L2);
+        let quantized = ScalarQuantized::new(&values, dim, DistanceType::L2, None);
         let error = reconstruction_error(&quantized);
         let query = &rows(1, dim, 2);
         let prepared = quantized.query(query);
@@ -214,7 +225,11 @@ mod tests {
             (DistanceType::Dot, Metric::NegativeInnerProduct),
             (DistanceType::Cosine, Metric::Cosine),
         ] {
-            let quantized = ScalarQuantized::new(&values, dim, distance_type);
+            let norms: Vec<f32> = values
+                .chunks_exact(dim)
+                .map(|row| distance(Metric::InnerProduct, row, row))
+                .collect();
+            let quantized = ScalarQuantized::new(&values, dim, distance_type, Some(&norms));
             let error = reconstruction_error(&quantized);
             let prepared = quantized.query(query);
             // Cauchy-Schwarz: the reconstruction moves a row (of unit length, for cosine) by at
@@ -239,7 +254,7 @@ mod tests {
     fn codes_span_each_dimension_and_a_constant_dimension_is_exact() {
         // Dimension 0 is constant, dimension 1 runs from -2 to 6 (a code a 8/255 step).
         let values = [3.0, -2.0, 3.0, 6.0, 3.0, 0.0];
-        let quantized = ScalarQuantized::new(&values, 2, DistanceType::L2);
+        let quantized = ScalarQuantized::new(&values, 2, DistanceType::L2, None);
         assert_eq!(quantized.codes(0), &[0, 0]);
         assert_eq!(quantized.codes(1), &[0, 255]);
         assert_eq!(quantized.codes(2), &[0, 64]);
@@ -251,7 +266,7 @@ mod tests {
     #[test]
     fn non_finite_values_neither_panic_nor_widen_the_ranges() {
         let values = [f32::NAN, 1.0, f32::INFINITY, 3.0, 0.0, f32::NEG_INFINITY];
-        let quantized = ScalarQuantized::new(&values, 2, DistanceType::L2);
+        let quantized = ScalarQuantized::new(&values, 2, DistanceType::L2, None);
         assert_eq!(quantized.offsets, vec![0.0, 1.0]);
         assert_eq!(quantized.scales, vec![0.0, 2.0 / 255.0]);
         assert_eq!(quantized.codes(1), &[0, 255]);
@@ -261,7 +276,7 @@ mod tests {
     #[test]
     fn codes_are_aligned_to_cache_lines() {
         let values = rows(10, 16, 5);
-        let quantized = ScalarQuantized::new(&values, 16, DistanceType::L2);
+        let quantized = ScalarQuantized::new(&values, 16, DistanceType::L2, None);
         assert_eq!(quantized.codes(0).as_ptr() as usize % 64, 0);
     }
 }

@@ -27,26 +27,40 @@ pub(super) fn kernels() -> Option<Kernels> {
     })
 }
 
+/// Runs `step` over 8-value chunks at `i` (folding them into the two accumulators, lanes
+/// `i..i + 4` and `i + 4..i + 8`), then sums `tail` over the remaining values.
+macro_rules! reduce_loop {
+    ($len:expr, |$i:ident, $acc0:ident, $acc1:ident| $step:block, |$j:ident| $tail:expr) => {{
+        let len = $len;
+        let mut $acc0 = vdupq_n_f32(0.0);
+        let mut $acc1 = vdupq_n_f32(0.0);
+        let mut $i = 0;
+        while $i + 8 <= len {
+            $step
+            $i += 8;
+        }
+        let mut rest = 0.0f32;
+        for $j in $i..len {
+            rest += $tail;
+        }
+        vaddvq_f32(vaddq_f32($acc0, $acc1)) + rest
+    }};
+}
+
 #[target_feature(enable = "neon")]
 unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     let len = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     // SAFETY: all loads are below `len`, inside both slices.
     unsafe {
-        let mut acc0 = vdupq_n_f32(0.0);
-        let mut acc1 = vdupq_n_f32(0.0);
-        let mut i = 0;
-        while i + 8 <= len {
-            acc0 = vfmaq_f32(acc0, vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
-            acc1 = vfmaq_f32(acc1, vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
-            i += 8;
-        }
-        let mut rest = 0.0f32;
-        while i < len {
-            rest += *pa.add(i) * *pb.add(i);
-            i += 1;
-        }
-        vaddvq_f32(vaddq_f32(acc0, acc1)) + rest
+        reduce_loop!(
+            len,
+            |i, acc0, acc1| {
+                acc0 = vfmaq_f32(acc0, vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+                acc1 = vfmaq_f32(acc1, vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
+            },
+            |j| *pa.add(j) * *pb.add(j)
+        )
     }
 }
 
@@ -56,23 +70,19 @@ unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     // SAFETY: all loads are below `len`, inside both slices.
     unsafe {
-        let mut acc0 = vdupq_n_f32(0.0);
-        let mut acc1 = vdupq_n_f32(0.0);
-        let mut i = 0;
-        while i + 8 <= len {
-            let d0 = vsubq_f32(vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
-            let d1 = vsubq_f32(vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
-            acc0 = vfmaq_f32(acc0, d0, d0);
-            acc1 = vfmaq_f32(acc1, d1, d1);
-            i += 8;
-        }
-        let mut rest = 0.0f32;
-        while i < len {
-            let d = *pa.add(i) - *pb.add(i);
-            rest += d * d;
-            i += 1;
-        }
-        vaddvq_f32(vaddq_f32(acc0, acc1)) + rest
+        reduce_loop!(
+            len,
+            |i, acc0, acc1| {
+                let d0 = vsubq_f32(vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+                let d1 = vsubq_f32(vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
+                acc0 = vfmaq_f32(acc0, d0, d0);
+                acc1 = vfmaq_f32(acc1, d1, d1);
+            },
+            |j| {
+                let d = *pa.add(j) - *pb.add(j);
+                d * d
+            }
+        )
     }
 }
 
@@ -96,21 +106,15 @@ unsafe fn sq_dot(weights: &[f32], codes: &[u8]) -> f32 {
     let (pw, pc) = (weights.as_ptr(), codes.as_ptr());
     // SAFETY: all loads are below `len`, inside both slices.
     unsafe {
-        let mut acc0 = vdupq_n_f32(0.0);
-        let mut acc1 = vdupq_n_f32(0.0);
-        let mut i = 0;
-        while i + 8 <= len {
-            let (c0, c1) = load_u8(pc.add(i));
-            acc0 = vfmaq_f32(acc0, vld1q_f32(pw.add(i)), c0);
-            acc1 = vfmaq_f32(acc1, vld1q_f32(pw.add(i + 4)), c1);
-            i += 8;
-        }
-        let mut rest = 0.0f32;
-        while i < len {
-            rest += *pw.add(i) * f32::from(*pc.add(i));
-            i += 1;
-        }
-        vaddvq_f32(vaddq_f32(acc0, acc1)) + rest
+        reduce_loop!(
+            len,
+            |i, acc0, acc1| {
+                let (c0, c1) = load_u8(pc.add(i));
+                acc0 = vfmaq_f32(acc0, vld1q_f32(pw.add(i)), c0);
+                acc1 = vfmaq_f32(acc1, vld1q_f32(pw.add(i + 4)), c1);
+            },
+            |j| *pw.add(j) * f32::from(*pc.add(j))
+        )
     }
 }
 
@@ -120,24 +124,20 @@ unsafe fn sq_l2_squared(shifted: &[f32], scales: &[f32], codes: &[u8]) -> f32 {
     let (pa, ps, pc) = (shifted.as_ptr(), scales.as_ptr(), codes.as_ptr());
     // SAFETY: all loads are below `len`, inside the three slices.
     unsafe {
-        let mut acc0 = vdupq_n_f32(0.0);
-        let mut acc1 = vdupq_n_f32(0.0);
-        let mut i = 0;
-        while i + 8 <= len {
-            let (c0, c1) = load_u8(pc.add(i));
-            let d0 = vfmsq_f32(vld1q_f32(pa.add(i)), vld1q_f32(ps.add(i)), c0);
-            let d1 = vfmsq_f32(vld1q_f32(pa.add(i + 4)), vld1q_f32(ps.add(i + 4)), c1);
-            acc0 = vfmaq_f32(acc0, d0, d0);
-            acc1 = vfmaq_f32(acc1, d1, d1);
-            i += 8;
-        }
-        let mut rest = 0.0f32;
-        while i < len {
-            let d = *pa.add(i) - *ps.add(i) * f32::from(*pc.add(i));
-            rest += d * d;
-            i += 1;
-        }
-        vaddvq_f32(vaddq_f32(acc0, acc1)) + rest
+        reduce_loop!(
+            len,
+            |i, acc0, acc1| {
+                let (c0, c1) = load_u8(pc.add(i));
+                let d0 = vfmsq_f32(vld1q_f32(pa.add(i)), vld1q_f32(ps.add(i)), c0);
+                let d1 = vfmsq_f32(vld1q_f32(pa.add(i + 4)), vld1q_f32(ps.add(i + 4)), c1);
+                acc0 = vfmaq_f32(acc0, d0, d0);
+                acc1 = vfmaq_f32(acc1, d1, d1);
+            },
+            |j| {
+                let d = *pa.add(j) - *ps.add(j) * f32::from(*pc.add(j));
+                d * d
+            }
+        )
     }
 }
 
