@@ -5,10 +5,12 @@
 //! times as many queries a second (`benchmarks/README.md`). [`HnswGraph`] holds the same graph in
 //! flat arrays (the bottom level in one fixed-stride block per node, the upper levels as
 //! adjacency lists between positions in the level) and [`HnswGraph::search`] runs the search of
-//! the HNSW paper (greedy descent through the upper levels, then a beam of width `ef` on the
-//! bottom level) over a caller's scoring function, as hnswlib does: a visited set cleared by
-//! generation and two binary heaps, all kept between searches, and the next candidate's list,
-//! the visited marks and the neighbours' vectors prefetched before they are needed.
+//! the HNSW paper (the upper levels descended, then a beam of width `ef` on the bottom level)
+//! over a caller's scoring function, as hnswlib does: a visited set cleared by generation and two
+//! binary heaps, all kept between searches, and the next candidate's list, the visited marks and
+//! the neighbours' vectors prefetched before they are needed. Each level runs the same beam
+//! search ([`LevelView`] is what it walks); the upper levels' beam may be wider than the paper's
+//! greedy one (FAISS's `upper_beam`), which carries several routes down.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -98,6 +100,37 @@ impl Bottom {
     }
 }
 
+/// A level as its search walks it: nodes `0..len()` (positions in the level), their
+/// neighbours, and the node id of each.
+trait LevelView {
+    fn len(&self) -> usize;
+    fn neighbors(&self, node: u32) -> &[u32];
+    fn id(&self, node: u32) -> u32;
+    /// Asks for `node`'s neighbours ahead of their use.
+    fn prefetch_neighbors(&self, _node: u32) {}
+}
+
+impl LevelView for Bottom {
+    fn len(&self) -> usize {
+        self.blocks.len().checked_div(self.stride).unwrap_or(0)
+    }
+
+    #[inline]
+    fn neighbors(&self, node: u32) -> &[u32] {
+        Bottom::neighbors(self, node)
+    }
+
+    #[inline]
+    fn id(&self, node: u32) -> u32 {
+        node
+    }
+
+    #[inline]
+    fn prefetch_neighbors(&self, node: u32) {
+        prefetch(self.block(node));
+    }
+}
+
 /// A level above the bottom one, its edges between positions in the level, so that the descent
 /// looks a node up only on entering the level.
 #[derive(Debug)]
@@ -143,13 +176,23 @@ impl Upper {
         position_of(&self.positions, node)
     }
 
+    fn size_bytes(&self) -> usize {
+        (self.ids.len() + self.offsets.len() + self.targets.len()) * 4 + self.positions.len() * 8
+    }
+}
+
+impl LevelView for Upper {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
     fn neighbors(&self, position: u32) -> &[u32] {
         let p = position as usize;
         &self.targets[self.offsets[p] as usize..self.offsets[p + 1] as usize]
     }
 
-    fn size_bytes(&self) -> usize {
-        (self.ids.len() + self.offsets.len() + self.targets.len()) * 4 + self.positions.len() * 8
+    fn id(&self, position: u32) -> u32 {
+        self.ids[position as usize]
     }
 }
 
@@ -322,12 +365,19 @@ impl HnswGraph {
     }
 
     /// The (up to) `ef` nodes nearest the query, nearest first (ties by node), by `score(node)`
-    /// (smaller is nearer; the query is the scoring function's). `prefetch_node(node)` is called
-    /// for each node about to be scored, before the batch of them is. `scratch` is reused
-    /// between searches, so that a search allocates only its answer.
+    /// (smaller is nearer; the query is the scoring function's).
+    ///
+    /// Each level above the bottom one is searched with a beam of `upper_beam` nodes, from the
+    /// nodes the level above ended with: with 1, the HNSW paper's greedy descent; wider, as
+    /// FAISS's `upper_beam`, the descent carries several routes down and is less often caught in
+    /// the wrong region of clustered data. The bottom level is searched with a beam of `ef`.
+    /// `prefetch_node(node)` is called for each node about to be scored, before the batch of
+    /// them is. `scratch` is reused between searches, so that a search allocates only its
+    /// answer.
     pub fn search(
         &self,
         ef: usize,
+        upper_beam: usize,
         scratch: &mut SearchScratch,
         mut score: impl FnMut(u32) -> f32,
         prefetch_node: impl Fn(u32),
@@ -335,81 +385,107 @@ impl HnswGraph {
         if self.is_empty() || ef == 0 {
             return Vec::new();
         }
-        let mut entry = self.entry_point;
-        let mut entry_score = score(entry);
-        // Greedy descent through the upper levels (the HNSW paper's algorithm 2 stops at 1).
+        scratch.nearest.clear();
+        let entry = self.entry_point;
+        scratch.nearest.push((OrderedKey(score(entry)), entry));
         for level in self.upper.iter().rev() {
-            let Some(mut at) = level.position(entry) else {
+            // A level none of the nodes so far is in (which HNSW never makes) is passed over.
+            if scratch
+                .nearest
+                .iter()
+                .all(|(_, n)| level.position(*n).is_none())
+            {
                 continue;
-            };
-            loop {
-                let mut moved = false;
-                let neighbors = level.neighbors(at);
-                neighbors
-                    .iter()
-                    .for_each(|p| prefetch_node(level.ids[*p as usize]));
-                for &p in neighbors {
-                    let node = level.ids[p as usize];
-                    let s = score(node);
-                    if s < entry_score {
-                        (entry, entry_score, at) = (node, s, p);
-                        moved = true;
-                    }
-                }
-                if !moved {
-                    break;
-                }
             }
+            // The level's search runs between positions in the level.
+            scratch.relabel(|node| level.position(node));
+            scratch.search_level(level, upper_beam.max(1), &mut score, &prefetch_node);
+            scratch.relabel(|p| Some(level.ids[p as usize]));
         }
-        let SearchScratch {
-            visited,
-            candidates,
-            nearest,
-            fresh,
-        } = scratch;
-        visited.start(self.len);
-        visited.insert(entry);
-        candidates.clear();
-        nearest.clear();
-        candidates.push(Reverse((OrderedKey(entry_score), entry)));
-        nearest.push((OrderedKey(entry_score), entry));
-        while let Some(Reverse((OrderedKey(s), node))) = candidates.pop() {
-            if nearest.len() >= ef && nearest.peek().is_some_and(|w| s > w.0 .0) {
-                break;
-            }
-            if let Some(Reverse((_, next))) = candidates.peek() {
-                prefetch(self.bottom.block(*next));
-            }
-            let neighbors = self.bottom.neighbors(node);
-            neighbors.iter().for_each(|n| visited.prefetch(*n));
-            fresh.clear();
-            fresh.extend(neighbors.iter().copied().filter(|n| visited.insert(*n)));
-            fresh.iter().for_each(|n| prefetch_node(*n));
-            for &n in fresh.iter() {
-                let s = score(n);
-                if nearest.len() < ef || nearest.peek().is_some_and(|w| s < w.0 .0) {
-                    candidates.push(Reverse((OrderedKey(s), n)));
-                    nearest.push((OrderedKey(s), n));
-                    if nearest.len() > ef {
-                        nearest.pop();
-                    }
-                }
-            }
-        }
-        let mut found: Vec<(f32, u32)> = nearest.drain().map(|(OrderedKey(s), n)| (s, n)).collect();
+        scratch.search_level(&self.bottom, ef, &mut score, &prefetch_node);
+        let mut found: Vec<(f32, u32)> = scratch
+            .nearest
+            .drain()
+            .map(|(OrderedKey(s), n)| (s, n))
+            .collect();
         found.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         found
     }
 }
 
 /// What a search needs besides the graph (the visited set, the two heaps of the beam, the
-/// neighbours to score), kept between searches.
+/// neighbours to score, the nodes a level starts from), kept between searches.
 #[derive(Debug, Default)]
 pub struct SearchScratch {
     visited: VisitedSet,
     candidates: BinaryHeap<Reverse<Scored>>,
+    /// The beam's nearest, at most its width: what a level's search starts from and ends with.
     nearest: BinaryHeap<Scored>,
     fresh: Vec<u32>,
+    seeds: Vec<Scored>,
+}
+
+impl SearchScratch {
+    /// Renames the nodes in `nearest` by `rename` (leaving out those it maps to `None`).
+    fn relabel(&mut self, rename: impl Fn(u32) -> Option<u32>) {
+        self.seeds.clear();
+        self.seeds.extend(
+            self.nearest
+                .drain()
+                .filter_map(|(s, n)| rename(n).map(|n| (s, n))),
+        );
+        self.nearest.extend(self.seeds.drain(..));
+    }
+
+    /// The beam search of `level` (the HNSW paper's algorithm 2), from the scored nodes in
+    /// `nearest`, leaving there the `width` nearest it found.
+    fn search_level(
+        &mut self,
+        level: &impl LevelView,
+        width: usize,
+        score: &mut impl FnMut(u32) -> f32,
+        prefetch_node: &impl Fn(u32),
+    ) {
+        let Self {
+            visited,
+            candidates,
+            nearest,
+            fresh,
+            ..
+        } = self;
+        visited.start(level.len());
+        candidates.clear();
+        for &(s, n) in nearest.iter() {
+            visited.insert(n);
+            candidates.push(Reverse((s, n)));
+        }
+        while nearest.len() > width {
+            nearest.pop();
+        }
+        while let Some(Reverse((OrderedKey(s), node))) = candidates.pop() {
+            if nearest.len() >= width && nearest.peek().is_some_and(|w| s > w.0 .0) {
+                break;
+            }
+            if let Some(Reverse((_, next))) = candidates.peek() {
+                level.prefetch_neighbors(*next);
+            }
+            let neighbors = level.neighbors(node);
+            neighbors.iter().for_each(|n| visited.prefetch(*n));
+            fresh.clear();
+            fresh.extend(neighbors.iter().copied().filter(|n| visited.insert(*n)));
+            fresh.iter().for_each(|n| prefetch_node(level.id(*n)));
+            for &n in fresh.iter() {
+                let s = score(level.id(n));
+                if nearest.len() < width || nearest.peek().is_some_and(|w| s < w.0 .0) {
+                    candidates.push(Reverse((OrderedKey(s), n)));
+                    nearest.push((OrderedKey(s), n));
+                    if nearest.len() > width {
+                        nearest.pop();
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The nodes a search has visited, cleared between searches in O(1) by a generation count.
@@ -515,6 +591,7 @@ mod tests {
         let mut scratch = SearchScratch::default();
         let found = graph.search(
             8,
+            1,
             &mut scratch,
             |i| (points[i as usize] - query).abs(),
             |_| {},
@@ -561,6 +638,7 @@ mod tests {
         let mut scored = Vec::new();
         let found = graph.search(
             3,
+            1,
             &mut scratch,
             |i| {
                 scored.push(i);
@@ -571,6 +649,37 @@ mod tests {
         assert_eq!(found, vec![(0.0, 72), (1.0, 71), (1.0, 73)]);
         // The bottom beam starts near 70: it scores a handful of nodes, not the path from 0.
         assert!(scored.len() < 30, "scored {} nodes", scored.len());
+    }
+
+    #[test]
+    fn a_wider_upper_beam_escapes_where_the_greedy_descent_is_caught() {
+        // Points on a line, no bottom-level edges, so a search returns the nodes the descent
+        // ends with. Level 1: from the entry point 50, node 70 is nearer the query (100) but a
+        // dead end; 99 is only reached through 20, which is farther.
+        let n = 100u32;
+        let bottom = (0..n).map(|i| (i, Vec::new())).collect();
+        let upper = vec![
+            (20, vec![50, 99]),
+            (50, vec![70, 20]),
+            (70, vec![50]),
+            (99, vec![20]),
+        ];
+        let graph = HnswGraph::from_lance(&lance_batch(&[bottom, upper], 50)).unwrap();
+        let score = |i: u32| (i as f32 - 100.0).abs();
+        let mut scratch = SearchScratch::default();
+        assert_eq!(
+            graph.search(1, 1, &mut scratch, score, |_| {}),
+            vec![(30.0, 70)]
+        );
+        assert_eq!(
+            graph.search(1, 3, &mut scratch, score, |_| {}),
+            vec![(1.0, 99)]
+        );
+        // The bottom beam starts from every node the upper beam ended with.
+        assert_eq!(
+            graph.search(3, 3, &mut scratch, score, |_| {}),
+            vec![(1.0, 99), (30.0, 70), (50.0, 50)]
+        );
     }
 
     #[test]

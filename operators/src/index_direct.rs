@@ -145,20 +145,20 @@ impl DirectIndex {
         candidates: usize,
         columns: &[String],
     ) -> Result<Option<Candidates>> {
-        let mut key = search.query.to_vec();
-        if self.distance_type == DistanceType::Cosine {
-            // The scanner normalises a cosine query before ranking partitions.
-            let norm = key.iter().map(|v| v * v).sum::<f32>().sqrt();
-            if !(norm.is_finite() && norm > 0.0) {
-                return Ok(None);
-            }
-            key.iter_mut().for_each(|v| *v /= norm);
+        // The scanner normalises a cosine query before ranking partitions.
+        let norm = match self.distance_type {
+            DistanceType::Cosine => search.query.iter().map(|v| v * v).sum::<f32>().sqrt(),
+            _ => 1.0,
+        };
+        if !(norm.is_finite() && norm > 0.0) {
+            return Ok(None);
         }
+        let key = || key_array(&self.element, search.query.iter().map(|v| v / norm));
         let nprobes = search.params.nprobes.max(1);
         let ef = search.params.ef.max(candidates);
         let index = match &self.searcher {
             Searcher::Loaded(loaded) => {
-                let probed = loaded.partitions(&key_array(&self.element, &key), nprobes)?;
+                let probed = loaded.partitions(key, nprobes)?;
                 // Scored by the query as given: the distance functions' exact values, so the
                 // k nearest candidates are the answer and no other row is fetched.
                 let found = loaded.search(&search.query, &probed, ef, search.k);
@@ -172,10 +172,9 @@ impl DirectIndex {
             }
             Searcher::Lance(index) => index,
         };
-        let key = key_array(&self.element, &key);
         let mut query = index_query(
             &search.column,
-            key,
+            key(),
             candidates,
             ef,
             nprobes,
@@ -201,12 +200,10 @@ pub(crate) fn with_column(columns: &[String], column: &str) -> Vec<String> {
 }
 
 /// `key` as an array of `element` (`Float16` or `Float32`), the type Lance compares it in.
-fn key_array(element: &DataType, key: &[f32]) -> ArrayRef {
+fn key_array(element: &DataType, key: impl Iterator<Item = f32>) -> ArrayRef {
     match element {
-        DataType::Float16 => Arc::new(Float16Array::from_iter_values(
-            key.iter().map(|v| f16::from_f32(*v)),
-        )),
-        _ => Arc::new(Float32Array::from(key.to_vec())),
+        DataType::Float16 => Arc::new(Float16Array::from_iter_values(key.map(f16::from_f32))),
+        _ => Arc::new(Float32Array::from_iter_values(key)),
     }
 }
 
