@@ -389,18 +389,12 @@ impl HnswGraph {
         let entry = self.entry_point;
         scratch.nearest.push((OrderedKey(score(entry)), entry));
         for level in self.upper.iter().rev() {
-            // A level none of the nodes so far is in (which HNSW never makes) is passed over.
-            if scratch
-                .nearest
-                .iter()
-                .all(|(_, n)| level.position(*n).is_none())
-            {
-                continue;
+            // The level's search runs between positions in the level; a level none of the nodes
+            // so far is in (which HNSW never makes) is passed over.
+            if scratch.relabel(|node| level.position(node)) {
+                scratch.search_level(level, upper_beam.max(1), &mut score, &prefetch_node);
+                scratch.relabel(|p| Some(level.id(p)));
             }
-            // The level's search runs between positions in the level.
-            scratch.relabel(|node| level.position(node));
-            scratch.search_level(level, upper_beam.max(1), &mut score, &prefetch_node);
-            scratch.relabel(|p| Some(level.ids[p as usize]));
         }
         scratch.search_level(&self.bottom, ef, &mut score, &prefetch_node);
         let mut found: Vec<(f32, u32)> = scratch
@@ -426,15 +420,21 @@ pub struct SearchScratch {
 }
 
 impl SearchScratch {
-    /// Renames the nodes in `nearest` by `rename` (leaving out those it maps to `None`).
-    fn relabel(&mut self, rename: impl Fn(u32) -> Option<u32>) {
+    /// Renames the nodes in `nearest` by `rename`, leaving out those it maps to `None`; if it
+    /// maps all of them to `None`, leaves `nearest` as it was. Whether any node was renamed.
+    fn relabel(&mut self, rename: impl Fn(u32) -> Option<u32>) -> bool {
         self.seeds.clear();
         self.seeds.extend(
             self.nearest
-                .drain()
-                .filter_map(|(s, n)| rename(n).map(|n| (s, n))),
+                .iter()
+                .filter_map(|(s, n)| rename(*n).map(|n| (*s, n))),
         );
+        if self.seeds.is_empty() {
+            return false;
+        }
+        self.nearest.clear();
         self.nearest.extend(self.seeds.drain(..));
+        true
     }
 
     /// The beam search of `level` (the HNSW paper's algorithm 2), from the scored nodes in
@@ -680,6 +680,17 @@ mod tests {
             graph.search(3, 3, &mut scratch, score, |_| {}),
             vec![(1.0, 99), (30.0, 70), (50.0, 50)]
         );
+    }
+
+    #[test]
+    fn an_upper_level_without_the_descents_nodes_is_passed_over() {
+        // The entry point 0 is not on level 1, so the bottom beam starts from it.
+        let bottom = vec![(0, vec![1]), (1, vec![0, 2]), (2, vec![1]), (3, vec![])];
+        let upper = vec![(3, vec![])];
+        let graph = HnswGraph::from_lance(&lance_batch(&[bottom, upper], 0)).unwrap();
+        let mut scratch = SearchScratch::default();
+        let found = graph.search(1, 3, &mut scratch, |i| (i as f32 - 2.0).abs(), |_| {});
+        assert_eq!(found, vec![(0.0, 2)]);
     }
 
     #[test]

@@ -147,12 +147,15 @@ impl DirectIndex {
     ) -> Result<Option<Candidates>> {
         // The scanner normalises a cosine query before ranking partitions.
         let norm = match self.distance_type {
-            DistanceType::Cosine => search.query.iter().map(|v| v * v).sum::<f32>().sqrt(),
+            DistanceType::Cosine => {
+                let norm = search.query.iter().map(|v| v * v).sum::<f32>().sqrt();
+                if !(norm.is_finite() && norm > 0.0) {
+                    return Ok(None);
+                }
+                norm
+            }
             _ => 1.0,
         };
-        if !(norm.is_finite() && norm > 0.0) {
-            return Ok(None);
-        }
         let key = || key_array(&self.element, search.query.iter().map(|v| v / norm));
         let nprobes = search.params.nprobes.max(1);
         let ef = search.params.ef.max(candidates);
