@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_logic_tests() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql");
+    let dir = quiver_tests::package_dir().join("sql");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/sql")
         .map(|e| e.expect("entry").path())

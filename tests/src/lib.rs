@@ -18,6 +18,15 @@ use quiver_planner::{user_message, QuiverSession};
 pub mod npy;
 pub mod slt;
 
+/// The `tests` package's directory, as `cargo test` gives it to the running tests. Read at run
+/// time, not compiled in: cargo does not rebuild a test binary when the checkout moves, and a
+/// path compiled in would point into the old one.
+pub fn package_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// A session over a fresh temporary data root, deleted on drop.
 pub struct TestDb {
     /// The data root's directory.

@@ -74,5 +74,5 @@ pub fn read_i32(path: &std::path::Path) -> Result<Matrix<i32>, String> {
 
 /// The directory of the MiniLM embeddings (`../shared/data/minilm-50k` from the repository).
 pub fn minilm_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/minilm-50k")
+    crate::package_dir().join("../../shared/data/minilm-50k")
 }

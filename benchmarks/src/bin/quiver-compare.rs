@@ -250,8 +250,13 @@ fn main() {
     });
 
     eprintln!("timing the peers...");
+    // The package's directory as `cargo run` gives it, where it is run that way: cargo does not
+    // rebuild when the checkout moves, and the path compiled in would be the old checkout's.
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     let output = std::process::Command::new(&args.python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("compare/peers.py"))
+        .arg(package.join("compare/peers.py"))
         .arg(&args.work)
         .arg(EF_SWEEP.map(|ef| ef.to_string()).join(","))
         .arg(SWEEP_PASSES.to_string())
