@@ -22,6 +22,7 @@ use lance_index::vector::hnsw::builder::HNSW_METADATA_KEY;
 use lance_index::vector::hnsw::{HnswMetadata, VECTOR_ID_FIELD};
 
 use crate::error::OperatorError;
+use crate::huge_pages::HugePageArray;
 
 /// One level's edges: node `i`'s neighbours are `targets[offsets[i]..offsets[i + 1]]`, where `i`
 /// is the node's position in the level.
@@ -68,7 +69,7 @@ impl Level {
 #[derive(Debug, Default)]
 struct Bottom {
     stride: usize,
-    blocks: Vec<u32>,
+    blocks: HugePageArray<u32>,
 }
 
 impl Bottom {
@@ -78,7 +79,7 @@ impl Bottom {
             .max()
             .unwrap_or(0);
         let stride = degree + 1;
-        let mut blocks = vec![0; len * stride];
+        let mut blocks = HugePageArray::zeroed(len * stride);
         for (node, block) in blocks.chunks_exact_mut(stride).enumerate() {
             let neighbors = level.neighbors(node as u32);
             block[0] = neighbors.len() as u32;
@@ -361,7 +362,7 @@ impl HnswGraph {
 
     /// Bytes the graph holds.
     pub fn size_bytes(&self) -> usize {
-        self.bottom.blocks.len() * 4 + self.upper.iter().map(Upper::size_bytes).sum::<usize>()
+        self.bottom.blocks.size_bytes() + self.upper.iter().map(Upper::size_bytes).sum::<usize>()
     }
 
     /// The (up to) `ef` nodes nearest the query, nearest first (ties by node), by `score(node)`
@@ -491,7 +492,7 @@ impl SearchScratch {
 /// The nodes a search has visited, cleared between searches in O(1) by a generation count.
 #[derive(Debug, Default)]
 struct VisitedSet {
-    marks: Vec<u16>,
+    marks: HugePageArray<u16>,
     generation: u16,
 }
 
@@ -499,7 +500,7 @@ impl VisitedSet {
     /// Starts a search of `len` nodes with nothing visited.
     fn start(&mut self, len: usize) {
         if self.marks.len() < len {
-            self.marks.resize(len, 0);
+            self.marks = HugePageArray::zeroed(len);
         }
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {

@@ -8,6 +8,7 @@ pub mod distance;
 pub mod error;
 pub mod functions;
 mod hnsw_graph;
+mod huge_pages;
 pub mod index_direct;
 pub mod index_knn;
 pub mod jobs;

@@ -459,6 +459,11 @@ impl LoadedIndex {
             column: Some(name.to_string()),
             ..self.key.clone()
         };
+        // A plain lookup first: on a hit it is cheaper than `try_get_with`, which would also
+        // set up the load shared with concurrent callers.
+        if let Some(Loaded::Column(values)) = CACHE.get(&key).await {
+            return Ok(Some(values));
+        }
         let loaded = CACHE
             .try_get_with(key, async {
                 let request = ProjectionRequest::from_columns([name], dataset.schema());

@@ -8,17 +8,17 @@
 //! refine step and Milvus's `HNSW_SQ` with `refine` do. Per-dimension ranges (FAISS's
 //! `QT_8bit`) keep dimensions of small range from losing their precision to one wide one.
 
-use datafusion::arrow::buffer::{Buffer, MutableBuffer};
 use lance_linalg::distance::DistanceType;
 
 use crate::distance::{kernels, Kernels};
+use crate::huge_pages::HugePageArray;
 
 /// Vectors of `dim` values as one row of 8-bit codes each, aligned for the cache.
 #[derive(Debug)]
 pub(crate) struct ScalarQuantized {
     dim: usize,
     /// The rows' codes, `dim` bytes a row.
-    codes: Buffer,
+    codes: HugePageArray<u8>,
     /// Each dimension's smallest finite value (the value of code 0).
     offsets: Vec<f32>,
     /// Each dimension's step between two codes.
@@ -91,9 +91,8 @@ impl ScalarQuantized {
                 }
             })
             .collect();
-        let mut codes = MutableBuffer::from_len_zeroed(rows * dim);
+        let mut codes = HugePageArray::zeroed(rows * dim);
         for ((out, row), factor) in codes
-            .as_slice_mut()
             .chunks_exact_mut(step)
             .zip(values.chunks_exact(step))
             .zip(&factors)
@@ -109,7 +108,7 @@ impl ScalarQuantized {
         }
         Self {
             dim,
-            codes: codes.into(),
+            codes,
             offsets,
             scales,
             distance_type,
@@ -119,12 +118,12 @@ impl ScalarQuantized {
     /// The codes of the row at `position`.
     #[inline]
     pub(crate) fn codes(&self, position: usize) -> &[u8] {
-        &self.codes.as_slice()[position * self.dim..(position + 1) * self.dim]
+        &self.codes[position * self.dim..(position + 1) * self.dim]
     }
 
     /// Bytes the codes and their ranges hold.
     pub(crate) fn size_bytes(&self) -> usize {
-        self.codes.capacity() + (self.offsets.len() + self.scales.len()) * 4
+        self.codes.size_bytes() + (self.offsets.len() + self.scales.len()) * 4
     }
 
     /// `query` (of `dim` values) prepared for [`QuantizedQuery::score`].

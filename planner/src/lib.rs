@@ -13,6 +13,7 @@ pub mod jobs;
 mod jobs_sql;
 pub mod knn_function;
 pub mod knn_rule;
+mod number_list;
 pub mod progress;
 mod rewrite_rows;
 pub mod scan;

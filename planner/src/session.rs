@@ -23,6 +23,7 @@ use crate::config::QuiverConfig;
 use crate::jobs::{JobScheduler, SchedulerConfig};
 use crate::knn_function::{rewrite_knn_calls, KnnFunction, KNN_FUNCTION};
 use crate::knn_rule::KnnRule;
+use crate::number_list::NumberListPlanner;
 use crate::progress::ProgressListener;
 use crate::statement::{parse_statements, QuiverStatement};
 use crate::system::SystemSchema;
@@ -66,15 +67,20 @@ impl QuiverSession {
         // Lance stores Utf8; keep SQL strings in that type rather than Utf8View.
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         let system = Arc::new(SystemSchema::new(catalog.clone()));
-        let state = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
             .with_catalog_list(Arc::new(QuiverCatalogList::new(catalog.clone(), system)))
             .with_type_planner(Arc::new(VectorTypePlanner))
             .with_optimizer_rule(Arc::new(InlineUpdateAssignments))
-            .with_physical_optimizer_rule(Arc::new(KnnRule))
-            .build();
+            .with_physical_optimizer_rule(Arc::new(KnnRule));
+        // Before DataFusion's array planner, which would plan a query vector as a call.
+        builder
+            .expr_planners()
+            .get_or_insert_with(Vec::new)
+            .insert(0, Arc::new(NumberListPlanner));
+        let state = builder.build();
         let ctx = SessionContext::new_with_state(state);
         for udf in quiver_operators::functions::all() {
             ctx.register_udf(udf.as_ref().clone());

@@ -7,9 +7,10 @@ use datafusion::arrow::array::{Array, ArrayRef, Float32Array};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
+use super::schema_name::vector_call_name;
 use crate::distance::{distance, key_to_value, ordering_keys, Metric};
 use crate::error::OperatorError;
 use crate::vector::{coerced_vector_type, scalar_vector, FixedValues, VectorArray, VectorRef};
@@ -122,6 +123,10 @@ impl ScalarUDFImpl for DistanceUdf {
 
     fn aliases(&self) -> &[String] {
         &self.aliases
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        vector_call_name(self.name(), args)
     }
 
     fn signature(&self) -> &Signature {

@@ -12,7 +12,9 @@
 //!
 //! Arguments are vector columns (`FixedSizeList<Float32|Float16>`), vector literals
 //! (`[0.1, 0.2]`, any numeric list) or parameters. A NULL argument gives NULL; vectors of different
-//! lengths, non-vector arguments and non-finite query literals are errors.
+//! lengths, non-vector arguments and non-finite query literals are errors. A call's column name
+//! shows a literal vector by its values, and one of more than 8 values by its first 4, its length
+//! and a hash (`l2_distance(docs.embedding,[0.1,0.2,0.3,0.4,...384 values #9c0f3a1d2b4e5f67])`).
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use datafusion::logical_expr::ScalarUDF;
 
 mod distance;
 mod norm;
+mod schema_name;
 pub mod to_vector;
 
 pub use distance::{DistanceFunction, DistanceUdf};

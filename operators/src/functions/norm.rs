@@ -6,10 +6,11 @@ use datafusion::arrow::array::{Float32Array, Int32Array};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 use super::distance::coerce_vector_args;
+use super::schema_name::vector_call_name;
 use crate::distance::kernels;
 use crate::vector::VectorArray;
 
@@ -63,6 +64,10 @@ impl ScalarUDFImpl for L2NormUdf {
         &self.aliases
     }
 
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        vector_call_name(self.name(), args)
+    }
+
     fn signature(&self) -> &Signature {
         &self.signature
     }
@@ -111,6 +116,10 @@ impl Default for VectorDimsUdf {
 impl ScalarUDFImpl for VectorDimsUdf {
     fn name(&self) -> &str {
         "vector_dims"
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        vector_call_name(self.name(), args)
     }
 
     fn signature(&self) -> &Signature {
