@@ -6,14 +6,11 @@
 //! flat arrays (the bottom level in one fixed-stride block per node, the upper levels as
 //! adjacency lists between positions in the level) and [`HnswGraph::search`] runs the search of
 //! the HNSW paper (the upper levels descended, then a beam of width `ef` on the bottom level)
-//! over a caller's scoring function, as hnswlib does: a visited set cleared by generation and two
-//! binary heaps, all kept between searches, and the next candidate's list, the visited marks and
+//! over a caller's scoring function, as hnswlib does: a visited set cleared by generation and the
+//! beam (one sorted list, as DiskANN's), both kept between searches, and the next candidate's list, the visited marks and
 //! the neighbours' vectors prefetched before they are needed. Each level runs the same beam
 //! search ([`LevelView`] is what it walks); the upper levels' beam may be wider than the paper's
 //! greedy one (FAISS's `upper_beam`), which carries several routes down.
-
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::UInt32Type;
@@ -63,29 +60,39 @@ impl Level {
     }
 }
 
-/// The bottom level, in one block of `stride` values per node: the number of neighbours, then
-/// the neighbours. A node's list is one multiplication away, so the list of the candidate to be
-/// expanded next can be prefetched while the current one is.
+/// The bottom level, in one block of `stride` values per node: the neighbours, then
+/// [`NO_NEIGHBOR`] up to the stride. A node's list is one multiplication away, so the list of the
+/// candidate to be expanded next can be prefetched while the current one is; with no count in
+/// the block, Lance's bottom level of `m = 16` (at most 32 neighbours) takes exactly two cache
+/// lines a node.
 #[derive(Debug, Default)]
 struct Bottom {
+    /// The number of nodes.
+    len: usize,
     stride: usize,
     blocks: HugePageArray<u32>,
 }
 
+/// What fills a bottom-level block past a node's last neighbour.
+const NO_NEIGHBOR: u32 = u32::MAX;
+
 impl Bottom {
     fn new(level: &Level, len: usize) -> Self {
-        let degree = (0..len as u32)
+        let stride = (0..len as u32)
             .map(|node| level.neighbors(node).len())
             .max()
             .unwrap_or(0);
-        let stride = degree + 1;
         let mut blocks = HugePageArray::zeroed(len * stride);
-        for (node, block) in blocks.chunks_exact_mut(stride).enumerate() {
+        for (node, block) in blocks.chunks_exact_mut(stride.max(1)).enumerate() {
             let neighbors = level.neighbors(node as u32);
-            block[0] = neighbors.len() as u32;
-            block[1..=neighbors.len()].copy_from_slice(neighbors);
+            block[..neighbors.len()].copy_from_slice(neighbors);
+            block[neighbors.len()..].fill(NO_NEIGHBOR);
         }
-        Self { stride, blocks }
+        Self {
+            len,
+            stride,
+            blocks,
+        }
     }
 
     #[inline]
@@ -97,7 +104,11 @@ impl Bottom {
     #[inline]
     fn neighbors(&self, node: u32) -> &[u32] {
         let block = self.block(node);
-        &block[1..=block[0] as usize]
+        let len = block
+            .iter()
+            .position(|n| *n == NO_NEIGHBOR)
+            .unwrap_or(block.len());
+        &block[..len]
     }
 }
 
@@ -113,7 +124,7 @@ trait LevelView {
 
 impl LevelView for Bottom {
     fn len(&self) -> usize {
-        self.blocks.len().checked_div(self.stride).unwrap_or(0)
+        self.len
     }
 
     #[inline]
@@ -207,24 +218,23 @@ pub struct HnswGraph {
     len: usize,
 }
 
-/// A node and its score (smaller is nearer), ordered by score, then node.
-type Scored = (OrderedKey, u32);
-
-/// An `f32` ordered by [`f32::total_cmp`], for the heaps.
+/// A node of a level's beam: its score (smaller is nearer), and whether its neighbours have
+/// been scored.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct OrderedKey(f32);
-
-impl Eq for OrderedKey {}
-
-impl PartialOrd for OrderedKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
+struct BeamEntry {
+    score: f32,
+    node: u32,
+    expanded: bool,
 }
 
-impl Ord for OrderedKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
+impl BeamEntry {
+    /// Whether `self` ranks before a node `node` scored `score`: by score, then node.
+    #[inline]
+    fn precedes(&self, score: f32, node: u32) -> bool {
+        self.score
+            .total_cmp(&score)
+            .then(self.node.cmp(&node))
+            .is_lt()
     }
 }
 
@@ -386,9 +396,13 @@ impl HnswGraph {
         if self.is_empty() || ef == 0 {
             return Vec::new();
         }
-        scratch.nearest.clear();
         let entry = self.entry_point;
-        scratch.nearest.push((OrderedKey(score(entry)), entry));
+        scratch.beam.clear();
+        scratch.beam.push(BeamEntry {
+            score: score(entry),
+            node: entry,
+            expanded: false,
+        });
         for level in self.upper.iter().rev() {
             // The level's search runs between positions in the level; a level none of the nodes
             // so far is in (which HNSW never makes) is passed over.
@@ -398,48 +412,49 @@ impl HnswGraph {
             }
         }
         scratch.search_level(&self.bottom, ef, &mut score, &prefetch_node);
-        let mut found: Vec<(f32, u32)> = scratch
-            .nearest
-            .drain()
-            .map(|(OrderedKey(s), n)| (s, n))
-            .collect();
-        found.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        found
+        scratch.beam.iter().map(|e| (e.score, e.node)).collect()
     }
 }
 
-/// What a search needs besides the graph (the visited set, the two heaps of the beam, the
-/// neighbours to score, the nodes a level starts from), kept between searches.
+/// What a search needs besides the graph (the visited set, the beam, the neighbours to score),
+/// kept between searches.
 #[derive(Debug, Default)]
 pub struct SearchScratch {
     visited: VisitedSet,
-    candidates: BinaryHeap<Reverse<Scored>>,
-    /// The beam's nearest, at most its width: what a level's search starts from and ends with.
-    nearest: BinaryHeap<Scored>,
+    /// The beam: the nearest nodes a level's search has found, at most its width, nearest first
+    /// (ties by node). A level's search starts from it and ends with it.
+    beam: Vec<BeamEntry>,
+    /// The neighbours of the node expanded that had not been visited (positions in the level).
     fresh: Vec<u32>,
-    seeds: Vec<Scored>,
 }
 
 impl SearchScratch {
-    /// Renames the nodes in `nearest` by `rename`, leaving out those it maps to `None`; if it
-    /// maps all of them to `None`, leaves `nearest` as it was. Whether any node was renamed.
+    /// Renames the nodes in the beam by `rename`, leaving out those it maps to `None`; if it
+    /// maps all of them to `None`, leaves the beam as it was. Whether any node was renamed.
     fn relabel(&mut self, rename: impl Fn(u32) -> Option<u32>) -> bool {
-        self.seeds.clear();
-        self.seeds.extend(
-            self.nearest
-                .iter()
-                .filter_map(|(s, n)| rename(*n).map(|n| (*s, n))),
-        );
-        if self.seeds.is_empty() {
+        if self.beam.iter().all(|e| rename(e.node).is_none()) {
             return false;
         }
-        self.nearest.clear();
-        self.nearest.extend(self.seeds.drain(..));
+        self.beam.retain_mut(|e| match rename(e.node) {
+            Some(node) => {
+                e.node = node;
+                true
+            }
+            None => false,
+        });
+        // Renaming may reorder nodes of equal score.
+        self.beam
+            .sort_unstable_by(|a, b| a.score.total_cmp(&b.score).then(a.node.cmp(&b.node)));
         true
     }
 
-    /// The beam search of `level` (the HNSW paper's algorithm 2), from the scored nodes in
-    /// `nearest`, leaving there the `width` nearest it found.
+    /// The beam search of `level` (the HNSW paper's algorithm 2), from the nodes in the beam,
+    /// leaving there the `width` nearest it found.
+    ///
+    /// The beam is one sorted list, as DiskANN's search list: the node expanded next is the
+    /// nearest not yet expanded, and the search ends when every node in the beam has been. That
+    /// is the paper's pair of heaps (candidates, nearest) without the candidates that fell out
+    /// of the nearest, which the paper's search stops at rather than expands.
     fn search_level(
         &mut self,
         level: &impl LevelView,
@@ -449,26 +464,21 @@ impl SearchScratch {
     ) {
         let Self {
             visited,
-            candidates,
-            nearest,
+            beam,
             fresh,
-            ..
         } = self;
         visited.start(level.len());
-        candidates.clear();
-        for &(s, n) in nearest.iter() {
-            visited.insert(n);
-            candidates.push(Reverse((s, n)));
+        for entry in beam.iter_mut() {
+            visited.insert(entry.node);
+            entry.expanded = false;
         }
-        while nearest.len() > width {
-            nearest.pop();
-        }
-        while let Some(Reverse((OrderedKey(s), node))) = candidates.pop() {
-            if nearest.len() >= width && nearest.peek().is_some_and(|w| s > w.0 .0) {
-                break;
-            }
-            if let Some(Reverse((_, next))) = candidates.peek() {
-                level.prefetch_neighbors(*next);
+        beam.truncate(width);
+        let mut next = 0;
+        while next < beam.len() {
+            beam[next].expanded = true;
+            let node = beam[next].node;
+            if let Some(after) = beam[next + 1..].iter().find(|e| !e.expanded) {
+                level.prefetch_neighbors(after.node);
             }
             let neighbors = level.neighbors(node);
             neighbors.iter().for_each(|n| visited.prefetch(*n));
@@ -477,13 +487,32 @@ impl SearchScratch {
             fresh.iter().for_each(|n| prefetch_node(level.id(*n)));
             for &n in fresh.iter() {
                 let s = score(level.id(n));
-                if nearest.len() < width || nearest.peek().is_some_and(|w| s < w.0 .0) {
-                    candidates.push(Reverse((OrderedKey(s), n)));
-                    nearest.push((OrderedKey(s), n));
-                    if nearest.len() > width {
-                        nearest.pop();
-                    }
+                // As the paper's search: a node enters a full beam only if it is strictly nearer
+                // than the beam's farthest.
+                let full = beam.len() >= width;
+                if full
+                    && beam
+                        .last()
+                        .is_some_and(|worst| s.total_cmp(&worst.score).is_ge())
+                {
+                    continue;
                 }
+                let at = beam.partition_point(|e| e.precedes(s, n));
+                if full {
+                    beam.pop();
+                }
+                beam.insert(
+                    at,
+                    BeamEntry {
+                        score: s,
+                        node: n,
+                        expanded: false,
+                    },
+                );
+                next = next.min(at);
+            }
+            while next < beam.len() && beam[next].expanded {
+                next += 1;
             }
         }
     }
@@ -602,6 +631,98 @@ mod tests {
             .collect();
         exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         assert_eq!(found, exact[..8]);
+    }
+
+    /// The HNSW paper's search of one level (algorithm 2) with its two heaps, as hnswlib runs
+    /// it: the reference the sorted beam is checked against.
+    fn two_heap_search(
+        neighbors: &[Vec<u32>],
+        entry: u32,
+        ef: usize,
+        score: impl Fn(u32) -> f32,
+    ) -> Vec<(f32, u32)> {
+        use std::cmp::Reverse;
+        use std::collections::{BinaryHeap, HashSet};
+        struct Key(f32, u32);
+        impl PartialEq for Key {
+            fn eq(&self, other: &Self) -> bool {
+                self.cmp(other).is_eq()
+            }
+        }
+        impl Eq for Key {}
+        impl PartialOrd for Key {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for Key {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+            }
+        }
+        let mut visited = HashSet::from([entry]);
+        let mut candidates = BinaryHeap::from([Reverse(Key(score(entry), entry))]);
+        let mut nearest = BinaryHeap::from([Key(score(entry), entry)]);
+        while let Some(Reverse(Key(s, node))) = candidates.pop() {
+            if nearest.len() >= ef && nearest.peek().is_some_and(|w| s > w.0) {
+                break;
+            }
+            for &n in &neighbors[node as usize] {
+                if !visited.insert(n) {
+                    continue;
+                }
+                let s = score(n);
+                if nearest.len() < ef || nearest.peek().is_some_and(|w| s < w.0) {
+                    candidates.push(Reverse(Key(s, n)));
+                    nearest.push(Key(s, n));
+                    if nearest.len() > ef {
+                        nearest.pop();
+                    }
+                }
+            }
+        }
+        let mut out: Vec<(f32, u32)> = nearest.into_iter().map(|Key(s, n)| (s, n)).collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        out
+    }
+
+    #[test]
+    fn the_sorted_beam_finds_what_the_papers_two_heap_search_finds() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let n = 400u32;
+        for case in 0..20 {
+            let points: Vec<[f32; 2]> = (0..n)
+                .map(|_| [rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0)])
+                .collect();
+            // Sparse random links, so that searches stop early and in different places.
+            let neighbors: Vec<Vec<u32>> = (0..n)
+                .map(|i| {
+                    let mut links: Vec<u32> = (0..6).map(|_| rng.random_range(0..n)).collect();
+                    links.retain(|j| *j != i);
+                    links.sort_unstable();
+                    links.dedup();
+                    links
+                })
+                .collect();
+            let bottom = neighbors.iter().cloned().enumerate();
+            let bottom = bottom.map(|(i, links)| (i as u32, links)).collect();
+            let entry = rng.random_range(0..n);
+            let graph = HnswGraph::from_lance(&lance_batch(&[bottom], entry)).unwrap();
+            let query = [rng.random_range(-1.0..1.0), rng.random_range(-1.0f32..1.0)];
+            // Distinct scores: where several nodes tie with the beam's farthest, the paper's
+            // search may also expand those of them it dropped from its nearest, the sorted beam
+            // does not (both deterministically).
+            let score = |i: u32| {
+                let [x, y] = points[i as usize];
+                (x - query[0]).powi(2) + (y - query[1]).powi(2)
+            };
+            let mut scratch = SearchScratch::default();
+            for ef in [1, 3, 10, 40] {
+                let found = graph.search(ef, 1, &mut scratch, score, |_| {});
+                let reference = two_heap_search(&neighbors, entry, ef, score);
+                assert_eq!(found, reference, "case {case}, ef {ef}");
+            }
+        }
     }
 
     #[test]

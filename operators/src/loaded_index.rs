@@ -16,9 +16,10 @@
 //! only loaded once it is known to answer its searches alone), and bounded in bytes
 //! ([`LoadedIndex::budget_bytes`], `QUIVER_LOADED_INDEX_MB`), least recently used first out. An
 //! index too large for the budget is not loaded, and is searched through Lance. Columns a search
-//! projects besides the vectors are loaded too where their values have a fixed width and fit;
-//! others are taken from the files by row id.
+//! projects besides the vectors are loaded too, into the index's entry, where their values have
+//! a fixed width and fit; others are taken from the files by row id.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use datafusion::arrow::array::{
@@ -67,30 +68,13 @@ const GRAPH_BYTES_PER_NODE: u64 = 32 * 4 + 4 + 8 + 24;
 /// less than with a larger `ef` alone; see `benchmarks/README.md`.
 const UPPER_BEAM: usize = 3;
 
-/// What the cache holds for one index of one dataset version.
+/// The cache key of one index of one dataset version.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct LoadKey {
     dataset: String,
     version: u64,
     /// The index's name.
     index: String,
-    /// `None`: the graph and the vectors; a column name: that column's values.
-    column: Option<String>,
-}
-
-#[derive(Clone)]
-enum Loaded {
-    Index(Arc<LoadedIndex>),
-    Column(ArrayRef),
-}
-
-impl Loaded {
-    fn size_bytes(&self) -> usize {
-        match self {
-            Loaded::Index(index) => index.size_bytes(),
-            Loaded::Column(column) => column.get_array_memory_size(),
-        }
-    }
 }
 
 /// See [`LoadedIndex::budget_bytes`].
@@ -102,14 +86,14 @@ static BUDGET_BYTES: LazyLock<u64> = LazyLock::new(|| {
         .saturating_mul(1024 * 1024)
 });
 
-static CACHE: LazyLock<Cache<LoadKey, Loaded>> = LazyLock::new(|| {
+static CACHE: LazyLock<Cache<LoadKey, Arc<LoadedIndex>>> = LazyLock::new(|| {
     Cache::builder()
         // Least recently used out. Moka's default (TinyLFU) may refuse to admit a newly loaded
         // index that has not been asked for before, which would reload it on every search.
         .eviction_policy(EvictionPolicy::lru())
         // Weighed in KiB, so that entries of up to 4 TiB fit moka's u32 weights.
         .max_capacity(LoadedIndex::budget_bytes() / 1024)
-        .weigher(|_, loaded: &Loaded| {
+        .weigher(|_, loaded: &Arc<LoadedIndex>| {
             u32::try_from(loaded.size_bytes() / 1024 + 1).unwrap_or(u32::MAX)
         })
         .build()
@@ -146,6 +130,11 @@ pub(crate) struct LoadedIndex {
     distance_type: DistanceType,
     /// What searches reuse between them.
     scratch: Mutex<Vec<SearchScratch>>,
+    /// Other columns' values at every position, loaded on first use ([`LoadedIndex::column`]):
+    /// the rows a search returns are taken from them.
+    columns: Mutex<HashMap<String, ArrayRef>>,
+    /// Held while a column is loaded, so that concurrent searches load it once.
+    column_load: tokio::sync::Mutex<()>,
 }
 
 impl LoadedIndex {
@@ -157,10 +146,7 @@ impl LoadedIndex {
 
     /// Index `name` of `dataset`, if a search has loaded it.
     pub(crate) async fn cached(dataset: &Dataset, name: &str) -> Option<Arc<Self>> {
-        match CACHE.get(&index_key(dataset, name)).await {
-            Some(Loaded::Index(index)) => Some(index),
-            _ => None,
-        }
+        CACHE.get(&index_key(dataset, name)).await
     }
 
     /// `index` (index `name` on `column` of `dataset`, which must answer its searches alone:
@@ -193,14 +179,11 @@ impl LoadedIndex {
         let loaded = CACHE
             .try_get_with(key.clone(), async {
                 let index = Self::load(key, dataset, index.as_ref(), graphs, column, dim);
-                index.await.map(|i| Loaded::Index(Arc::new(i)))
+                index.await.map(Arc::new)
             })
             .await
             .map_err(DataFusionError::Shared)?;
-        match loaded {
-            Loaded::Index(index) => Ok(Some(index)),
-            Loaded::Column(_) => Ok(None),
-        }
+        Ok(Some(loaded))
     }
 
     /// `index` loaded, its partitions read by `graphs` (of [`partition_graphs`]).
@@ -258,6 +241,8 @@ impl LoadedIndex {
             dim,
             distance_type,
             scratch: Mutex::new(Vec::new()),
+            columns: Mutex::new(HashMap::new()),
+            column_load: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -308,6 +293,9 @@ impl LoadedIndex {
             }
             + self.norms.as_ref().map_or(0, |n| n.len() * 4)
             + self.quantized.size_bytes()
+            + self.columns.lock().map_or(0, |columns| {
+                columns.values().map(|c| c.get_array_memory_size()).sum()
+            })
     }
 
     /// The `candidates` vectors nearest `query` that a search with breadth `ef` finds in each of
@@ -386,7 +374,7 @@ impl LoadedIndex {
 
     /// The rows at `positions`, with the dataset columns `projection`.
     pub(crate) async fn rows(
-        &self,
+        self: &Arc<Self>,
         dataset: &Dataset,
         positions: &[usize],
         projection: &[String],
@@ -443,8 +431,19 @@ impl LoadedIndex {
     }
 
     /// Column `name`'s values at every position, loaded if its values have a fixed width and
-    /// it fits an eighth of the budget; `None` otherwise.
-    async fn column(&self, dataset: &Dataset, name: &str) -> Result<Option<ArrayRef>> {
+    /// it fits an eighth of the budget, and the index with it the whole budget; `None` otherwise.
+    /// A loaded column is part of the index's cache entry, which is weighed again with it.
+    async fn column(self: &Arc<Self>, dataset: &Dataset, name: &str) -> Result<Option<ArrayRef>> {
+        let loaded = |index: &Self| {
+            index
+                .columns
+                .lock()
+                .ok()
+                .and_then(|columns| columns.get(name).cloned())
+        };
+        if let Some(values) = loaded(self) {
+            return Ok(Some(values));
+        }
         let Some(width) = self
             .schema
             .column_with_name(name)
@@ -452,30 +451,27 @@ impl LoadedIndex {
         else {
             return Ok(None);
         };
-        if (self.row_ids.len() * width) as u64 > Self::budget_bytes() / 8 {
+        let bytes = (self.row_ids.len() * width) as u64;
+        let budget = Self::budget_bytes();
+        if bytes > budget / 8 || self.size_bytes() as u64 + bytes > budget {
             return Ok(None);
         }
-        let key = LoadKey {
-            column: Some(name.to_string()),
-            ..self.key.clone()
-        };
-        // A plain lookup first: on a hit it is cheaper than `try_get_with`, which would also
-        // set up the load shared with concurrent callers.
-        if let Some(Loaded::Column(values)) = CACHE.get(&key).await {
+        let _loading = self.column_load.lock().await;
+        if let Some(values) = loaded(self) {
             return Ok(Some(values));
         }
-        let loaded = CACHE
-            .try_get_with(key, async {
-                let request = ProjectionRequest::from_columns([name], dataset.schema());
-                let batch = dataset.take_rows(&self.row_ids, request).await?;
-                Ok::<_, DataFusionError>(Loaded::Column(batch.column(0).clone()))
-            })
-            .await
-            .map_err(DataFusionError::Shared)?;
-        match loaded {
-            Loaded::Column(values) => Ok(Some(values)),
-            Loaded::Index(_) => Ok(None),
+        let request = ProjectionRequest::from_columns([name], dataset.schema());
+        let values = dataset
+            .take_rows(&self.row_ids, request)
+            .await?
+            .column(0)
+            .clone();
+        if let Ok(mut columns) = self.columns.lock() {
+            columns.insert(name.to_string(), values.clone());
         }
+        // Weighed again, with the column.
+        CACHE.insert(self.key.clone(), Arc::clone(self)).await;
+        Ok(Some(values))
     }
 }
 
@@ -486,7 +482,6 @@ fn index_key(dataset: &Dataset, name: &str) -> LoadKey {
         // Not `dataset.version()`, which copies the manifest's summary into a map.
         version: dataset.manifest().version,
         index: name.to_string(),
-        column: None,
     }
 }
 
