@@ -29,7 +29,7 @@ use lance_index::vector::{ApproxMode, Query, VectorIndex, DIST_COL};
 use lance_linalg::distance::DistanceType;
 
 use crate::index_knn::IndexSearch;
-use crate::loaded_index::{metric_distance, LoadedIndex};
+use crate::loaded_index::{metric_distance, LoadedIndex, LoadedIndices};
 
 /// An index segment that alone answers searches of one dataset version (see the module docs).
 pub(crate) struct DirectIndex {
@@ -74,7 +74,8 @@ impl DirectIndex {
     ) -> Result<Option<Self>> {
         // An index is only loaded once it has been found to answer alone (below), and a version
         // never changes: a loaded index needs no more checks, nor anything of Lance's.
-        if let Some(loaded) = LoadedIndex::cached(dataset, &search.index).await {
+        let loaded_indices = LoadedIndices::global();
+        if let Some(loaded) = loaded_indices.cached(dataset, &search.index).await {
             return Ok((loaded.distance_type() == distance_type).then(|| Self {
                 element: loaded.element(),
                 searcher: Searcher::Loaded(loaded),
@@ -110,11 +111,13 @@ impl DirectIndex {
         let index = dataset
             .open_vector_index(&search.column, &segment.uuid, &NoOpMetricsCollector)
             .await?;
-        let searcher =
-            match LoadedIndex::get_or_load(dataset, &search.index, &index, &search.column).await? {
-                Some(loaded) => Searcher::Loaded(loaded),
-                None => Searcher::Lance(index),
-            };
+        let searcher = match loaded_indices
+            .get_or_load(dataset, &search.index, &index, &search.column)
+            .await?
+        {
+            Some(loaded) => Searcher::Loaded(loaded),
+            None => Searcher::Lance(index),
+        };
         let metric = match &searcher {
             Searcher::Loaded(loaded) => loaded.distance_type(),
             Searcher::Lance(index) => index.metric_type(),
@@ -166,7 +169,9 @@ impl DirectIndex {
                 // k nearest candidates are the answer and no other row is fetched.
                 let found = loaded.search(&search.query, &probed, ef, search.k);
                 let positions: Vec<usize> = found.iter().map(|(_, p)| *p).collect();
-                let rows = loaded.rows(dataset, &positions, columns).await?;
+                let rows = loaded
+                    .rows(LoadedIndices::global(), dataset, &positions, columns)
+                    .await?;
                 let distances = found
                     .into_iter()
                     .map(|(score, _)| metric_distance(search.metric, score))

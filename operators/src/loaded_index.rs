@@ -14,7 +14,7 @@
 //! Loaded indices live in one process-wide cache, keyed by dataset, version and index name (a
 //! version never changes, so neither do its indices nor what was loaded from them; an index is
 //! only loaded once it is known to answer its searches alone), and bounded in bytes
-//! ([`LoadedIndex::budget_bytes`], `QUIVER_LOADED_INDEX_MB`), least recently used first out. An
+//! ([`LoadedIndices::global`], `QUIVER_LOADED_INDEX_MB`), least recently used first out. An
 //! index too large for the budget is not loaded, and is searched through Lance. Columns a search
 //! projects besides the vectors are loaded too, into the index's entry, where their values have
 //! a fixed width and fit; others are taken from the files by row id.
@@ -52,7 +52,7 @@ use crate::distance::{cosine_from_parts, kernels, Metric};
 use crate::hnsw_graph::{prefetch, HnswGraph, SearchScratch};
 use crate::scalar_quantized::ScalarQuantized;
 
-/// The default of [`LoadedIndex::budget_bytes`]: 4 GiB.
+/// The default budget of [`LoadedIndices::global`]: 4 GiB.
 const DEFAULT_BUDGET_MB: u64 = 4096;
 
 /// Bytes a graph node is assumed to cost before the graph is loaded: an HNSW node with M = 16
@@ -77,27 +77,141 @@ struct LoadKey {
     index: String,
 }
 
-/// See [`LoadedIndex::budget_bytes`].
-static BUDGET_BYTES: LazyLock<u64> = LazyLock::new(|| {
-    std::env::var("QUIVER_LOADED_INDEX_MB")
+/// Loaded indices, weighed in bytes against a budget, the least recently used out first.
+pub(crate) struct LoadedIndices {
+    budget_bytes: u64,
+    entries: Cache<LoadKey, Arc<LoadedIndex>>,
+}
+
+/// See [`LoadedIndices::global`].
+static GLOBAL: LazyLock<LoadedIndices> = LazyLock::new(|| {
+    let budget_mb = std::env::var("QUIVER_LOADED_INDEX_MB")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(DEFAULT_BUDGET_MB)
-        .saturating_mul(1024 * 1024)
+        .unwrap_or(DEFAULT_BUDGET_MB);
+    LoadedIndices::new(budget_mb.saturating_mul(1024 * 1024))
 });
 
-static CACHE: LazyLock<Cache<LoadKey, Arc<LoadedIndex>>> = LazyLock::new(|| {
-    Cache::builder()
-        // Least recently used out. Moka's default (TinyLFU) may refuse to admit a newly loaded
-        // index that has not been asked for before, which would reload it on every search.
-        .eviction_policy(EvictionPolicy::lru())
-        // Weighed in KiB, so that entries of up to 4 TiB fit moka's u32 weights.
-        .max_capacity(LoadedIndex::budget_bytes() / 1024)
-        .weigher(|_, loaded: &Arc<LoadedIndex>| {
-            u32::try_from(loaded.size_bytes() / 1024 + 1).unwrap_or(u32::MAX)
-        })
-        .build()
-});
+impl LoadedIndices {
+    /// An empty cache of `budget_bytes`.
+    pub(crate) fn new(budget_bytes: u64) -> Self {
+        let entries = Cache::builder()
+            // Least recently used out. Moka's default (TinyLFU) may refuse to admit a newly
+            // loaded index that has not been asked for before, which would reload it on every
+            // search.
+            .eviction_policy(EvictionPolicy::lru())
+            // Weighed in KiB, so that entries of up to 4 TiB fit moka's u32 weights.
+            .max_capacity(budget_bytes / 1024)
+            .weigher(|_, loaded: &Arc<LoadedIndex>| {
+                u32::try_from(loaded.size_bytes() / 1024 + 1).unwrap_or(u32::MAX)
+            })
+            .build();
+        Self {
+            budget_bytes,
+            entries,
+        }
+    }
+
+    /// The process-wide cache searches use, of `QUIVER_LOADED_INDEX_MB` mebibytes (read once per
+    /// process, on the first search that needs it; 4096 by default).
+    pub(crate) fn global() -> &'static Self {
+        &GLOBAL
+    }
+
+    /// Index `name` of `dataset`, if a search has loaded it.
+    pub(crate) async fn cached(&self, dataset: &Dataset, name: &str) -> Option<Arc<LoadedIndex>> {
+        self.entries.get(&index_key(dataset, name)).await
+    }
+
+    /// `index` (index `name` on `column` of `dataset`, which must answer its searches alone:
+    /// one segment, covering every row), loaded, if it is an HNSW index and fits the budget;
+    /// loaded now if no search has loaded it before.
+    pub(crate) async fn get_or_load(
+        &self,
+        dataset: &Dataset,
+        name: &str,
+        index: &Arc<dyn VectorIndex>,
+        column: &str,
+    ) -> Result<Option<Arc<LoadedIndex>>> {
+        let DataType::FixedSizeList(_, dim) = dataset
+            .schema()
+            .field(column)
+            .map(|f| f.data_type())
+            .unwrap_or(DataType::Null)
+        else {
+            return Ok(None);
+        };
+        let dim = dim as usize;
+        // The vectors as f32 and as 8-bit codes, and the graph.
+        let estimate = index.num_rows() * (dim as u64 * 5 + GRAPH_BYTES_PER_NODE);
+        if estimate > self.budget_bytes {
+            return Ok(None);
+        }
+        let Some(graphs) = partition_graphs(index.as_ref()) else {
+            return Ok(None);
+        };
+        let key = index_key(dataset, name);
+        let loaded = self
+            .entries
+            .try_get_with(key.clone(), async {
+                let index = LoadedIndex::load(key, dataset, index.as_ref(), graphs, column, dim);
+                index.await.map(Arc::new)
+            })
+            .await
+            .map_err(DataFusionError::Shared)?;
+        Ok(Some(loaded))
+    }
+
+    /// Column `name` of `index` at every position, loaded if its values have a fixed width and
+    /// it fits an eighth of the budget, and the index with it the whole budget; `None` otherwise.
+    /// A loaded column is part of the index's entry, which is weighed again with it.
+    async fn column(
+        &self,
+        index: &Arc<LoadedIndex>,
+        dataset: &Dataset,
+        name: &str,
+    ) -> Result<Option<ArrayRef>> {
+        let loaded = || {
+            index
+                .columns
+                .lock()
+                .ok()
+                .and_then(|columns| columns.get(name).cloned())
+        };
+        if let Some(values) = loaded() {
+            return Ok(Some(values));
+        }
+        let Some(width) = index
+            .schema
+            .column_with_name(name)
+            .and_then(|(_, f)| fixed_width(f.data_type()))
+        else {
+            return Ok(None);
+        };
+        let bytes = (index.row_ids.len() * width) as u64;
+        if bytes > self.budget_bytes / 8 || index.size_bytes() as u64 + bytes > self.budget_bytes {
+            return Ok(None);
+        }
+        let _loading = index.column_load.lock().await;
+        if let Some(values) = loaded() {
+            return Ok(Some(values));
+        }
+        let request = ProjectionRequest::from_columns([name], dataset.schema());
+        let values = dataset
+            .take_rows(&index.row_ids, request)
+            .await?
+            .column(0)
+            .clone();
+        if let Ok(mut columns) = index.columns.lock() {
+            columns.insert(name.to_string(), values.clone());
+        }
+        // Weighed again, with the column.
+        self.entries
+            .insert(index.key.clone(), Arc::clone(index))
+            .await;
+        Ok(Some(values))
+    }
+}
 
 /// One IVF partition's graph; its nodes are the positions `start..start + graph.len()` of the
 /// loaded index.
@@ -138,54 +252,6 @@ pub(crate) struct LoadedIndex {
 }
 
 impl LoadedIndex {
-    /// The bytes loaded indices may hold in all: `QUIVER_LOADED_INDEX_MB` mebibytes, read once
-    /// per process (on the first search that needs it), 4096 by default.
-    pub fn budget_bytes() -> u64 {
-        *BUDGET_BYTES
-    }
-
-    /// Index `name` of `dataset`, if a search has loaded it.
-    pub(crate) async fn cached(dataset: &Dataset, name: &str) -> Option<Arc<Self>> {
-        CACHE.get(&index_key(dataset, name)).await
-    }
-
-    /// `index` (index `name` on `column` of `dataset`, which must answer its searches alone:
-    /// one segment, covering every row), loaded, if it is an HNSW index and fits the budget;
-    /// loaded now if no search has loaded it before.
-    pub(crate) async fn get_or_load(
-        dataset: &Dataset,
-        name: &str,
-        index: &Arc<dyn VectorIndex>,
-        column: &str,
-    ) -> Result<Option<Arc<Self>>> {
-        let DataType::FixedSizeList(_, dim) = dataset
-            .schema()
-            .field(column)
-            .map(|f| f.data_type())
-            .unwrap_or(DataType::Null)
-        else {
-            return Ok(None);
-        };
-        let dim = dim as usize;
-        // The vectors as f32 and as 8-bit codes, and the graph.
-        let estimate = index.num_rows() * (dim as u64 * 5 + GRAPH_BYTES_PER_NODE);
-        if estimate > Self::budget_bytes() {
-            return Ok(None);
-        }
-        let Some(graphs) = partition_graphs(index.as_ref()) else {
-            return Ok(None);
-        };
-        let key = index_key(dataset, name);
-        let loaded = CACHE
-            .try_get_with(key.clone(), async {
-                let index = Self::load(key, dataset, index.as_ref(), graphs, column, dim);
-                index.await.map(Arc::new)
-            })
-            .await
-            .map_err(DataFusionError::Shared)?;
-        Ok(Some(loaded))
-    }
-
     /// `index` loaded, its partitions read by `graphs` (of [`partition_graphs`]).
     async fn load(
         key: LoadKey,
@@ -372,9 +438,11 @@ impl LoadedIndex {
         found
     }
 
-    /// The rows at `positions`, with the dataset columns `projection`.
+    /// The rows at `positions`, with the dataset columns `projection`, the fixed-width ones
+    /// from columns loaded into `cache` (this index's cache).
     pub(crate) async fn rows(
         self: &Arc<Self>,
+        cache: &LoadedIndices,
         dataset: &Dataset,
         positions: &[usize],
         projection: &[String],
@@ -386,7 +454,7 @@ impl LoadedIndex {
             let loaded = if *name == self.column {
                 Some(self.vectors.clone())
             } else {
-                self.column(dataset, name).await?
+                cache.column(self, dataset, name).await?
             };
             match loaded {
                 Some(values) => columns.push(Some(take(&values, &indices, None)?)),
@@ -428,50 +496,6 @@ impl LoadedIndex {
             arrays,
             &options,
         )?)
-    }
-
-    /// Column `name`'s values at every position, loaded if its values have a fixed width and
-    /// it fits an eighth of the budget, and the index with it the whole budget; `None` otherwise.
-    /// A loaded column is part of the index's cache entry, which is weighed again with it.
-    async fn column(self: &Arc<Self>, dataset: &Dataset, name: &str) -> Result<Option<ArrayRef>> {
-        let loaded = |index: &Self| {
-            index
-                .columns
-                .lock()
-                .ok()
-                .and_then(|columns| columns.get(name).cloned())
-        };
-        if let Some(values) = loaded(self) {
-            return Ok(Some(values));
-        }
-        let Some(width) = self
-            .schema
-            .column_with_name(name)
-            .and_then(|(_, f)| fixed_width(f.data_type()))
-        else {
-            return Ok(None);
-        };
-        let bytes = (self.row_ids.len() * width) as u64;
-        let budget = Self::budget_bytes();
-        if bytes > budget / 8 || self.size_bytes() as u64 + bytes > budget {
-            return Ok(None);
-        }
-        let _loading = self.column_load.lock().await;
-        if let Some(values) = loaded(self) {
-            return Ok(Some(values));
-        }
-        let request = ProjectionRequest::from_columns([name], dataset.schema());
-        let values = dataset
-            .take_rows(&self.row_ids, request)
-            .await?
-            .column(0)
-            .clone();
-        if let Ok(mut columns) = self.columns.lock() {
-            columns.insert(name.to_string(), values.clone());
-        }
-        // Weighed again, with the column.
-        CACHE.insert(self.key.clone(), Arc::clone(self)).await;
-        Ok(Some(values))
     }
 }
 
@@ -551,5 +575,198 @@ fn fixed_width(data_type: &DataType) -> Option<usize> {
         DataType::FixedSizeList(item, n) => fixed_width(item.data_type()).map(|w| w * *n as usize),
         DataType::Boolean => Some(1),
         other => other.primitive_width(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Float32Array, Int64Array, RecordBatchIterator};
+    use datafusion::arrow::datatypes::{Field, Int64Type};
+    use lance::index::vector::VectorIndexParams;
+    use lance::index::{DatasetIndexExt, DatasetIndexInternalExt};
+    use lance_index::vector::hnsw::builder::HnswBuildParams;
+    use lance_index::vector::ivf::IvfBuildParams;
+    use lance_index::vector::sq::builder::SQBuildParams;
+    use lance_index::IndexType;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    const ROWS: usize = 300;
+    const DIM: usize = 8;
+    const INDEX: &str = "embedding_idx";
+    /// The width of the `tags` column, four `Int64` a row.
+    const TAGS: usize = 4;
+
+    /// A dataset of `ROWS` rows (`id`, `embedding`, and `tags`: `id * TAGS + j` for `j` in
+    /// `0..TAGS`) in `dir`, with an IVF_HNSW_SQ index on the embeddings, and that index opened.
+    async fn indexed(dir: &tempfile::TempDir) -> (Dataset, Arc<dyn VectorIndex>) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let values: Vec<f32> = (0..ROWS * DIM)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let tag = Arc::new(Field::new("item", DataType::Int64, false));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(
+                "embedding",
+                DataType::FixedSizeList(item.clone(), DIM as i32),
+                true,
+            ),
+            Field::new(
+                "tags",
+                DataType::FixedSizeList(tag.clone(), TAGS as i32),
+                false,
+            ),
+        ]));
+        let tags = (0..(ROWS * TAGS) as i64).collect::<Int64Array>();
+        let tags = FixedSizeListArray::try_new(tag, TAGS as i32, Arc::new(tags), None).unwrap();
+        let vectors = FixedSizeListArray::try_new(
+            item,
+            DIM as i32,
+            Arc::new(Float32Array::from(values)),
+            None,
+        )
+        .unwrap();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..ROWS as i64)),
+                Arc::new(vectors),
+                Arc::new(tags),
+            ],
+        )
+        .unwrap();
+        let uri = dir.path().to_str().unwrap();
+        let reader = RecordBatchIterator::new([Ok(batch)], schema);
+        let mut dataset = Dataset::write(reader, uri, None).await.unwrap();
+        let params = VectorIndexParams::with_ivf_hnsw_sq_params(
+            DistanceType::L2,
+            IvfBuildParams::new(1),
+            HnswBuildParams::default().num_edges(16),
+            SQBuildParams::default(),
+        );
+        dataset
+            .create_index_builder(&["embedding"], IndexType::IvfHnswSq, &params)
+            .name(INDEX.to_string())
+            .await
+            .unwrap();
+        let segment = dataset.load_indices().await.unwrap()[0].uuid;
+        let index = dataset
+            .open_vector_index("embedding", &segment, &NoOpMetricsCollector)
+            .await
+            .unwrap();
+        (dataset, index)
+    }
+
+    /// The bytes `index` of `dataset` holds once loaded, or that loading it is estimated at
+    /// beforehand, whichever is more: a cache of this budget loads it.
+    async fn loaded_size(dataset: &Dataset, index: &Arc<dyn VectorIndex>) -> u64 {
+        let cache = LoadedIndices::new(1 << 30);
+        let loaded = cache.get_or_load(dataset, INDEX, index, "embedding").await;
+        let size = loaded.unwrap().unwrap().size_bytes() as u64;
+        size.max(ROWS as u64 * (DIM as u64 * 5 + GRAPH_BYTES_PER_NODE))
+    }
+
+    /// What [`load_and_take`] saw.
+    struct Taken {
+        loaded: Arc<LoadedIndex>,
+        /// The `tags` values of the rows taken, in order.
+        tags: Vec<i64>,
+        /// The cache's weight (KiB) before the rows were taken, and after.
+        weight_before: u64,
+        weight_after: u64,
+    }
+
+    /// Loads `index` of `dataset` into a new cache of `budget` bytes and takes the `tags` of the
+    /// rows at `positions` through it ([`LoadedIndex::rows`]).
+    async fn load_and_take(
+        dataset: &Dataset,
+        index: &Arc<dyn VectorIndex>,
+        budget: u64,
+        positions: &[usize],
+    ) -> Taken {
+        let cache = LoadedIndices::new(budget);
+        let loaded = cache.get_or_load(dataset, INDEX, index, "embedding").await;
+        let loaded = loaded.unwrap().unwrap();
+        cache.entries.run_pending_tasks().await;
+        let weight_before = cache.entries.weighted_size();
+        let rows = loaded
+            .rows(&cache, dataset, positions, &["tags".to_string()])
+            .await
+            .unwrap();
+        let tags = rows.column(0).as_fixed_size_list().values();
+        let tags = tags.as_primitive::<Int64Type>().values().to_vec();
+        cache.entries.run_pending_tasks().await;
+        Taken {
+            loaded,
+            tags,
+            weight_before,
+            weight_after: cache.entries.weighted_size(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_index_larger_than_the_budget_is_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dataset, index) = indexed(&dir).await;
+        let cache = LoadedIndices::new(4096);
+        let loaded = cache
+            .get_or_load(&dataset, INDEX, &index, "embedding")
+            .await;
+        assert!(loaded.unwrap().is_none());
+        assert!(cache.cached(&dataset, INDEX).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_index_leaves_when_another_does_not_fit() {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, index_a) = indexed(&dir_a).await;
+        let (b, index_b) = indexed(&dir_b).await;
+        // Room for one of the two.
+        let cache = LoadedIndices::new(loaded_size(&a, &index_a).await * 5 / 4);
+        let first = cache.get_or_load(&a, INDEX, &index_a, "embedding").await;
+        assert!(first.unwrap().is_some());
+        cache.entries.run_pending_tasks().await;
+        assert!(cache.cached(&a, INDEX).await.is_some());
+        let second = cache.get_or_load(&b, INDEX, &index_b, "embedding").await;
+        assert!(second.unwrap().is_some());
+        cache.entries.run_pending_tasks().await;
+        assert!(cache.cached(&a, INDEX).await.is_none());
+        assert!(cache.cached(&b, INDEX).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_loaded_column_is_weighed_with_its_index_and_one_that_does_not_fit_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dataset, index) = indexed(&dir).await;
+        let size = loaded_size(&dataset, &index).await;
+        // The rows are written in id order, so the row id of each position is its id.
+        let positions = [0, 7, 150, ROWS - 1];
+        let expected = |loaded: &LoadedIndex| -> Vec<i64> {
+            let ids = positions.iter().map(|p| loaded.row_ids[*p] as i64);
+            ids.flat_map(|id| (0..TAGS as i64).map(move |j| id * TAGS as i64 + j))
+                .collect()
+        };
+
+        // With room for the tags, they are loaded into the index's entry, which grows by them.
+        let roomy = load_and_take(&dataset, &index, size * 64, &positions).await;
+        assert_eq!(roomy.tags, expected(&roomy.loaded));
+        let tags_kib = (ROWS * TAGS * 8 / 1024) as u64;
+        assert!(
+            roomy.weight_after >= roomy.weight_before + tags_kib,
+            "{} KiB, {} KiB before",
+            roomy.weight_after,
+            roomy.weight_before
+        );
+        assert!(roomy.loaded.columns.lock().unwrap().contains_key("tags"));
+
+        // Without it (they would take more than an eighth of the budget), they are read from
+        // the files, and the entry stays as it was.
+        let tight = load_and_take(&dataset, &index, size + 512, &positions).await;
+        assert_eq!(tight.tags, expected(&tight.loaded));
+        assert_eq!(tight.weight_after, tight.weight_before);
+        assert!(tight.loaded.columns.lock().unwrap().is_empty());
     }
 }
