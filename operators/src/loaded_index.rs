@@ -81,7 +81,13 @@ struct LoadKey {
 pub(crate) struct LoadedIndices {
     budget_bytes: u64,
     entries: Cache<LoadKey, Arc<LoadedIndex>>,
+    /// Indices that were loaded and measured larger than the budget, which their estimate
+    /// fitted: searched through Lance from then on, not loaded again by every search.
+    too_large: Cache<LoadKey, ()>,
 }
+
+/// How many indices [`LoadedIndices`] remembers as too large to load.
+const TOO_LARGE_REMEMBERED: u64 = 4096;
 
 /// See [`LoadedIndices::global`].
 static GLOBAL: LazyLock<LoadedIndices> = LazyLock::new(|| {
@@ -109,6 +115,7 @@ impl LoadedIndices {
         Self {
             budget_bytes,
             entries,
+            too_large: Cache::new(TOO_LARGE_REMEMBERED),
         }
     }
 
@@ -151,6 +158,9 @@ impl LoadedIndices {
             return Ok(None);
         };
         let key = index_key(dataset, name);
+        if self.too_large.contains_key(&key) {
+            return Ok(None);
+        }
         let loaded = self
             .entries
             .try_get_with(key.clone(), async {
@@ -159,6 +169,15 @@ impl LoadedIndices {
             })
             .await
             .map_err(DataFusionError::Shared)?;
+        if loaded.size_bytes() as u64 > self.budget_bytes {
+            // The estimate assumes 32 bottom-level edges a node (m = 16); a denser graph may
+            // not fit after all, and the cache would drop it only for the next search to load
+            // it again.
+            let key = index_key(dataset, name);
+            self.entries.invalidate(&key).await;
+            self.too_large.insert(key, ()).await;
+            return Ok(None);
+        }
         Ok(Some(loaded))
     }
 
@@ -600,7 +619,7 @@ mod tests {
 
     /// A dataset of `ROWS` rows (`id`, `embedding`, and `tags`: `id * TAGS + j` for `j` in
     /// `0..TAGS`) in `dir`, with an IVF_HNSW_SQ index on the embeddings, and that index opened.
-    async fn indexed(dir: &tempfile::TempDir) -> (Dataset, Arc<dyn VectorIndex>) {
+    async fn indexed(dir: &tempfile::TempDir, m: usize) -> (Dataset, Arc<dyn VectorIndex>) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let values: Vec<f32> = (0..ROWS * DIM)
             .map(|_| rng.random_range(-1.0..1.0))
@@ -644,7 +663,7 @@ mod tests {
         let params = VectorIndexParams::with_ivf_hnsw_sq_params(
             DistanceType::L2,
             IvfBuildParams::new(1),
-            HnswBuildParams::default().num_edges(16),
+            HnswBuildParams::default().num_edges(m),
             SQBuildParams::default(),
         );
         dataset
@@ -710,7 +729,7 @@ mod tests {
     #[tokio::test]
     async fn an_index_larger_than_the_budget_is_not_loaded() {
         let dir = tempfile::tempdir().unwrap();
-        let (dataset, index) = indexed(&dir).await;
+        let (dataset, index) = indexed(&dir, 16).await;
         let cache = LoadedIndices::new(4096);
         let loaded = cache
             .get_or_load(&dataset, INDEX, &index, "embedding")
@@ -720,10 +739,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_index_larger_than_its_estimate_is_not_loaded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // m = 32: 64 bottom-level edges a node, twice what the estimate assumes.
+        let (dataset, index) = indexed(&dir, 32).await;
+        let estimate = ROWS as u64 * (DIM as u64 * 5 + GRAPH_BYTES_PER_NODE);
+        let roomy = LoadedIndices::new(1 << 30);
+        let loaded = roomy
+            .get_or_load(&dataset, INDEX, &index, "embedding")
+            .await;
+        let size = loaded.unwrap().unwrap().size_bytes() as u64;
+        assert!(size > estimate + 2048, "{size} bytes, estimated {estimate}");
+        let cache = LoadedIndices::new((estimate + size) / 2);
+        for _ in 0..2 {
+            let loaded = cache
+                .get_or_load(&dataset, INDEX, &index, "embedding")
+                .await;
+            assert!(loaded.unwrap().is_none());
+            cache.entries.run_pending_tasks().await;
+            assert_eq!(cache.entries.entry_count(), 0);
+            assert!(cache.too_large.contains_key(&index_key(&dataset, INDEX)));
+        }
+    }
+
+    #[tokio::test]
     async fn the_least_recently_used_index_leaves_when_another_does_not_fit() {
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (a, index_a) = indexed(&dir_a).await;
-        let (b, index_b) = indexed(&dir_b).await;
+        let (a, index_a) = indexed(&dir_a, 16).await;
+        let (b, index_b) = indexed(&dir_b, 16).await;
         // Room for one of the two.
         let cache = LoadedIndices::new(loaded_size(&a, &index_a).await * 5 / 4);
         let first = cache.get_or_load(&a, INDEX, &index_a, "embedding").await;
@@ -740,7 +783,7 @@ mod tests {
     #[tokio::test]
     async fn a_loaded_column_is_weighed_with_its_index_and_one_that_does_not_fit_is_read() {
         let dir = tempfile::tempdir().unwrap();
-        let (dataset, index) = indexed(&dir).await;
+        let (dataset, index) = indexed(&dir, 16).await;
         let size = loaded_size(&dataset, &index).await;
         // The rows are written in id order, so the row id of each position is its id.
         let positions = [0, 7, 150, ROWS - 1];
