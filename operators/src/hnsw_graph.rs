@@ -7,8 +7,8 @@
 //! adjacency lists between positions in the level) and [`HnswGraph::search`] runs the search of
 //! the HNSW paper (the upper levels descended, then a beam of width `ef` on the bottom level)
 //! over a caller's scoring function, as hnswlib does: a visited set cleared by generation and the
-//! beam (one sorted list, as DiskANN's), both kept between searches, and the next candidate's list, the visited marks and
-//! the neighbours' vectors prefetched before they are needed. Each level runs the same beam
+//! beam (one sorted list, as DiskANN's), both kept between searches, and the next candidate's
+//! list, the visited marks and the neighbours' vectors prefetched before they are needed. Each level runs the same beam
 //! search ([`LevelView`] is what it walks); the upper levels' beam may be wider than the paper's
 //! greedy one (FAISS's `upper_beam`), which carries several routes down.
 
@@ -228,13 +228,10 @@ struct BeamEntry {
 }
 
 impl BeamEntry {
-    /// Whether `self` ranks before a node `node` scored `score`: by score, then node.
+    /// How `self` ranks against a node `node` scored `score`: by score, then node.
     #[inline]
-    fn precedes(&self, score: f32, node: u32) -> bool {
-        self.score
-            .total_cmp(&score)
-            .then(self.node.cmp(&node))
-            .is_lt()
+    fn rank(&self, score: f32, node: u32) -> std::cmp::Ordering {
+        self.score.total_cmp(&score).then(self.node.cmp(&node))
     }
 }
 
@@ -426,25 +423,27 @@ pub struct SearchScratch {
     beam: Vec<BeamEntry>,
     /// The neighbours of the node expanded that had not been visited (positions in the level).
     fresh: Vec<u32>,
+    /// The beam renamed into the next level, while it is built.
+    renamed: Vec<BeamEntry>,
 }
 
 impl SearchScratch {
     /// Renames the nodes in the beam by `rename`, leaving out those it maps to `None`; if it
     /// maps all of them to `None`, leaves the beam as it was. Whether any node was renamed.
     fn relabel(&mut self, rename: impl Fn(u32) -> Option<u32>) -> bool {
-        if self.beam.iter().all(|e| rename(e.node).is_none()) {
+        self.renamed.clear();
+        self.renamed.extend(
+            self.beam
+                .iter()
+                .filter_map(|e| rename(e.node).map(|node| BeamEntry { node, ..*e })),
+        );
+        if self.renamed.is_empty() {
             return false;
         }
-        self.beam.retain_mut(|e| match rename(e.node) {
-            Some(node) => {
-                e.node = node;
-                true
-            }
-            None => false,
-        });
         // Renaming may reorder nodes of equal score.
-        self.beam
-            .sort_unstable_by(|a, b| a.score.total_cmp(&b.score).then(a.node.cmp(&b.node)));
+        self.renamed
+            .sort_unstable_by(|a, b| a.rank(b.score, b.node));
+        std::mem::swap(&mut self.beam, &mut self.renamed);
         true
     }
 
@@ -466,6 +465,7 @@ impl SearchScratch {
             visited,
             beam,
             fresh,
+            ..
         } = self;
         visited.start(level.len());
         for entry in beam.iter_mut() {
@@ -497,7 +497,7 @@ impl SearchScratch {
                 {
                     continue;
                 }
-                let at = beam.partition_point(|e| e.precedes(s, n));
+                let at = beam.partition_point(|e| e.rank(s, n).is_lt());
                 if full {
                     beam.pop();
                 }

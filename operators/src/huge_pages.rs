@@ -82,17 +82,27 @@ impl<T: Zeroable> HugePageArray<T> {
     }
 }
 
-/// Asks the kernel to back `len` bytes from `start` (2 MiB aligned) with transparent huge pages.
-/// Advice only: where it is refused, the memory stays as it was.
+/// Asks the kernel to back the whole huge pages within `len` bytes from `start` (the
+/// 2 MiB-aligned part of the range) with transparent huge pages, before they are first touched.
+/// Advice only: where the kernel has no transparent huge pages or refuses, the memory stays as it
+/// was, so this is harmless anywhere (and a no-op off Linux).
+pub fn advise_huge_pages(start: *mut u8, len: usize) {
+    let begin = (start as usize).next_multiple_of(HUGE_PAGE);
+    let end = (start as usize).saturating_add(len) & !(HUGE_PAGE - 1);
+    if end > begin {
+        advise(begin as *mut u8, end - begin);
+    }
+}
+
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(start: *mut u8, len: usize) {
-    // SAFETY: `start..start + len` is one allocation of this process; `madvise` with
+fn advise(start: *mut u8, len: usize) {
+    // SAFETY: `start..start + len` lies inside the caller's allocation; `madvise` with
     // `MADV_HUGEPAGE` changes how it is backed, never its contents or validity.
     unsafe { libc::madvise(start.cast(), len, libc::MADV_HUGEPAGE) };
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_start: *mut u8, _len: usize) {}
+fn advise(_start: *mut u8, _len: usize) {}
 
 impl<T: Zeroable> Drop for HugePageArray<T> {
     fn drop(&mut self) {

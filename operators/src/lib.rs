@@ -19,3 +19,4 @@ pub mod topk;
 pub mod vector;
 
 pub use error::OperatorError;
+pub use huge_pages::advise_huge_pages;

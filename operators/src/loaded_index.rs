@@ -56,9 +56,14 @@ use crate::scalar_quantized::ScalarQuantized;
 const DEFAULT_BUDGET_MB: u64 = 4096;
 
 /// Bytes a graph node is assumed to cost before the graph is loaded: an HNSW node with M = 16
-/// keeps a block of up to 32 bottom-level edges and their count, its row id, and a few
-/// upper-level edges.
-const GRAPH_BYTES_PER_NODE: u64 = 32 * 4 + 4 + 8 + 24;
+/// keeps a block of 32 bottom-level edges, its row id, and a few upper-level edges.
+const GRAPH_BYTES_PER_NODE: u64 = 32 * 4 + 8 + 24;
+
+/// The bytes an index of `rows` vectors of `dim` values is estimated to take once loaded, before
+/// it is: the vectors as `f32` and as 8-bit codes, and the graph.
+fn estimated_bytes(rows: u64, dim: usize) -> u64 {
+    rows.saturating_mul(dim as u64 * 5 + GRAPH_BYTES_PER_NODE)
+}
 
 /// The width of the beam a search descends the levels above the bottom one with
 /// ([`HnswGraph::search`]'s `upper_beam`). hnswlib and Lance descend greedily (1); on clustered
@@ -149,9 +154,7 @@ impl LoadedIndices {
             return Ok(None);
         };
         let dim = dim as usize;
-        // The vectors as f32 and as 8-bit codes, and the graph.
-        let estimate = index.num_rows() * (dim as u64 * 5 + GRAPH_BYTES_PER_NODE);
-        if estimate > self.budget_bytes {
+        if estimated_bytes(index.num_rows(), dim) > self.budget_bytes {
             return Ok(None);
         }
         let Some(graphs) = partition_graphs(index.as_ref()) else {
@@ -164,8 +167,9 @@ impl LoadedIndices {
         let loaded = self
             .entries
             .try_get_with(key.clone(), async {
-                let index = LoadedIndex::load(key, dataset, index.as_ref(), graphs, column, dim);
-                index.await.map(Arc::new)
+                let load =
+                    LoadedIndex::load(key.clone(), dataset, index.as_ref(), graphs, column, dim);
+                load.await.map(Arc::new)
             })
             .await
             .map_err(DataFusionError::Shared)?;
@@ -173,7 +177,6 @@ impl LoadedIndices {
             // The estimate assumes 32 bottom-level edges a node (m = 16); a denser graph may
             // not fit after all, and the cache would drop it only for the next search to load
             // it again.
-            let key = index_key(dataset, name);
             self.entries.invalidate(&key).await;
             self.too_large.insert(key, ()).await;
             return Ok(None);
@@ -263,7 +266,7 @@ pub(crate) struct LoadedIndex {
     distance_type: DistanceType,
     /// What searches reuse between them.
     scratch: Mutex<Vec<SearchScratch>>,
-    /// Other columns' values at every position, loaded on first use ([`LoadedIndex::column`]):
+    /// Other columns' values at every position, loaded on first use ([`LoadedIndices::column`]):
     /// the rows a search returns are taken from them.
     columns: Mutex<HashMap<String, ArrayRef>>,
     /// Held while a column is loaded, so that concurrent searches load it once.
@@ -685,7 +688,7 @@ mod tests {
         let cache = LoadedIndices::new(1 << 30);
         let loaded = cache.get_or_load(dataset, INDEX, index, "embedding").await;
         let size = loaded.unwrap().unwrap().size_bytes() as u64;
-        size.max(ROWS as u64 * (DIM as u64 * 5 + GRAPH_BYTES_PER_NODE))
+        size.max(estimated_bytes(ROWS as u64, DIM))
     }
 
     /// What [`load_and_take`] saw.
@@ -743,7 +746,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // m = 32: 64 bottom-level edges a node, twice what the estimate assumes.
         let (dataset, index) = indexed(&dir, 32).await;
-        let estimate = ROWS as u64 * (DIM as u64 * 5 + GRAPH_BYTES_PER_NODE);
+        let estimate = estimated_bytes(ROWS as u64, DIM);
         let roomy = LoadedIndices::new(1 << 30);
         let loaded = roomy
             .get_or_load(&dataset, INDEX, &index, "embedding")
