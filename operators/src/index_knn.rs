@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion::arrow::array::{Float32Array, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
@@ -22,9 +23,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{
-    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
-};
+use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -35,6 +34,7 @@ use lance_linalg::distance::DistanceType;
 
 use crate::distance::{distance, Metric};
 use crate::index_direct::{with_column, Candidates, DirectIndex};
+use crate::search_metrics::SearchMetrics;
 use crate::vector::VectorArray;
 
 /// Index search settings (`SET quiver.nprobes`, `quiver.ef`, `quiver.refine_factor`).
@@ -85,8 +85,8 @@ pub struct IndexSearch {
 pub struct IndexKnnExec {
     /// What it searches, shared with the stream of each execution.
     task: Arc<IndexKnnTask>,
-    /// Execution metrics.
-    metrics: ExecutionPlanMetricsSet,
+    /// Execution metrics, shared with the stream of each execution.
+    metrics: Arc<SearchMetrics>,
     /// Cached plan properties.
     properties: Arc<PlanProperties>,
 }
@@ -110,7 +110,7 @@ impl IndexKnnExec {
         );
         Ok(Self {
             task: Arc::new(task),
-            metrics: ExecutionPlanMetricsSet::new(),
+            metrics: Arc::default(),
             properties: Arc::new(properties),
         })
     }
@@ -165,7 +165,7 @@ impl IndexKnnTask {
     }
 
     /// The search's output.
-    async fn run(&self, paths: SearchPaths) -> Result<RecordBatch> {
+    async fn run(&self, metrics: &SearchMetrics) -> Result<RecordBatch> {
         let Self {
             dataset,
             search,
@@ -194,10 +194,7 @@ impl IndexKnnTask {
         };
         let found = match direct_rows {
             Some((found, loaded)) => {
-                paths.direct.add(1);
-                if loaded {
-                    paths.loaded.add(1);
-                }
+                metrics.record_direct_search(loaded);
                 found
             }
             None => {
@@ -256,14 +253,6 @@ impl IndexKnnTask {
         )?;
         Ok((taken, rows.into_iter().map(|(d, _)| d).collect()))
     }
-}
-
-/// The metrics that say which path a search took.
-struct SearchPaths {
-    /// 1 where the index alone answered, without Lance's scanner (`index_direct`).
-    direct: Count,
-    /// 1 where, of those, the index was searched loaded in memory (`loaded_index`).
-    loaded: Count,
 }
 
 /// The output schema of an index search that projects `fields` and, optionally, a distance
@@ -337,20 +326,15 @@ impl ExecutionPlan for IndexKnnExec {
         if partition != 0 {
             return internal_err!("IndexKnnExec has one partition, asked for {partition}");
         }
-        let baseline = BaselineMetrics::new(&self.metrics, partition);
-        let paths = SearchPaths {
-            direct: MetricBuilder::new(&self.metrics).counter("direct_index_searches", partition),
-            loaded: MetricBuilder::new(&self.metrics).counter("loaded_index_searches", partition),
-        };
         let task = Arc::clone(&self.task);
+        let metrics = Arc::clone(&self.metrics);
         let stream = futures::stream::once(async move {
-            let timer = baseline.elapsed_compute().timer();
-            let batch = task.run(paths).await;
-            timer.done();
+            let start = Instant::now();
+            let batch = task.run(&metrics).await;
+            metrics.add_elapsed_compute(start);
             if let Ok(b) = &batch {
-                baseline.record_output(b.num_rows());
+                metrics.record_output(b);
             }
-            baseline.done();
             batch
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -360,7 +344,7 @@ impl ExecutionPlan for IndexKnnExec {
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
+        Some(self.metrics.to_metrics_set())
     }
 }
 

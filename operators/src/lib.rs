@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod knn;
 mod loaded_index;
 mod scalar_quantized;
+mod search_metrics;
 pub mod topk;
 pub mod vector;
 
