@@ -8,9 +8,10 @@
 //! the HNSW paper (the upper levels descended, then a beam of width `ef` on the bottom level)
 //! over a caller's scoring function, as hnswlib does: a visited set cleared by generation and the
 //! beam (one sorted list, as DiskANN's), both kept between searches, and the next candidate's
-//! list, the visited marks and the neighbours' vectors prefetched before they are needed. Each level runs the same beam
-//! search ([`LevelView`] is what it walks); the upper levels' beam may be wider than the paper's
-//! greedy one (FAISS's `upper_beam`), which carries several routes down.
+//! list, the visited marks and the neighbours' vectors prefetched before they are needed. Each
+//! level runs the same beam search ([`LevelView`] is what it walks); the upper levels' beam may
+//! be wider than the paper's greedy one (FAISS's `upper_beam`), which carries several routes
+//! down.
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::UInt32Type;

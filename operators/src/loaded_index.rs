@@ -157,13 +157,13 @@ impl LoadedIndices {
         if estimated_bytes(index.num_rows(), dim) > self.budget_bytes {
             return Ok(None);
         }
-        let Some(graphs) = partition_graphs(index.as_ref()) else {
-            return Ok(None);
-        };
         let key = index_key(dataset, name);
         if self.too_large.contains_key(&key) {
             return Ok(None);
         }
+        let Some(graphs) = partition_graphs(index.as_ref()) else {
+            return Ok(None);
+        };
         let loaded = self
             .entries
             .try_get_with(key.clone(), async {

@@ -156,5 +156,19 @@ mod tests {
         for metric in set.iter() {
             assert_eq!(metric.partition(), Some(PARTITION));
         }
+        // As `BaselineMetrics` and `MetricBuilder::counter` register them.
+        let kind = |name: &str| {
+            let metric = set.iter().find(|m| m.value().name() == name).unwrap();
+            (metric.metric_type(), metric.metric_category())
+        };
+        let (summary, dev) = (MetricType::Summary, MetricType::Dev);
+        assert_eq!(kind("output_rows"), (summary, Some(MetricCategory::Rows)));
+        assert_eq!(
+            kind("elapsed_compute"),
+            (summary, Some(MetricCategory::Timing))
+        );
+        assert_eq!(kind("output_bytes"), (summary, Some(MetricCategory::Bytes)));
+        assert_eq!(kind("output_batches"), (dev, Some(MetricCategory::Rows)));
+        assert_eq!(kind("direct_index_searches"), (dev, None));
     }
 }
