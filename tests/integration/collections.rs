@@ -1,6 +1,7 @@
 //! Collections through SQL: persistence across restarts and bad input leaving data unchanged.
 
-use quiver_tests::TestDb;
+use quiver_catalog::fault::FaultHooks;
+use quiver_tests::{open_session, TestDb};
 
 #[tokio::test]
 async fn collections_survive_a_restart() {
@@ -18,6 +19,38 @@ async fn collections_survive_a_restart() {
     // The primary key is still enforced after the restart.
     let err = db.error("INSERT INTO docs VALUES (2, [0, 0])").await;
     assert!(err.contains("duplicate primary key"), "{err}");
+}
+
+#[tokio::test]
+async fn the_next_statement_sees_what_another_process_committed() {
+    let db = TestDb::new().await;
+    // A second catalog over the same data root, as another server process would open it.
+    let other = open_session(&db.dir.path().to_string_lossy(), FaultHooks::default()).await;
+    db.sql("CREATE TABLE docs (id BIGINT NOT NULL, embedding VECTOR(2))")
+        .await;
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "0");
+    other
+        .run_script("INSERT INTO docs VALUES (1, [1, 2])")
+        .await
+        .expect("insert");
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "1");
+    other
+        .run_script(
+            "DROP TABLE docs;
+             CREATE TABLE docs (id BIGINT NOT NULL, label TEXT)",
+        )
+        .await
+        .expect("replace");
+    // The collection the name now refers to, not the one this process last read.
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "0");
+    assert_eq!(
+        db.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'docs' ORDER BY ordinal_position")
+            .await,
+        vec![vec!["id"], vec!["label"]]
+    );
+    other.run_script("DROP TABLE docs").await.expect("drop");
+    let err = db.error("SELECT count(*) FROM docs").await;
+    assert!(err.contains("docs"), "{err}");
 }
 
 #[tokio::test]
