@@ -300,6 +300,24 @@ impl CatalogState {
                 && s.state == SnapshotState::Committed
         })
     }
+
+    /// The committed snapshot `name` of the live collection `database.collection`, with the
+    /// collection, or a `CollectionNotFound` / `SnapshotNotFound` error.
+    pub fn require_committed_snapshot(
+        &self,
+        database: &str,
+        collection: &str,
+        name: &str,
+    ) -> Result<(&CollectionRecord, &SnapshotRecord)> {
+        let record = self.require_collection(database, collection)?;
+        let snapshot = self.committed_snapshot(&record.id, name).ok_or_else(|| {
+            CatalogError::SnapshotNotFound {
+                collection: record.qualified_name(),
+                name: name.to_string(),
+            }
+        })?;
+        Ok((record, snapshot))
+    }
 }
 
 /// Checks that `name` follows identifier rules: a letter or `_` first, then letters, digits or

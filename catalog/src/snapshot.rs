@@ -263,15 +263,8 @@ impl Catalog {
         name: &str,
     ) -> Result<(CollectionRecord, SnapshotRecord)> {
         let state = self.state().await?;
-        let record = state.require_collection(database, collection)?.clone();
-        let snapshot = state
-            .committed_snapshot(&record.id, name)
-            .cloned()
-            .ok_or_else(|| CatalogError::SnapshotNotFound {
-                collection: record.qualified_name(),
-                name: name.to_string(),
-            })?;
-        Ok((record, snapshot))
+        let (record, snapshot) = state.require_committed_snapshot(database, collection, name)?;
+        Ok((record.clone(), snapshot.clone()))
     }
 
     /// Committed snapshots, of one database and collection if given, ordered by collection and

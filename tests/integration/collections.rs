@@ -35,14 +35,27 @@ async fn the_next_statement_sees_what_another_process_committed() {
         .expect("insert");
     assert_eq!(db.value("SELECT count(*) FROM docs").await, "1");
     other
+        .run_script("CREATE SNAPSHOT s1 ON docs")
+        .await
+        .expect("snapshot");
+    assert_eq!(
+        db.value("SELECT count(*) FROM snapshot('docs', 's1')")
+            .await,
+        "1"
+    );
+    other
         .run_script(
-            "DROP TABLE docs;
+            "DROP TABLE docs CASCADE;
              CREATE TABLE docs (id BIGINT NOT NULL, label TEXT)",
         )
         .await
         .expect("replace");
     // The collection the name now refers to, not the one this process last read.
     assert_eq!(db.value("SELECT count(*) FROM docs").await, "0");
+    let err = db
+        .error("SELECT count(*) FROM snapshot('docs', 's1')")
+        .await;
+    assert!(err.contains("s1"), "{err}");
     assert_eq!(
         db.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'docs' ORDER BY ordinal_position")
             .await,

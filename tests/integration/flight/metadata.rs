@@ -20,6 +20,58 @@ async fn listing(client: &mut Client, info: FlightInfo) -> Vec<Vec<String>> {
 }
 
 #[tokio::test]
+async fn table_listings_show_what_another_process_committed() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    create_docs(&mut client).await;
+    let tables = CommandGetTables {
+        include_schema: true,
+        table_types: vec!["TABLE".into()],
+        ..Default::default()
+    };
+    let info = client.get_tables(tables.clone()).await.expect("tables");
+    assert_eq!(
+        fetch(&mut client, info).await.expect("fetch")[0].num_rows(),
+        1
+    );
+    // A second process on the same data root adds a collection.
+    let other = quiver_tests::open_session(
+        &server.data_dir().to_string_lossy(),
+        quiver_catalog::fault::FaultHooks::default(),
+    )
+    .await;
+    other
+        .run_script("CREATE TABLE notes (id BIGINT NOT NULL, body VARCHAR)")
+        .await
+        .expect("create");
+    let info = client.get_tables(tables).await.expect("tables");
+    let batches = fetch(&mut client, info).await.expect("fetch");
+    let listed: Vec<(String, Vec<String>)> = batches
+        .iter()
+        .flat_map(|batch| {
+            (0..batch.num_rows()).map(move |row| {
+                let encoded = batch.column(4).as_binary::<i32>().value(row).to_vec();
+                let schema = Schema::try_from(IpcMessage(encoded.into())).expect("schema");
+                (
+                    batch.column(2).as_string::<i32>().value(row).to_string(),
+                    schema.fields().iter().map(|f| f.name().clone()).collect(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (
+                "docs".to_string(),
+                vec!["id".into(), "title".into(), "embedding".into()]
+            ),
+            ("notes".to_string(), vec!["id".into(), "body".into()]),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn catalogs_schemas_tables_and_keys_describe_the_collections() {
     let server = TestServer::start().await;
     let mut client = server.client().await;

@@ -32,7 +32,7 @@ pub type Client = FlightSqlServiceClient<Channel>;
 /// A server over a temporary data root.
 pub struct TestServer {
     /// The data root, deleted on drop.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     server: RunningServer,
 }
 
@@ -51,7 +51,12 @@ impl TestServer {
         );
         configure(&mut config);
         let server = quiver_flight::start(config).await.expect("server starts");
-        Self { _dir: dir, server }
+        Self { dir, server }
+    }
+
+    /// The data root the server serves.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// A new client connection (no credentials).
