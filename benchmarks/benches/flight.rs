@@ -17,8 +17,8 @@ use arrow_flight::sql::{
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use quiver_benchmarks::random_vectors;
-use quiver_flight::cli::open_session;
-use quiver_flight::client::{ConnectOptions, RemoteClient};
+use quiver_flight::cli::client::{ConnectOptions, RemoteClient};
+use quiver_flight::cli::sql::open_session;
 use quiver_flight::ServerConfig;
 use tokio::runtime::Runtime;
 

@@ -19,11 +19,12 @@ use lance::Dataset;
 use lance_index::metrics::NoOpMetricsCollector;
 use lance_index::vector::VectorIndex;
 use lance_linalg::distance::DistanceType;
-use quiver_operators::batch_knn::{BatchKnnExec, BatchKnnSpec};
 use quiver_operators::distance::{ordering_keys, Metric};
-use quiver_operators::index_direct::{index_query, nearest_in_index};
-use quiver_operators::index_knn::{IndexKnnExec, IndexKnnTask, IndexSearch, IndexSearchParams};
-use quiver_operators::knn::{KnnExec, KnnSpec};
+use quiver_operators::exact::batch_knn::{BatchKnnExec, BatchKnnSpec};
+use quiver_operators::exact::knn::{KnnExec, KnnSpec};
+use quiver_operators::index::direct::{index_query, nearest_in_index};
+use quiver_operators::index::index_knn::{IndexKnnExec, IndexKnnTask};
+use quiver_operators::index::search::{IndexSearch, IndexSearchParams};
 use quiver_planner::config::QuiverConfig;
 use quiver_planner::QuiverSession;
 

@@ -28,6 +28,7 @@ use crate::model::{
     validate_name, CatalogState, CollectionRecord, DatabaseRecord, DroppedLocation, SnapshotState,
     DEFAULT_DATABASE,
 };
+use crate::primary_key::with_primary_key;
 
 /// The Lance tag a zero-copy restore puts on the source version it reads, so Lance's cleanup
 /// keeps that version's files while the restored collection lives.
@@ -216,7 +217,7 @@ impl Catalog {
         let location = format!("collections/{id}");
         let empty = RecordBatchIterator::new(
             std::iter::empty::<std::result::Result<RecordBatch, arrow::error::ArrowError>>(),
-            schema,
+            with_primary_key(schema, &primary_key),
         );
         Dataset::write(
             empty,
@@ -282,7 +283,7 @@ impl Catalog {
             .collect();
         // A restore reading one of its snapshots keeps the collection (and its files) alive.
         for snapshot in state.snapshots_of(id) {
-            if let Some(job_id) = crate::snapshot::job_reading(state, &snapshot.id) {
+            if let Some(job_id) = state.job_reading(&snapshot.id) {
                 return Err(CatalogError::SnapshotInUse {
                     collection: record.qualified_name(),
                     name: snapshot.name.clone(),

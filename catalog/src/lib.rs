@@ -5,7 +5,9 @@
 //! - [`metastore`]: the catalog log, committed by put-if-absent;
 //! - [`model`]: the records it holds;
 //! - [`location`]: the data root (a local directory or an object store URL) and fault hooks;
-//! - [`catalog`]: the operations on databases and collections, and their Lance datasets.
+//! - [`catalog`]: the operations on databases and collections, and their Lance datasets;
+//! - [`primary_key`]: a collection's key declared to Lance, which detects concurrent writers of
+//!   one key.
 
 pub mod catalog;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod location;
 pub mod manifest;
 pub mod metastore;
 pub mod model;
+pub mod primary_key;
 pub mod snapshot;
 
 pub use catalog::Catalog;

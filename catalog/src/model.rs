@@ -292,6 +292,18 @@ impl CatalogState {
         out
     }
 
+    /// A running or pending job reading snapshot `snapshot_id`, if any.
+    pub fn job_reading(&self, snapshot_id: &str) -> Option<u64> {
+        self.jobs
+            .values()
+            .find(|j| {
+                !j.state.is_terminal()
+                    && j.state != JobState::Succeeded
+                    && j.spec.get("snapshot_id").and_then(|v| v.as_str()) == Some(snapshot_id)
+            })
+            .map(|j| j.id)
+    }
+
     /// The committed snapshot `name` of a collection, if any.
     pub fn committed_snapshot(&self, collection_id: &str, name: &str) -> Option<&SnapshotRecord> {
         self.snapshots.values().find(|s| {

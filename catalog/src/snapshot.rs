@@ -24,9 +24,7 @@ use crate::error::{CatalogError, Result};
 use crate::indices::vector_indices;
 use crate::inventory::{version_files, VersionFile};
 use crate::manifest::{self, SnapshotMetadata, FORMAT_VERSION};
-use crate::model::{
-    validate_name, CatalogState, CollectionRecord, JobState, SnapshotRecord, SnapshotState,
-};
+use crate::model::{validate_name, CollectionRecord, SnapshotRecord, SnapshotState};
 
 /// The Lance tag protecting a snapshot's version.
 pub fn tag_name(snapshot_id: &str) -> String {
@@ -36,19 +34,6 @@ pub fn tag_name(snapshot_id: &str) -> String {
 /// The root-relative directory of a snapshot's manifest files.
 pub fn snapshot_dir(collection_id: &str, snapshot_id: &str) -> String {
     format!("snapshots/{collection_id}/{snapshot_id}")
-}
-
-/// A running or pending job reading `snapshot_id`, if any.
-pub fn job_reading(state: &CatalogState, snapshot_id: &str) -> Option<u64> {
-    state
-        .jobs
-        .values()
-        .find(|j| {
-            !j.state.is_terminal()
-                && j.state != JobState::Succeeded
-                && j.spec.get("snapshot_id").and_then(|v| v.as_str()) == Some(snapshot_id)
-        })
-        .map(|j| j.id)
 }
 
 impl Catalog {
@@ -225,7 +210,7 @@ impl Catalog {
                         name: name.to_string(),
                     });
                 };
-                if let Some(job_id) = job_reading(state, &snapshot.id) {
+                if let Some(job_id) = state.job_reading(&snapshot.id) {
                     return Err(CatalogError::SnapshotInUse {
                         collection: record.qualified_name(),
                         name: name.to_string(),

@@ -5,25 +5,23 @@
 //! JSON actions ([`actions`]), with optional authentication ([`auth`]) and TLS, and per-query
 //! memory and time limits ([`config`]). `docs/flight.md` describes the protocol as clients see it.
 
+//!
+//! - [`server`]: listening, TLS, message limits, authentication and shutdown;
+//! - [`service`]: the Flight SQL handlers and what they delegate to;
+//! - [`actions`]: Quiver's JSON actions (snapshots, restores, jobs);
+//! - [`auth`], [`config`], [`tls`], [`error`]: callers, settings, crypto, and the gRPC status of
+//!   each error;
+//! - [`cli`]: the `quiver sql` command line.
+
 pub mod actions;
 pub mod auth;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod error;
-pub mod execution;
-pub mod ingest;
-pub mod input;
-pub mod insert_rows;
-pub mod metadata;
-pub mod prepared;
-pub mod progress;
-pub mod queries;
 pub mod server;
 pub mod service;
-pub mod snapshot_actions;
 pub mod tls;
 
 pub use config::ServerConfig;
 pub use server::{start, RunningServer, ServeError};
-pub use service::QuiverFlightService;
+pub use service::flight_sql::QuiverFlightService;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use quiver_flight::auth::AuthConfig;
-use quiver_flight::cli::{self, Backend};
-use quiver_flight::client::{ConnectOptions, RemoteClient};
+use quiver_flight::cli::client::{ConnectOptions, RemoteClient};
+use quiver_flight::cli::sql::{open_session, shell, Backend};
 use quiver_flight::config::{
     parse_duration, parse_size, QueryLimits, ServerConfig, TlsFiles, DEFAULT_MAX_MESSAGE_SIZE,
 };
@@ -230,14 +230,14 @@ async fn sql(
             Backend::Remote(Box::new(client))
         }
         None => Backend::Embedded(
-            cli::open_session(data)
+            open_session(data)
                 .await
                 .map_err(|e| quiver_planner::user_message(&e))?,
         ),
     };
     let result = match statement {
         Some(sql) => backend.run_and_print(&sql).await,
-        None => cli::shell(&mut backend).await,
+        None => shell(&mut backend).await,
     };
     result.map_err(|e| e.to_string())
 }

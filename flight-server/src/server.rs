@@ -27,8 +27,8 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::actions::{ActionRegistry, RegistryError};
 use crate::auth::{interceptor, Authenticator};
 use crate::config::ServerConfig;
-use crate::queries::QueryRegistry;
-use crate::service::QuiverFlightService;
+use crate::service::flight_sql::QuiverFlightService;
+use crate::service::queries::QueryRegistry;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

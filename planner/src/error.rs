@@ -1,6 +1,12 @@
 //! Errors of Quiver's SQL layer that are not the catalog's or the operators'.
 
 use datafusion::error::DataFusionError;
+use quiver_catalog::CatalogError;
+
+/// Wraps a catalog error for DataFusion, keeping its type.
+pub fn external(e: CatalogError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
 
 /// Errors raised while planning or running Quiver statements.
 #[derive(Debug, thiserror::Error)]

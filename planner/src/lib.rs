@@ -1,34 +1,26 @@
 //! Quiver's SQL layer: a DataFusion session with Quiver's catalog, vector types and functions,
-//! and the statements Quiver runs itself (collection DDL, `COPY ... FROM`, `DESCRIBE`).
+//! and the statements Quiver runs itself (collection DDL, indices, snapshots, jobs, `COPY ...
+//! FROM`).
+//!
+//! - [`session`]: [`QuiverSession`], DataFusion with Quiver's catalog, rules and functions;
+//! - [`statements`]: parsing a script and running each statement;
+//! - [`sql`]: the dialect, vector types and literals;
+//! - [`catalog`]: collections, snapshots and system tables as DataFusion tables;
+//! - [`knn`]: k-NN searches planned into Quiver's search operators;
+//! - [`write`]: `INSERT`, `REPLACE`, `UPDATE`, `DELETE`, each one new version;
+//! - [`jobs`]: restore and garbage collection as scheduled plans;
+//! - [`config`], [`progress`], [`error`]: settings, progress reports and errors.
 
-pub mod catalog_provider;
+pub mod catalog;
 pub mod config;
-mod copy;
-mod ddl;
-pub mod dialect;
-pub mod dml;
 pub mod error;
-pub mod index;
 pub mod jobs;
-mod jobs_sql;
-pub mod knn_function;
-pub mod knn_rule;
-mod number_list;
+pub mod knn;
 pub mod progress;
-mod rewrite_rows;
-pub mod scan;
 pub mod session;
-pub mod sink;
-mod snapshot_sql;
-pub mod sql_rewrite;
-pub mod statement;
-pub mod system;
-pub mod table;
-pub mod time_travel;
-pub mod types;
-mod update;
-mod update_assignments;
-pub mod vector_cast;
+pub mod sql;
+pub mod statements;
+pub mod write;
 
 pub use error::{user_message, PlannerError};
 pub use session::QuiverSession;

@@ -18,7 +18,8 @@
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, ScalarUDF};
 
 mod distance;
 mod norm;
@@ -39,4 +40,24 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
     out.push(Arc::new(ScalarUDF::from(VectorDimsUdf::new())));
     out.push(Arc::new(ScalarUDF::from(ToVectorUdf::new())));
     out
+}
+
+/// Whether `expr` calls one of these functions. A scan that pushes filters into Lance keeps such
+/// filters in DataFusion, where k-NN and range search see them.
+pub fn calls_vector_function(expr: &Expr) -> bool {
+    let names: Vec<String> = all()
+        .iter()
+        .flat_map(|f| std::iter::once(f.name().to_string()).chain(f.aliases().iter().cloned()))
+        .collect();
+    let mut found = false;
+    let _ = expr.apply(|e| {
+        if let Expr::ScalarFunction(f) = e {
+            if names.iter().any(|n| n == f.func.name()) {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }

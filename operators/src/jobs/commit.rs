@@ -1,4 +1,5 @@
-//! `Commit`: the last step of a job — waits for all of its input, then commits to the catalog.
+//! [`CatalogCommit`]: the last step of a job — waits for all of its input, then commits to the
+//! catalog.
 //!
 //! Nothing becomes visible before every input row has been processed: a failure or cancellation
 //! anywhere below leaves the catalog as it was.
@@ -25,13 +26,13 @@ pub trait CommitAction: fmt::Debug + fmt::Display + Send + Sync + 'static {
 
 /// Runs a [`CommitAction`] after its input is exhausted.
 #[derive(Debug)]
-pub struct Commit<A: CommitAction> {
+pub struct CatalogCommit<A: CommitAction> {
     action: A,
     files: AtomicU64,
     bytes: AtomicU64,
 }
 
-impl<A: CommitAction> Commit<A> {
+impl<A: CommitAction> CatalogCommit<A> {
     /// A commit running `action`.
     pub fn new(action: A) -> Self {
         Self {
@@ -42,14 +43,14 @@ impl<A: CommitAction> Commit<A> {
     }
 }
 
-impl<A: CommitAction> fmt::Display for Commit<A> {
+impl<A: CommitAction> fmt::Display for CatalogCommit<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.action, f)
     }
 }
 
 #[async_trait]
-impl<A: CommitAction> Transform for Commit<A> {
+impl<A: CommitAction> Transform for CatalogCommit<A> {
     fn name(&self) -> &'static str {
         "CatalogCommitExec"
     }

@@ -10,7 +10,9 @@
 //! - [`commit`]: the final catalog commit, once all its input is done.
 //!
 //! Leaf operators implement [`Source`] and run as [`SourceExec`]; row-by-row operators implement
-//! [`Transform`] and run as [`TransformExec`]. Both report progress to a [`JobProgress`] and stop
+//! [`Transform`] and run as [`TransformExec`]. Plans show each under its type's name followed by
+//! `Exec`: a `SourceExec<FileList>` as `FileListExec`, a `TransformExec<CatalogCommit<_>>` as
+//! `CatalogCommitExec`. Both report progress to a [`JobProgress`] and stop
 //! at the next step when the job is cancelled.
 
 use std::fmt::{Debug, Display};
@@ -81,7 +83,7 @@ pub fn paths_and_sizes(
 /// A leaf that produces batches by doing some I/O.
 #[async_trait]
 pub trait Source: Debug + Display + Send + Sync + 'static {
-    /// The operator's name in plans.
+    /// The operator's name in plans: the type's name followed by `Exec`.
     fn name(&self) -> &'static str;
     /// The output schema.
     fn schema(&self) -> SchemaRef;
@@ -92,7 +94,7 @@ pub trait Source: Debug + Display + Send + Sync + 'static {
 /// A unary step applied to each input batch (and, once, at the end).
 #[async_trait]
 pub trait Transform: Debug + Display + Send + Sync + 'static {
-    /// The operator's name in plans.
+    /// The operator's name in plans: the type's name followed by `Exec`.
     fn name(&self) -> &'static str;
     /// The output schema, given the input's.
     fn schema(&self, input: &SchemaRef) -> Result<SchemaRef>;

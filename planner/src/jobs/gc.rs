@@ -56,7 +56,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gc_records::{ExpiredJobs, StaleSnapshots};
 use super::{JobPlan, JobScheduler};
-use crate::catalog_provider::external;
+use crate::error::external;
 use crate::jobs::restore::RestoreSpec;
 
 /// A garbage collection's parameters.

@@ -15,7 +15,7 @@ use quiver_catalog::Catalog;
 use quiver_operators::jobs::file_delete::report_schema;
 use quiver_operators::jobs::{JobProgress, Source};
 
-use crate::catalog_provider::external;
+use crate::error::external;
 
 /// One report row per item of `category` (one record each, no bytes).
 fn report(category: &str, items: &[String]) -> Result<RecordBatch> {

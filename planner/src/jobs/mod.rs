@@ -27,7 +27,7 @@ use quiver_catalog::{Catalog, JobKind, JobRecord, JobState};
 use quiver_operators::jobs::JobProgress;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::catalog_provider::external;
+use crate::error::external;
 
 pub mod gc;
 mod gc_records;

@@ -32,14 +32,14 @@ use quiver_catalog::catalog::clone_tag;
 use quiver_catalog::{
     Catalog, CatalogError, CollectionRecord, JobKind, JobRecord, SnapshotRecord, SnapshotState,
 };
-use quiver_operators::jobs::commit::{Commit, CommitAction};
+use quiver_operators::jobs::commit::{CatalogCommit, CommitAction};
 use quiver_operators::jobs::file_copy::FileCopy;
 use quiver_operators::jobs::manifest_scan::{file_schema, ManifestScan};
 use quiver_operators::jobs::{JobProgress, Source, SourceExec, TransformExec};
 use serde::{Deserialize, Serialize};
 
 use super::{JobPlan, JobScheduler};
-use crate::catalog_provider::external;
+use crate::error::external;
 
 /// How a snapshot is restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -500,7 +500,7 @@ pub async fn build(
     let Some(target_id) = spec.target_id.clone() else {
         return plan_err!("a restore into a new collection needs a target");
     };
-    let register = Commit::new(RegisterCollection {
+    let register = CatalogCommit::new(RegisterCollection {
         catalog: catalog.clone(),
         snapshot: snapshot.clone(),
         source: source.clone(),

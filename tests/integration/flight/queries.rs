@@ -2,8 +2,8 @@
 //! CLI's output matching the embedded engine's.
 
 use arrow::datatypes::DataType;
-use quiver_flight::cli::format_result;
-use quiver_flight::client::{ConnectOptions, RemoteClient};
+use quiver_flight::cli::client::{ConnectOptions, RemoteClient};
+use quiver_flight::cli::sql::format_result;
 
 use super::*;
 

@@ -1,0 +1,50 @@
+//! `GetServerInfo`: the server's name and version, for clients to check they reached Quiver.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::registry::{ActionContext, ActionError, JsonAction};
+
+/// `GetServerInfo`: the server's name and version, for clients to check they reached Quiver.
+#[derive(Debug)]
+pub struct GetServerInfo;
+
+/// The (empty) request of [`GetServerInfo`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetServerInfoRequest {}
+
+/// The response of [`GetServerInfo`].
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Always `"Quiver"`.
+    pub name: String,
+    /// The server's version.
+    pub version: String,
+    /// The data root the server serves.
+    pub data_root: String,
+    /// The authenticated user, if auth is on.
+    pub user: Option<String>,
+}
+
+#[async_trait]
+impl JsonAction for GetServerInfo {
+    type Request = GetServerInfoRequest;
+    type Response = ServerInfo;
+    const NAME: &'static str = "GetServerInfo";
+    const DESCRIPTION: &'static str = "The server's name and version. Request: {} (or an empty \
+        body). Response: {\"name\", \"version\", \"data_root\", \"user\"}.";
+
+    async fn run(
+        &self,
+        context: &ActionContext,
+        _request: GetServerInfoRequest,
+    ) -> Result<ServerInfo, ActionError> {
+        Ok(ServerInfo {
+            name: "Quiver".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            data_root: context.executor.catalog().root().display().to_string(),
+            user: context.caller.user.clone(),
+        })
+    }
+}

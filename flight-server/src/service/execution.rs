@@ -1,0 +1,571 @@
+//! Running SQL for the service: each statement on a fresh session, under the server's per-query
+//! limits.
+//!
+//! Invariants:
+//! - Every statement gets its own [`QuiverSession`] over the shared catalog, so no client sees
+//!   another's session settings.
+//! - Planning runs on its own task ([`Executor::plan_detached`]): a command (DDL, `COPY`) or a
+//!   write that has started finishes even if the client disconnects, so a disconnect never
+//!   leaves a half-made collection.
+//! - Writes (`INSERT`, `UPDATE`, `DELETE`, `COPY ... TO`) run to completion when planned, not when
+//!   their result is fetched: the write happens exactly once whether or not the client reads the
+//!   count. A failed or timed-out write commits nothing (one Lance transaction per statement).
+//! - Queries run when their results are streamed, batch by batch (never buffered whole), each
+//!   with its own DataFusion memory pool of [`QueryLimits::memory`] bytes and a deadline of
+//!   [`QueryLimits::timeout`] checked inside the stream, so a stream handed to the client cannot
+//!   escape it.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use quiver_catalog::Catalog;
+use quiver_planner::jobs::{JobScheduler, SchedulerConfig};
+use quiver_planner::statements::{parse_statements, QuiverStatement};
+use quiver_planner::QuiverSession;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::config::QueryLimits;
+use crate::error::{status_from_datafusion, FlightServerError};
+use crate::service::insert_rows;
+
+/// How many memory consumers a memory-limit error names.
+const REPORTED_CONSUMERS: NonZeroUsize = match NonZeroUsize::new(3) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
+
+/// A stream of result batches as the service sends them.
+pub type BatchStream = BoxStream<'static, Result<RecordBatch, Status>>;
+
+/// What planning one statement produced.
+pub enum Planned {
+    /// A query (or a command's already computed result): runs when streamed.
+    Query(Box<DataFrame>),
+    /// A write that has run; its result (the affected row count).
+    Done {
+        /// The result's schema.
+        schema: SchemaRef,
+        /// The result.
+        batches: Vec<RecordBatch>,
+    },
+}
+
+impl Planned {
+    /// The schema of the statement's result.
+    pub fn schema(&self) -> SchemaRef {
+        match self {
+            Planned::Query(df) => Arc::new(df.schema().as_arrow().clone()),
+            Planned::Done { schema, .. } => schema.clone(),
+        }
+    }
+}
+
+/// Plans and runs statements over one catalog with the server's limits.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    catalog: Arc<Catalog>,
+    limits: QueryLimits,
+    scheduler: Arc<JobScheduler>,
+}
+
+impl Executor {
+    /// An executor over `catalog`, with its own job scheduler.
+    pub fn new(catalog: Arc<Catalog>, limits: QueryLimits) -> Self {
+        let scheduler = JobScheduler::new(catalog.clone(), SchedulerConfig::default());
+        Self {
+            catalog,
+            limits,
+            scheduler,
+        }
+    }
+
+    /// The scheduler running the server's jobs.
+    pub fn scheduler(&self) -> &Arc<JobScheduler> {
+        &self.scheduler
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// A fresh session over the catalog, running jobs on the server's scheduler.
+    pub fn session(&self) -> QuiverSession {
+        let session = match self.limits.memory {
+            // Commands the session runs itself (CREATE TABLE ... AS, COPY ... FROM) reserve from
+            // a pool of the query memory limit too.
+            Some(bytes) => {
+                let pool =
+                    TrackConsumersPool::new(GreedyMemoryPool::new(bytes), REPORTED_CONSUMERS);
+                let runtime = RuntimeEnv {
+                    memory_pool: Arc::new(pool),
+                    ..RuntimeEnv::default()
+                };
+                QuiverSession::with_runtime(self.catalog.clone(), Arc::new(runtime))
+            }
+            None => QuiverSession::new(self.catalog.clone()),
+        };
+        session.with_scheduler(self.scheduler.clone())
+    }
+
+    /// [`Self::plan`] on its own task, which finishes even if the caller is dropped.
+    pub async fn plan_detached(
+        &self,
+        sql: String,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<Planned, Status> {
+        let executor = self.clone();
+        tokio::spawn(async move { executor.plan(&sql, params).await })
+            .await
+            .map_err(|e| Status::from(FlightServerError::Internal(e.to_string())))?
+    }
+
+    /// Plans one statement with `params` bound to its placeholders (`$1`, `$2`, ...). Commands
+    /// run now; writes run now under the limits; queries come back lazy.
+    pub async fn plan(
+        &self,
+        sql: &str,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<Planned, Status> {
+        let sql_error = |e: DataFusionError| status_from_datafusion(&e);
+        let statement = single_statement(sql).map_err(sql_error)?;
+        if !self.limits.allow_server_files && touches_server_files(&statement) {
+            return Err(FlightServerError::ServerFilesRefused.into());
+        }
+        if params.is_some() && is_command(&statement) {
+            return Err(FlightServerError::InvalidRequest(
+                "parameters can only be bound to queries and INSERT/UPDATE/DELETE".into(),
+            )
+            .into());
+        }
+        let df = self
+            .session()
+            .statement(statement)
+            .await
+            .map_err(sql_error)?;
+        let df = match params {
+            Some(values) => {
+                let (state, plan) = df.into_parts();
+                let values = typed_parameters(&plan, values)?;
+                DataFrame::new(state, plan.with_param_values(values).map_err(sql_error)?)
+            }
+            None => df,
+        };
+        if writes(df.logical_plan()) {
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = self.run_to_completion(df, self.deadline()).await?;
+            return Ok(Planned::Done { schema, batches });
+        }
+        Ok(Planned::Query(Box::new(df)))
+    }
+
+    /// Plans an INSERT bound to every parameter row of `sets` as one write and runs it on its
+    /// own task (which finishes even if the caller is dropped): all rows are written in one
+    /// transaction, or none. `None` if the statement is not an INSERT.
+    pub async fn insert_rows_detached(
+        &self,
+        sql: String,
+        sets: Vec<Vec<ScalarValue>>,
+    ) -> Result<Option<Planned>, Status> {
+        let executor = self.clone();
+        tokio::spawn(async move { executor.insert_rows(&sql, sets).await })
+            .await
+            .map_err(|e| Status::from(FlightServerError::Internal(e.to_string())))?
+    }
+
+    async fn insert_rows(
+        &self,
+        sql: &str,
+        sets: Vec<Vec<ScalarValue>>,
+    ) -> Result<Option<Planned>, Status> {
+        let sql_error = |e: DataFusionError| status_from_datafusion(&e);
+        let statement = single_statement(sql).map_err(sql_error)?;
+        if is_command(&statement) {
+            return Ok(None);
+        }
+        let df = self
+            .session()
+            .statement(statement)
+            .await
+            .map_err(sql_error)?;
+        let (state, plan) = df.into_parts();
+        if !insert_rows::is_insert(&plan) {
+            return Ok(None);
+        }
+        let mut bound = Vec::with_capacity(sets.len());
+        for set in sets {
+            let values = typed_parameters(&plan, set)?;
+            bound.push(plan.clone().with_param_values(values).map_err(sql_error)?);
+        }
+        let Some(insert) = insert_rows::insert_all(&plan, bound).map_err(sql_error)? else {
+            return Ok(None);
+        };
+        let df = DataFrame::new(state, insert);
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = self.run_to_completion(df, self.deadline()).await?;
+        Ok(Some(Planned::Done { schema, batches }))
+    }
+
+    /// Runs a frame to its end under the memory limit and `deadline`, collecting its (small)
+    /// result: for writes, whose result is a row count.
+    pub async fn run_to_completion(
+        &self,
+        df: DataFrame,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<RecordBatch>, Status> {
+        let (_, batches) = self
+            .stream(vec![df], deadline, CancellationToken::new())
+            .await?;
+        batches.try_collect().await
+    }
+
+    /// The deadline of a query starting now.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.limits.timeout.map(|t| Instant::now() + t)
+    }
+
+    /// Runs `frames` one after the other as one stream of batches, under the memory limit, the
+    /// `deadline` and `cancel`. Returns the schema of the first frame's physical plan (the
+    /// schema the batches have) and the stream.
+    pub async fn stream(
+        &self,
+        frames: Vec<DataFrame>,
+        deadline: Option<Instant>,
+        cancel: CancellationToken,
+    ) -> Result<(SchemaRef, BatchStream), Status> {
+        let mut frames = frames.into_iter();
+        let Some(first) = frames.next() else {
+            return Err(FlightServerError::Internal("no statement to run".into()).into());
+        };
+        let timeout = self.limits.timeout;
+        let first = guard(self.execute(first), deadline, &cancel, timeout)
+            .await
+            .map_err(|e| e.into_status())?;
+        let schema = first.schema();
+        let executor = self.clone();
+        let rest = futures::stream::iter(frames)
+            .then(move |df| {
+                let executor = executor.clone();
+                async move { executor.execute(df).await }
+            })
+            .try_flatten();
+        let batches = first.chain(rest);
+        Ok((schema, guarded(batches.boxed(), deadline, cancel, timeout)))
+    }
+
+    /// Starts one frame with its own memory pool.
+    async fn execute(
+        &self,
+        df: DataFrame,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+        let task = self.task_context(&df)?;
+        let plan = df.create_physical_plan().await?;
+        datafusion::physical_plan::execute_stream(plan, task)
+    }
+
+    fn task_context(&self, df: &DataFrame) -> Result<Arc<TaskContext>> {
+        let task = df.task_ctx();
+        let Some(bytes) = self.limits.memory else {
+            return Ok(Arc::new(task));
+        };
+        let pool = TrackConsumersPool::new(GreedyMemoryPool::new(bytes), REPORTED_CONSUMERS);
+        let runtime = RuntimeEnvBuilder::from_runtime_env(task.runtime_env().as_ref())
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()?;
+        Ok(Arc::new(task.with_runtime(runtime)))
+    }
+}
+
+/// Why a guarded operation stopped early.
+enum Stopped {
+    Failed(DataFusionError),
+    TimedOut(Option<Duration>),
+    Cancelled,
+}
+
+impl Stopped {
+    fn into_status(self) -> Status {
+        match self {
+            Stopped::Failed(e) => status_from_datafusion(&e),
+            Stopped::TimedOut(limit) => {
+                let limit = limit
+                    .map(|d| humantime::format_duration(d).to_string())
+                    .unwrap_or_default();
+                Status::deadline_exceeded(format!(
+                    "query stopped: it ran longer than the server's query timeout ({limit})"
+                ))
+            }
+            Stopped::Cancelled => Status::cancelled("query cancelled"),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => futures::future::pending().await,
+    }
+}
+
+/// Awaits `work` unless the deadline passes or `cancel` fires first.
+async fn guard<T>(
+    work: impl std::future::Future<Output = Result<T>>,
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+    timeout: Option<Duration>,
+) -> Result<T, Stopped> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(Stopped::Cancelled),
+        _ = sleep_until(deadline) => Err(Stopped::TimedOut(timeout)),
+        result = work => result.map_err(Stopped::Failed),
+    }
+}
+
+/// A stream that ends with an error once the deadline passes or `cancel` fires; the inner
+/// stream (and the query's tasks) is dropped at that moment.
+fn guarded(
+    inner: BoxStream<'static, Result<RecordBatch>>,
+    deadline: Option<Instant>,
+    cancel: CancellationToken,
+    timeout: Option<Duration>,
+) -> BatchStream {
+    let state = Some((inner, cancel));
+    futures::stream::unfold(state, move |state| async move {
+        let (mut inner, cancel) = state?;
+        match guard(
+            async { inner.next().await.transpose() },
+            deadline,
+            &cancel,
+            timeout,
+        )
+        .await
+        {
+            Ok(Some(batch)) => Some((Ok(batch), Some((inner, cancel)))),
+            Ok(None) => None,
+            Err(stopped) => Some((Err(stopped.into_status()), None)),
+        }
+    })
+    .boxed()
+}
+
+/// Converts each bound value to the type the statement gives its placeholder (`$n` is the n-th
+/// value), so that a value lands in the plan with the type the plan was built for: a list of
+/// doubles bound to an `INSERT` into a `VECTOR(4)` column becomes a `FixedSizeList<Float32, 4>`.
+/// Placeholders without a type (such as a vector function's argument) take the value as is.
+fn typed_parameters(
+    plan: &LogicalPlan,
+    values: Vec<ScalarValue>,
+) -> Result<Vec<ScalarValue>, Status> {
+    let fields = plan
+        .get_parameter_fields()
+        .map_err(|e| status_from_datafusion(&e))?;
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let id = format!("${}", i + 1);
+            let Some(Some(field)) = fields.get(&id) else {
+                return Ok(value);
+            };
+            let target = field.data_type();
+            if &value.data_type() == target {
+                return Ok(value);
+            }
+            value.cast_to(target).map_err(|e| {
+                FlightServerError::InvalidRequest(format!(
+                    "parameter {id}: cannot convert {} to {target}: {}",
+                    value.data_type(),
+                    quiver_planner::user_message(&e)
+                ))
+                .into()
+            })
+        })
+        .collect()
+}
+
+/// The one statement of `sql`.
+fn single_statement(sql: &str) -> Result<QuiverStatement> {
+    let mut statements = parse_statements(sql)?;
+    match statements.len() {
+        1 => Ok(statements.remove(0)),
+        0 => Err(FlightServerError::InvalidRequest("the statement is empty".into()).into()),
+        n => Err(FlightServerError::InvalidRequest(format!(
+            "expected one statement, got {n}: send each statement separately"
+        ))
+        .into()),
+    }
+}
+
+/// Whether a statement is a command, which runs when planned (everything except queries,
+/// `EXPLAIN` and `INSERT`/`UPDATE`/`DELETE`).
+pub fn is_command(statement: &QuiverStatement) -> bool {
+    match statement {
+        QuiverStatement::DataFusion(statement) => match statement.as_ref() {
+            DFStatement::Statement(s) => !matches!(
+                s.as_ref(),
+                SqlStatement::Query(_)
+                    | SqlStatement::Insert(_)
+                    | SqlStatement::Update { .. }
+                    | SqlStatement::Delete(_)
+            ),
+            DFStatement::Explain(_) => false,
+            _ => true,
+        },
+        _ => true,
+    }
+}
+
+/// Parses `sql` as exactly one statement and tells whether it is a command.
+pub fn is_command_sql(sql: &str) -> Result<bool> {
+    Ok(is_command(&single_statement(sql)?))
+}
+
+/// Whether a statement reads or writes files on the server's machine (`COPY`).
+fn touches_server_files(statement: &QuiverStatement) -> bool {
+    match statement {
+        QuiverStatement::CopyFrom { .. } => true,
+        QuiverStatement::DataFusion(statement) => match statement.as_ref() {
+            DFStatement::CopyTo(_) => true,
+            DFStatement::Explain(explain) => {
+                matches!(explain.statement.as_ref(), DFStatement::CopyTo(_))
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether a plan writes data.
+fn writes(plan: &LogicalPlan) -> bool {
+    matches!(plan, LogicalPlan::Dml(_) | LogicalPlan::Copy(_))
+}
+
+/// The number of rows a write reported (its `count` column), or -1 when the result is not a
+/// row count.
+pub fn affected_rows(batches: &[RecordBatch]) -> i64 {
+    let mut total: u64 = 0;
+    for batch in batches {
+        let schema = batch.schema();
+        let is_count = schema.fields().len() == 1
+            && schema.field(0).name() == "count"
+            && schema.field(0).data_type() == &DataType::UInt64;
+        let Some(counts) = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .filter(|_| is_count)
+        else {
+            return -1;
+        };
+        total += counts.iter().flatten().sum::<u64>();
+    }
+    if batches.is_empty() {
+        return -1;
+    }
+    i64::try_from(total).unwrap_or(i64::MAX)
+}
+
+/// The schema clients are told about: dictionaries replaced by their values, as the Flight
+/// encoder sends them.
+pub fn wire_schema(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, value) => {
+                Field::clone(f).with_data_type(value.as_ref().clone())
+            }
+            _ => Field::clone(f),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// Reads row `row` of a parameter batch as one value per placeholder.
+pub fn parameter_row(batch: &RecordBatch, row: usize) -> Result<Vec<ScalarValue>> {
+    batch
+        .columns()
+        .iter()
+        .map(|column| ScalarValue::try_from_array(column.as_ref(), row))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+
+    fn batch(name: &str, values: Vec<u64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::UInt64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(values))]).expect("batch")
+    }
+
+    #[test]
+    fn affected_rows_sums_count_columns_only() {
+        assert_eq!(
+            affected_rows(&[batch("count", vec![3]), batch("count", vec![4])]),
+            7
+        );
+        assert_eq!(affected_rows(&[batch("n", vec![3])]), -1);
+        assert_eq!(affected_rows(&[]), -1);
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "count",
+            DataType::Int64,
+            false,
+        )]));
+        let signed =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1]))]).expect("batch");
+        assert_eq!(affected_rows(&[signed]), -1);
+    }
+
+    #[test]
+    fn commands_are_told_from_queries_and_writes() {
+        for sql in [
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "DELETE FROM t",
+            "UPDATE t SET a = 1",
+            "EXPLAIN SELECT 1",
+        ] {
+            assert!(!is_command_sql(sql).expect(sql), "{sql}");
+        }
+        for sql in [
+            "CREATE TABLE t (a INT)",
+            "DROP TABLE t",
+            "CREATE DATABASE d",
+            "SHOW DATABASES",
+        ] {
+            assert!(is_command_sql(sql).expect(sql), "{sql}");
+        }
+        assert!(is_command_sql("SELECT 1; SELECT 2").is_err());
+        assert!(is_command_sql("  ").is_err());
+    }
+
+    #[test]
+    fn wire_schema_hydrates_dictionaries() {
+        let schema = Schema::new(vec![Field::new(
+            "c",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        )]);
+        assert_eq!(wire_schema(&schema).field(0).data_type(), &DataType::Utf8);
+    }
+}

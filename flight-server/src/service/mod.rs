@@ -1,0 +1,20 @@
+//! The Flight SQL service: the handlers of every Flight SQL request, and what they delegate to.
+//!
+//! - [`flight_sql`]: [`QuiverFlightService`](flight_sql::QuiverFlightService), arrow-flight's
+//!   `FlightSqlService` over the catalog;
+//! - [`execution`]: running SQL for the service under the per-query limits;
+//! - [`queries`]: the statements between `GetFlightInfo` and the end of their `DoGet`;
+//! - [`prepared`]: prepared statements and their bound parameters;
+//! - [`metadata`]: catalogs, schemas, tables, keys, SqlInfo and type info;
+//! - [`ingest`]: bulk ingest (`CommandStatementIngest`);
+//! - [`insert_rows`]: a prepared `INSERT` bound to many rows, as one write;
+//! - [`input`]: decoding the Arrow data a client sends with `DoPut`.
+
+pub mod execution;
+pub mod flight_sql;
+pub mod ingest;
+pub mod input;
+pub mod insert_rows;
+pub mod metadata;
+pub mod prepared;
+pub mod queries;

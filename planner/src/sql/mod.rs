@@ -1,0 +1,12 @@
+//! How Quiver's SQL text becomes DataFusion's: the dialect, the vector types, vector literals and
+//! the syntax tree rewrites shared by the table functions.
+//!
+//! - [`dialect`]: pgvector's distance operators (`<->`, `<=>`, `<#>`);
+//! - [`types`]: `VECTOR(n)`, `HALFVEC(n)`, `FLOAT[n]`, and their names in `DESCRIBE`;
+//! - `number_list`: `[0.1, 0.2, ...]` planned as one list literal;
+//! - [`rewrite`]: a visitor over every query a statement holds.
+
+pub mod dialect;
+pub(crate) mod number_list;
+pub mod rewrite;
+pub mod types;

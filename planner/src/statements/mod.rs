@@ -1,0 +1,25 @@
+//! Quiver's SQL statements: parsing a script, and running each statement, a file per family
+//! holding both how its statements parse and how they run.
+//!
+//! - [`statement`]: [`QuiverStatement`], one parsed statement;
+//! - [`parse`]: [`parse_statements`], a script into statements;
+//! - [`run`]: running one statement on a [`QuiverSession`](crate::QuiverSession);
+//! - [`ddl`]: databases and collections (`CREATE TABLE [AS]`, `DESCRIBE`, `ALTER TABLE ... SET`);
+//! - [`index`]: `CREATE INDEX`, `DROP INDEX`, `SHOW INDEXES`;
+//! - [`snapshot`]: `CREATE`/`DROP`/`SHOW`/`DESCRIBE SNAPSHOT`;
+//! - [`jobs`]: `RESTORE`, `VACUUM`, `SHOW JOBS`, `CANCEL JOB`;
+//! - [`copy`]: `COPY ... FROM` files;
+//! - [`tokens`]: parsing pieces the families share.
+
+mod copy;
+mod ddl;
+pub mod index;
+mod jobs;
+pub mod parse;
+mod run;
+mod snapshot;
+pub mod statement;
+mod tokens;
+
+pub use parse::parse_statements;
+pub use statement::QuiverStatement;
