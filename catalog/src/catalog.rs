@@ -28,7 +28,7 @@ use crate::model::{
     validate_name, CatalogState, CollectionRecord, DatabaseRecord, DroppedLocation, SnapshotState,
     DEFAULT_DATABASE,
 };
-use crate::primary_key::with_primary_key;
+use crate::primary_key::{check_key_type, with_primary_key};
 
 /// The Lance tag a zero-copy restore puts on the source version it reads, so Lance's cleanup
 /// keeps that version's files while the restored collection lives.
@@ -207,11 +207,12 @@ impl Catalog {
             }
         }
         for key in &primary_key {
-            if schema.field_with_name(key).is_err() {
+            let Ok(field) = schema.field_with_name(key) else {
                 return Err(CatalogError::InvalidRequest {
                     message: format!("primary key column '{key}' is not a column of '{name}'"),
                 });
-            }
+            };
+            check_key_type(name, field)?;
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let location = format!("collections/{id}");

@@ -71,6 +71,38 @@ pub struct VersionFile {
     pub checksum: Option<String>,
 }
 
+/// Whether a file's ETag now (`actual`) still matches the one its manifest recorded
+/// (`expected`), that is, whether the file is the same.
+///
+/// An object store's ETag changes with the content. A local file's is its inode, modification
+/// time and size (`"<inode>-<mtime>-<size>"` in hex): a copy of the data root that keeps
+/// modification times (`cp -a`, `rsync -a`) gives every file a new inode and nothing else, so
+/// local ETags are compared on the modification time and size alone; a file written again has a
+/// new modification time.
+pub fn same_file(expected: &str, actual: &str) -> bool {
+    fn time_and_size(etag: &str) -> Option<(&str, &str)> {
+        let parts: Vec<&str> = etag
+            .strip_prefix('"')?
+            .strip_suffix('"')?
+            .split('-')
+            .collect();
+        match parts.as_slice() {
+            [inode, mtime, size]
+                if [inode, mtime, size]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_hexdigit())) =>
+            {
+                Some((mtime, size))
+            }
+            _ => None,
+        }
+    }
+    match (time_and_size(expected), time_and_size(actual)) {
+        (Some(e), Some(a)) => e == a,
+        _ => expected == actual,
+    }
+}
+
 /// Where a base (the collection itself, or a Lance base path) lives, relative to the root, and
 /// whether it is a dataset root (with `data/`, `_deletions/`, `_indices/` under it).
 struct Base {
@@ -220,4 +252,31 @@ pub async fn version_files(
         checksum: meta.e_tag,
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_file;
+
+    #[test]
+    fn local_etags_match_across_a_copy_but_not_a_rewrite() {
+        // The same file after `cp -a`: another inode, the same modification time and size.
+        assert!(same_file(
+            "\"1a2b-5f0e1d2c3b4a-400\"",
+            "\"9f9f-5f0e1d2c3b4a-400\""
+        ));
+        // Written again: a new modification time (or size).
+        assert!(!same_file(
+            "\"1a2b-5f0e1d2c3b4a-400\"",
+            "\"1a2b-5f0e1d2c3b4b-400\""
+        ));
+        assert!(!same_file(
+            "\"1a2b-5f0e1d2c3b4a-400\"",
+            "\"1a2b-5f0e1d2c3b4a-401\""
+        ));
+        // Other stores' ETags (an MD5, a multipart upload's) compare whole.
+        assert!(same_file("\"d41d8cd98f00b204\"", "\"d41d8cd98f00b204\""));
+        assert!(!same_file("\"d41d8cd98f00b204\"", "\"d41d8cd98f00b205\""));
+        assert!(!same_file("\"abc-2\"", "\"abd-2\""));
+    }
 }

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use lance::datatypes::LANCE_UNENFORCED_PRIMARY_KEY_POSITION;
 use lance::Dataset;
 
@@ -45,6 +45,28 @@ pub fn with_primary_key(schema: SchemaRef, primary_key: &[String]) -> SchemaRef 
         )
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// Refuses a key column of `collection` whose type Lance's commit cannot compare between
+/// concurrent writers (it records inserted keys of 32- and 64-bit integers, text and binary).
+pub fn check_key_type(collection: &str, field: &Field) -> Result<()> {
+    match field.data_type() {
+        DataType::Int32
+        | DataType::Int64
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Binary
+        | DataType::LargeBinary => Ok(()),
+        other => Err(CatalogError::InvalidRequest {
+            message: format!(
+                "primary key column '{}' of '{collection}' has type {other}; a key column is \
+                 INT, BIGINT (signed or unsigned), VARCHAR, TEXT or BYTEA",
+                field.name()
+            ),
+        }),
+    }
 }
 
 /// Whether `dataset` declares exactly `primary_key` as its primary key.

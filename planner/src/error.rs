@@ -43,6 +43,9 @@ pub enum PlannerError {
     /// A statement that is malformed or refers to something wrong.
     #[error("{0}")]
     Invalid(String),
+    /// A statement larger than a limit allows (its text, an `IN` list).
+    #[error("{0}")]
+    LimitExceeded(String),
 }
 
 impl From<PlannerError> for DataFusionError {

@@ -121,6 +121,33 @@ async fn a_copy_restore_holds_exactly_the_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_restore_works_in_a_copy_of_the_data_root() {
+    let db = docs_with_snapshot().await;
+    // Copied as backups are made: every file gets a new inode, keeping its time and size.
+    let copy = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", db.dir.path().display()))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let copied = TestDb {
+        session: quiver_tests::open_session(&copy.path().to_string_lossy(), Default::default())
+            .await,
+        dir: copy,
+        hooks: Default::default(),
+    };
+    let job = run_job(&copied, "RESTORE SNAPSHOT nightly ON docs TO docs_restored").await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(
+        copied.value("SELECT count(*) FROM docs_restored").await,
+        "290"
+    );
+    same_content(&copied, "docs_restored", "snapshot('docs', 'nightly')").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_copy_restore_reads_the_snapshots_files_and_survives_the_source() {
     let db = docs_with_snapshot().await;
     let job = run_job(
@@ -777,4 +804,33 @@ async fn scheduled_garbage_collection_runs_on_its_interval() {
             .await,
         "290"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_takes_a_tag_dropped_while_it_reads_as_gone() {
+    let db = docs_with_snapshot().await;
+    // The snapshot's tag vanishes between the cleanup's listing of the tags and its read of the
+    // tag, as when DROP SNAPSHOT runs at the same moment.
+    let dir = db.dir.path().to_path_buf();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    db.hooks.set(Arc::new(move |op: StoreOp, path: &Path| {
+        if op == StoreOp::Get
+            && path.as_ref().contains("_refs/tags/")
+            && !flag.swap(true, Ordering::SeqCst)
+        {
+            let absolute = std::path::Path::new("/").join(path.as_ref());
+            let file = if absolute.exists() {
+                absolute
+            } else {
+                dir.join(path.as_ref())
+            };
+            std::fs::remove_file(file).unwrap();
+        }
+        Ok(())
+    }));
+    db.sql("VACUUM").await;
+    db.hooks.clear();
+    assert!(dropped.load(Ordering::SeqCst), "the cleanup read no tag");
+    assert_eq!(db.value("SELECT count(*) FROM docs").await, "290");
 }

@@ -19,6 +19,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Typ
 use datafusion::common::{internal_err, Result};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
+use quiver_catalog::inventory::same_file;
 use quiver_catalog::location::DataRoot;
 
 use super::{cancelled, paths_and_sizes, JobProgress, Transform};
@@ -69,7 +70,7 @@ impl FileCopy {
             return changed(format!("{} bytes, the manifest says {size}", meta.size));
         }
         match (checksum, meta.e_tag.as_deref()) {
-            (Some(expected), Some(actual)) if expected != actual => {
+            (Some(expected), Some(actual)) if !same_file(expected, actual) => {
                 changed(format!("checksum {actual}, the manifest says {expected}"))
             }
             _ => Ok(()),

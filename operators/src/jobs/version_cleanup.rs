@@ -24,7 +24,7 @@ use lance::dataset::cleanup::{CleanupPolicyBuilder, RemovalStats};
 use lance::Dataset;
 use quiver_catalog::catalog::clone_tag;
 use quiver_catalog::snapshot::tag_name;
-use quiver_catalog::{Catalog, CatalogState};
+use quiver_catalog::{Catalog, CatalogError, CatalogState, CollectionRecord};
 
 use super::file_delete::report_schema;
 use super::{cancelled, JobProgress, Source};
@@ -85,7 +85,70 @@ fn orphan_tag(name: &str, state: &CatalogState) -> bool {
     false
 }
 
+/// How often one collection's cleanup is run again after something it read vanished.
+const VANISHED_RETRIES: usize = 3;
+
+/// Whether `e` says a file or a tag was not found: it vanished while the cleanup read it.
+fn vanished(e: &DataFusionError) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        let lance = match err.downcast_ref::<CatalogError>() {
+            Some(CatalogError::CollectionNotFound { .. }) => return true,
+            Some(CatalogError::Lance(lance)) => Some(lance),
+            _ => err.downcast_ref::<lance::Error>(),
+        };
+        if matches!(
+            lance,
+            Some(lance::Error::NotFound { .. } | lance::Error::RefNotFound { .. })
+        ) {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
 impl VersionCleanup {
+    /// Cleans one collection: its ownerless tags, then its expired versions. Returns the report
+    /// row, if versions expired. A collection dropped since the job began is skipped.
+    async fn clean(&self, record: &CollectionRecord) -> Result<Option<(String, u64, u64)>> {
+        let external = |e| DataFusionError::External(Box::new(e));
+        let state = self.catalog.state().await.map_err(external)?;
+        if !state.collections.contains_key(&record.id) {
+            return Ok(None);
+        }
+        let dataset = self
+            .catalog
+            .open_dataset(record, None)
+            .await
+            .map_err(external)?;
+        let orphans = self.remove_orphan_tags(&dataset).await?;
+        if orphans > 0 {
+            tracing::info!(
+                "{}: {orphans} tag(s) without an owner {}",
+                record.qualified_name(),
+                if self.dry_run { "found" } else { "removed" }
+            );
+        }
+        let policy = CleanupPolicyBuilder::default()
+            .before_timestamp(Utc::now() - self.retention)
+            .delete_unverified(false)
+            .error_if_tagged_old_versions(false)
+            .build();
+        let stats = if self.dry_run {
+            dataset.cleanup(policy).explain().await?.stats
+        } else {
+            dataset.cleanup(policy).execute().await?
+        };
+        Ok((stats.old_versions > 0).then(|| {
+            (
+                record.qualified_name(),
+                files_of(&stats),
+                stats.bytes_removed,
+            )
+        }))
+    }
+
     /// Removes `dataset`'s Quiver tags that have no owner any more; returns how many.
     async fn remove_orphan_tags(&self, dataset: &Dataset) -> Result<usize> {
         let tags = dataset.tags().list().await?;
@@ -127,8 +190,11 @@ impl Source for VersionCleanup {
     }
 
     async fn run(&self, progress: Arc<dyn JobProgress>) -> Result<Vec<RecordBatch>> {
-        let external = |e| DataFusionError::External(Box::new(e));
-        let state = self.catalog.state().await.map_err(external)?;
+        let state = self
+            .catalog
+            .state()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mut rows: Vec<(String, u64, u64)> = Vec::new();
         for record in state.collections.values() {
             if self
@@ -141,36 +207,17 @@ impl Source for VersionCleanup {
             if progress.is_cancelled() {
                 return Err(cancelled());
             }
-            let dataset = self
-                .catalog
-                .open_dataset(record, None)
-                .await
-                .map_err(external)?;
-            let orphans = self.remove_orphan_tags(&dataset).await?;
-            if orphans > 0 {
-                tracing::info!(
-                    "{}: {orphans} tag(s) without an owner {}",
-                    record.qualified_name(),
-                    if self.dry_run { "found" } else { "removed" }
-                );
-            }
-            let policy = CleanupPolicyBuilder::default()
-                .before_timestamp(Utc::now() - self.retention)
-                .delete_unverified(false)
-                .error_if_tagged_old_versions(false)
-                .build();
-            let stats = if self.dry_run {
-                dataset.cleanup(policy).explain().await?.stats
-            } else {
-                dataset.cleanup(policy).execute().await?
+            let mut attempt = 0;
+            let row = loop {
+                match self.clean(record).await {
+                    Ok(row) => break row,
+                    // A snapshot dropped (its tag deleted) or the collection dropped while it was
+                    // read: what vanished needs no cleaning; read the collection again.
+                    Err(e) if vanished(&e) && attempt < VANISHED_RETRIES => attempt += 1,
+                    Err(e) => return Err(e),
+                }
             };
-            if stats.old_versions > 0 {
-                rows.push((
-                    record.qualified_name(),
-                    files_of(&stats),
-                    stats.bytes_removed,
-                ));
-            }
+            rows.extend(row);
         }
         let batch = RecordBatch::try_new(
             report_schema(),

@@ -127,6 +127,10 @@ impl TableProvider for CollectionTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Lance takes the limit as an `i64`; a larger one (`OFFSET` near the top of BIGINT adds
+        // to it) would overflow there. Such a limit keeps every row, as no limit does; the
+        // limit above the scan still applies the statement's `OFFSET` and `LIMIT`.
+        let limit = limit.filter(|l| i64::try_from(*l).is_ok());
         let inner = self.scan.scan(state, projection, filters, limit).await?;
         Ok(Arc::new(CollectionScanExec::new(
             self.record.qualified_name(),

@@ -146,23 +146,32 @@ fn string_literal(expr: &Expr, what: &str) -> Result<String> {
 }
 
 fn k_literal(expr: &Expr) -> Result<usize> {
-    let k = match expr {
-        Expr::Literal(value, _) => value
-            .clone()
-            .cast_to(&datafusion::arrow::datatypes::DataType::Int64)
-            .ok(),
-        Expr::Negative(inner) => match inner.as_ref() {
-            Expr::Literal(value, _) => value
-                .clone()
+    // An integer literal only: a fraction (`1.5`) is refused, not truncated.
+    let integer = |value: &ScalarValue| {
+        if value.data_type().is_integer() {
+            value
                 .cast_to(&datafusion::arrow::datatypes::DataType::Int64)
                 .ok()
-                .and_then(|v| v.arithmetic_negate().ok()),
+        } else {
+            None
+        }
+    };
+    let k = match expr {
+        Expr::Literal(value, _) => integer(value),
+        Expr::Negative(inner) => match inner.as_ref() {
+            Expr::Literal(value, _) => integer(value).and_then(|v| v.arithmetic_negate().ok()),
             _ => None,
         },
         _ => None,
     };
     let Some(ScalarValue::Int64(Some(k))) = k else {
-        return Err(usage_error("knn: k must be an integer literal"));
+        let given = match expr {
+            Expr::Literal(value, _) => value.to_string(),
+            other => other.to_string(),
+        };
+        return Err(usage_error(&format!(
+            "knn: k must be an integer literal, got {given}"
+        )));
     };
     match usize::try_from(k) {
         Ok(n) if (1..=MAX_K).contains(&n) => Ok(n),

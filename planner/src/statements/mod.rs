@@ -9,12 +9,14 @@
 //! - [`snapshot`]: `CREATE`/`DROP`/`SHOW`/`DESCRIBE SNAPSHOT`;
 //! - [`jobs`]: `RESTORE`, `VACUUM`, `SHOW JOBS`, `CANCEL JOB`;
 //! - [`copy`]: `COPY ... FROM` files;
+//! - [`limits`]: the size of a script and of its `IN` lists, checked before planning;
 //! - [`tokens`]: parsing pieces the families share.
 
 mod copy;
 mod ddl;
 pub mod index;
 mod jobs;
+pub mod limits;
 pub mod parse;
 mod run;
 mod snapshot;

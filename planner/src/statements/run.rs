@@ -13,6 +13,7 @@ use datafusion::common::{plan_err, Result};
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
 
+use super::limits::check_in_lists;
 use super::parse::parse_statements;
 use super::statement::QuiverStatement;
 use super::tokens::normalize;
@@ -53,6 +54,7 @@ impl QuiverSession {
         self.catalog().state().await.map_err(external)?;
         match statement {
             QuiverStatement::DataFusion(mut statement) => {
+                check_in_lists(&mut statement)?;
                 rewrite_knn_calls(&mut statement)?;
                 rewrite_snapshot_functions(&mut statement)?;
                 let plan = self.context().state().statement_to_plan(*statement).await?;

@@ -337,3 +337,81 @@ async fn clients_disconnecting_mid_stream_leave_the_server_serving() {
     assert_eq!(rows(&mut client, "SELECT 1").await, vec![vec!["1"]]);
     server.shutdown().await;
 }
+
+/// `n` copies of `part` joined by `separator`.
+fn repeated(part: &str, separator: &str, n: usize) -> String {
+    vec![part; n].join(separator)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_statements_are_answered_and_the_server_keeps_serving() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    // Each of these (about 100 bytes) overflowed a worker thread's stack while it was planned,
+    // and the server aborted: every client lost its connection.
+    let nested_subqueries = format!("SELECT {}1{}", "(SELECT ".repeat(10), ")".repeat(10));
+    let statements = [
+        (format!("SELECT {}true", "NOT ".repeat(23)), "false"),
+        (
+            format!("SELECT {}-1{}", "abs(".repeat(17), ")".repeat(17)),
+            "1",
+        ),
+        (nested_subqueries, "1"),
+        (
+            format!(
+                "SELECT count(*) FROM (SELECT 1 AS a) WHERE {}",
+                repeated("a = 1", " OR ", 80)
+            ),
+            "1",
+        ),
+        (format!("SELECT {}", repeated("1", "+", 84)), "84"),
+    ];
+    for (sql, expected) in &statements {
+        let mut fresh = server.client().await;
+        assert_eq!(rows(&mut fresh, sql).await, vec![vec![*expected]], "{sql}");
+    }
+    assert_eq!(rows(&mut client, "SELECT 1").await, vec![vec!["1"]]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn statements_over_the_size_limits_are_refused_by_name() {
+    use quiver_planner::statements::limits::{MAX_IN_LIST, MAX_SCRIPT_BYTES};
+
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let values = |n: usize| {
+        (1..=n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let at_limit = format!(
+        "SELECT count(*) FROM (SELECT 1 AS a) WHERE a IN ({})",
+        values(MAX_IN_LIST)
+    );
+    assert_eq!(rows(&mut client, &at_limit).await, vec![vec!["1"]]);
+    let over = format!("SELECT 1 WHERE 1 IN ({})", values(MAX_IN_LIST + 1));
+    let status = query_error(&mut client, &over).await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains(&format!("an IN list has {} values", MAX_IN_LIST + 1)),
+        "{}",
+        status.message()
+    );
+    let long = format!("SELECT 1 -- {}", "x".repeat(MAX_SCRIPT_BYTES));
+    let status = query_error(&mut client, &long).await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains(&format!(
+            "{} bytes, more than the {MAX_SCRIPT_BYTES}",
+            long.len()
+        )),
+        "{}",
+        status.message()
+    );
+    assert_eq!(rows(&mut client, "SELECT 1").await, vec![vec!["1"]]);
+    server.shutdown().await;
+}
