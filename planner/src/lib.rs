@@ -9,10 +9,12 @@
 //! - [`knn`]: k-NN searches planned into Quiver's search operators;
 //! - [`write`]: `INSERT`, `REPLACE`, `UPDATE`, `DELETE`, each one new version;
 //! - [`jobs`]: restore and garbage collection as scheduled plans;
+//! - [`cooperative_joins`]: joins that yield, so that a heavy query can be stopped;
 //! - [`config`], [`progress`], [`error`]: settings, progress reports and errors.
 
 pub mod catalog;
 pub mod config;
+pub mod cooperative_joins;
 pub mod error;
 pub mod jobs;
 pub mod knn;

@@ -16,6 +16,7 @@ use quiver_catalog::{Catalog, DEFAULT_DATABASE};
 use crate::catalog::provider::{QuiverCatalogList, CATALOG_NAME};
 use crate::catalog::system::SystemSchema;
 use crate::config::QuiverConfig;
+use crate::cooperative_joins::CooperativeJoins;
 use crate::jobs::{JobScheduler, SchedulerConfig};
 use crate::knn::function::{KnnFunction, KNN_FUNCTION};
 use crate::knn::rule::KnnRule;
@@ -66,7 +67,8 @@ impl QuiverSession {
             .with_catalog_list(Arc::new(QuiverCatalogList::new(catalog.clone(), system)))
             .with_type_planner(Arc::new(VectorTypePlanner))
             .with_optimizer_rule(Arc::new(InlineUpdateAssignments))
-            .with_physical_optimizer_rule(Arc::new(KnnRule));
+            .with_physical_optimizer_rule(Arc::new(KnnRule))
+            .with_physical_optimizer_rule(Arc::new(CooperativeJoins));
         // Before DataFusion's array planner, which would plan a query vector as a call.
         builder
             .expr_planners()

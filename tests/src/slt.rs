@@ -136,13 +136,15 @@ fn mask_volatile(cell: &str) -> String {
     out
 }
 
-/// Replaces `uri=<path>` (up to the next comma) by `uri=<uri>`.
+/// Replaces the collection id in `uri=collections/<id>/...` (a plan's path of a collection,
+/// relative to the data root) by `<id>`, so that plans compare across runs.
 fn mask_uri(line: &str) -> String {
-    match line.find("uri=") {
+    match line.find("uri=collections/") {
         Some(start) => {
-            let rest = &line[start + 4..];
-            let end = rest.find(',').unwrap_or(rest.len());
-            format!("{}uri=<uri>{}", &line[..start], &rest[end..])
+            let id_start = start + "uri=collections/".len();
+            let rest = &line[id_start..];
+            let end = rest.find('/').unwrap_or(rest.len());
+            format!("{}<id>{}", &line[..id_start], &rest[end..])
         }
         None => line.to_string(),
     }

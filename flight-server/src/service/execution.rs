@@ -7,6 +7,8 @@
 //! - Planning runs on its own task ([`Executor::plan_detached`]): a command (DDL, `COPY`) or a
 //!   write that has started finishes even if the client disconnects, so a disconnect never
 //!   leaves a half-made collection.
+//! - Statements are planned and executed on the query threads ([`QueryRuntime`]), never on the
+//!   runtime serving gRPC, so a heavy query does not hold up other clients' round trips.
 //! - Writes (`INSERT`, `UPDATE`, `DELETE`, `COPY ... TO`) run to completion when planned, not when
 //!   their result is fetched: the write happens exactly once whether or not the client reads the
 //!   count. A failed or timed-out write commits nothing (one Lance transaction per statement).
@@ -37,19 +39,25 @@ use quiver_catalog::Catalog;
 use quiver_planner::jobs::{JobScheduler, SchedulerConfig};
 use quiver_planner::statements::{parse_statements, QuiverStatement};
 use quiver_planner::QuiverSession;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::config::QueryLimits;
 use crate::error::{status_from_datafusion, FlightServerError};
 use crate::service::insert_rows;
+use crate::service::query_runtime::QueryRuntime;
 
 /// How many memory consumers a memory-limit error names.
 const REPORTED_CONSUMERS: NonZeroUsize = match NonZeroUsize::new(3) {
     Some(n) => n,
     None => NonZeroUsize::MIN,
 };
+
+/// Result batches a query's threads may run ahead of the client that reads them.
+const RESULT_BUFFER: usize = 2;
 
 /// A stream of result batches as the service sends them.
 pub type BatchStream = BoxStream<'static, Result<RecordBatch, Status>>;
@@ -83,17 +91,20 @@ pub struct Executor {
     catalog: Arc<Catalog>,
     limits: QueryLimits,
     scheduler: Arc<JobScheduler>,
+    /// Where statements are planned and executed.
+    runtime: Arc<QueryRuntime>,
 }
 
 impl Executor {
-    /// An executor over `catalog`, with its own job scheduler.
-    pub fn new(catalog: Arc<Catalog>, limits: QueryLimits) -> Self {
+    /// An executor over `catalog`, with its own job scheduler and query threads.
+    pub fn new(catalog: Arc<Catalog>, limits: QueryLimits) -> std::io::Result<Self> {
         let scheduler = JobScheduler::new(catalog.clone(), SchedulerConfig::default());
-        Self {
+        Ok(Self {
             catalog,
             limits,
             scheduler,
-        }
+            runtime: Arc::new(QueryRuntime::new()?),
+        })
     }
 
     /// The scheduler running the server's jobs.
@@ -132,7 +143,8 @@ impl Executor {
         params: Option<Vec<ScalarValue>>,
     ) -> Result<Planned, Status> {
         let executor = self.clone();
-        tokio::spawn(async move { executor.plan(&sql, params).await })
+        self.runtime
+            .spawn(async move { executor.plan(&sql, params).await })
             .await
             .map_err(|e| Status::from(FlightServerError::Internal(e.to_string())))?
     }
@@ -185,7 +197,8 @@ impl Executor {
         sets: Vec<Vec<ScalarValue>>,
     ) -> Result<Option<Planned>, Status> {
         let executor = self.clone();
-        tokio::spawn(async move { executor.insert_rows(&sql, sets).await })
+        self.runtime
+            .spawn(async move { executor.insert_rows(&sql, sets).await })
             .await
             .map_err(|e| Status::from(FlightServerError::Internal(e.to_string())))?
     }
@@ -243,31 +256,78 @@ impl Executor {
 
     /// Runs `frames` one after the other as one stream of batches, under the memory limit, the
     /// `deadline` and `cancel`. Returns the schema of the first frame's physical plan (the
-    /// schema the batches have) and the stream.
+    /// schema the batches have) and the stream. The frames run on the query threads; the stream
+    /// receives their batches, and ends the query (dropping its work) at the deadline, on
+    /// `cancel`, or when it is dropped.
     pub async fn stream(
         &self,
         frames: Vec<DataFrame>,
         deadline: Option<Instant>,
         cancel: CancellationToken,
     ) -> Result<(SchemaRef, BatchStream), Status> {
-        let mut frames = frames.into_iter();
-        let Some(first) = frames.next() else {
+        if frames.is_empty() {
             return Err(FlightServerError::Internal("no statement to run".into()).into());
-        };
+        }
         let timeout = self.limits.timeout;
-        let first = guard(self.execute(first), deadline, &cancel, timeout)
+        let (schema_sender, schema) = oneshot::channel();
+        let (batch_sender, batches) = mpsc::channel(RESULT_BUFFER);
+        let executor = self.clone();
+        self.runtime
+            .spawn(async move { executor.forward(frames, schema_sender, batch_sender).await });
+        let schema = async {
+            schema.await.map_err(|_| {
+                DataFusionError::Internal("the query ended before it started".to_string())
+            })?
+        };
+        let schema = guard(schema, deadline, &cancel, timeout)
             .await
             .map_err(|e| e.into_status())?;
-        let schema = first.schema();
-        let executor = self.clone();
-        let rest = futures::stream::iter(frames)
-            .then(move |df| {
-                let executor = executor.clone();
-                async move { executor.execute(df).await }
-            })
-            .try_flatten();
-        let batches = first.chain(rest);
-        Ok((schema, guarded(batches.boxed(), deadline, cancel, timeout)))
+        let batches = ReceiverStream::new(batches).boxed();
+        Ok((schema, guarded(batches, deadline, cancel, timeout)))
+    }
+
+    /// Executes `frames` in turn (on the query threads), sending the first one's schema once it
+    /// has started and then every batch; stops as soon as the receiver is gone.
+    async fn forward(
+        self,
+        frames: Vec<DataFrame>,
+        schema: oneshot::Sender<Result<SchemaRef>>,
+        batches: mpsc::Sender<Result<RecordBatch>>,
+    ) {
+        let mut schema = Some(schema);
+        for df in frames {
+            let mut stream = match self.execute(df).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    match schema.take() {
+                        Some(sender) => {
+                            let _ = sender.send(Err(e));
+                        }
+                        None => {
+                            let _ = batches.send(Err(e)).await;
+                        }
+                    }
+                    return;
+                }
+            };
+            if let Some(sender) = schema.take() {
+                if sender.send(Ok(stream.schema())).is_err() {
+                    return;
+                }
+            }
+            loop {
+                let item = tokio::select! {
+                    biased;
+                    _ = batches.closed() => return,
+                    item = stream.next() => item,
+                };
+                let Some(item) = item else { break };
+                let failed = item.is_err();
+                if batches.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        }
     }
 
     /// Starts one frame with its own memory pool.

@@ -89,7 +89,8 @@ impl QuiverFlightService {
         actions: ActionRegistry,
     ) -> Result<Self, FlightError> {
         Ok(Self {
-            executor: Executor::new(catalog.clone(), limits.clone()),
+            executor: Executor::new(catalog.clone(), limits.clone())
+                .map_err(|e| FlightError::ExternalError(Box::new(e)))?,
             auth,
             queries: Arc::new(QueryRegistry::default()),
             prepared: PreparedStatements::default(),

@@ -79,6 +79,18 @@ async fn run(
     if command.table.is_empty() {
         return Err(invalid("the target table name is empty"));
     }
+    if !command.options.is_empty() {
+        let mut names: Vec<&str> = command.options.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        return Err(invalid(&format!(
+            "unknown ingest option(s) {}: Quiver's ingest takes none",
+            names
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let options = command.table_definition_options.ok_or_else(|| {
         invalid("table_definition_options are required (if_not_exist, if_exists)")
     })?;

@@ -8,7 +8,8 @@
 //! - [`metadata`]: catalogs, schemas, tables, keys, SqlInfo and type info;
 //! - [`ingest`]: bulk ingest (`CommandStatementIngest`);
 //! - [`insert_rows`]: a prepared `INSERT` bound to many rows, as one write;
-//! - [`input`]: decoding the Arrow data a client sends with `DoPut`.
+//! - [`input`]: decoding the Arrow data a client sends with `DoPut`;
+//! - [`query_runtime`]: the threads statements are planned and executed on.
 
 pub mod execution;
 pub mod flight_sql;
@@ -18,3 +19,4 @@ pub mod insert_rows;
 pub mod metadata;
 pub mod prepared;
 pub mod queries;
+pub mod query_runtime;

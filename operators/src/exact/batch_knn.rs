@@ -26,6 +26,7 @@ use datafusion::arrow::compute::{cast, concat_batches, take, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::{internal_err, DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{
@@ -255,6 +256,8 @@ struct QuerySet {
     values: Vec<f32>,
     /// Squared norm of each searched query.
     norms: Vec<f32>,
+    /// The vectors' dimension.
+    dim: usize,
 }
 
 impl QuerySet {
@@ -299,6 +302,7 @@ impl QuerySet {
             positions,
             values,
             norms,
+            dim,
         })
     }
 
@@ -337,12 +341,13 @@ async fn search_partition(
     mut stream: SendableRecordBatchStream,
     queries: Arc<QuerySet>,
     spec: BatchKnnSpec,
-    dim: usize,
     partition: usize,
     counters: SearchCounters,
     baseline: BaselineMetrics,
+    reservation: MemoryReservation,
 ) -> Result<Vec<(RecordBatch, Vec<RankKey>)>> {
     let m = queries.len();
+    let dim = queries.dim;
     let mut selections: Vec<TopK> = (0..m).map(|_| TopK::new(spec.k, stream.schema())).collect();
     let k = kernels();
     let needs_norms = matches!(spec.metric, Metric::L2 | Metric::Cosine);
@@ -443,6 +448,7 @@ async fn search_partition(
         counters.rows_scanned.add(n);
         counters.distance_evaluations.add(valid * m);
         seq += n as u64;
+        reservation.try_resize(selections.iter().map(TopK::memory_size).sum())?;
     }
     selections.iter_mut().map(TopK::take_sorted).collect()
 }
@@ -578,18 +584,26 @@ impl ExecutionPlan for BatchKnnExec {
             let query_schema = queries.schema();
             let batches = collect(queries, context.clone()).await?;
             let batch = concat_batches(&query_schema, &batches)?;
+            drop(batches);
+            // The queries and the merged selections, held until the output is built.
+            let reservation =
+                MemoryConsumer::new("BatchKnnExec[queries]").register(context.memory_pool());
+            reservation.try_grow(batch.get_array_memory_size())?;
             let queries = Arc::new(QuerySet::try_new(batch, spec.query_column, dim)?);
+            let queries_size = reservation.size();
             let partitions = input.output_partitioning().partition_count();
             let mut tasks = Vec::with_capacity(partitions);
             for p in 0..partitions {
+                let partition_reservation = MemoryConsumer::new(format!("BatchKnnExec[{p}]"))
+                    .register(context.memory_pool());
                 tasks.push(SpawnedTask::spawn(search_partition(
                     input.execute(p, context.clone())?,
                     queries.clone(),
                     spec.clone(),
-                    dim,
                     p,
                     counters.clone(),
                     baseline.clone(),
+                    partition_reservation,
                 )));
             }
             let mut merged: Vec<TopK> = (0..queries.len())
@@ -603,6 +617,9 @@ impl ExecutionPlan for BatchKnnExec {
                 for (selection, (batch, ranks)) in merged.iter_mut().zip(selections) {
                     selection.insert(&batch, &ranks)?;
                 }
+                reservation.try_resize(
+                    queries_size + merged.iter().map(TopK::memory_size).sum::<usize>(),
+                )?;
             }
             let mut out = Vec::with_capacity(merged.len());
             for (query, selection) in merged.iter_mut().enumerate() {

@@ -16,6 +16,7 @@ use datafusion::arrow::array::{Array, AsArray, Float32Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::{internal_err, DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -251,6 +252,7 @@ async fn search_partition(
     partition: usize,
     counters: SearchCounters,
     baseline: BaselineMetrics,
+    reservation: MemoryReservation,
 ) -> Result<(RecordBatch, Vec<RankKey>)> {
     let mut topk = TopK::new(spec.k, stream.schema());
     let query_norm_sq = crate::distance::scalar::dot(&spec.query, &spec.query);
@@ -325,6 +327,7 @@ async fn search_partition(
             .distance_evaluations
             .add(n - list.logical_null_count());
         topk.insert_rows(&batch, &rows, &ranks)?;
+        reservation.try_resize(topk.memory_size())?;
     }
     topk.take_sorted()
 }
@@ -370,18 +373,22 @@ impl ExecutionPlan for KnnExec {
         let mut tasks = Vec::with_capacity(partitions);
         for p in 0..partitions {
             let stream = self.input.execute(p, context.clone())?;
+            let reservation =
+                MemoryConsumer::new(format!("KnnExec[{p}]")).register(context.memory_pool());
             tasks.push(SpawnedTask::spawn(search_partition(
                 stream,
                 self.spec.clone(),
                 p,
                 counters.clone(),
                 baseline.clone(),
+                reservation,
             )));
         }
         let input_schema = self.input.schema();
         let output_schema = self.schema();
         let spec = self.spec.clone();
         let with_distance = self.distance_column.is_some();
+        let reservation = MemoryConsumer::new("KnnExec[merge]").register(context.memory_pool());
         let fut = async move {
             let mut merged = TopK::new(spec.k, input_schema);
             for task in tasks {
@@ -390,6 +397,7 @@ impl ExecutionPlan for KnnExec {
                     .await
                     .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
                 merged.insert(&batch, &ranks)?;
+                reservation.try_resize(merged.memory_size())?;
             }
             let (batch, ranks) = merged.take_sorted()?;
             let mut columns = batch.columns().to_vec();

@@ -82,6 +82,16 @@ impl TopK {
         }
     }
 
+    /// The bytes the selection holds: its heap and the rows it copied.
+    pub fn memory_size(&self) -> usize {
+        self.heap.capacity() * std::mem::size_of::<Entry>()
+            + self
+                .batches
+                .iter()
+                .map(RecordBatch::get_array_memory_size)
+                .sum::<usize>()
+    }
+
     /// The rank a row must beat to enter (the current k-th best), once k rows are held.
     pub fn threshold(&self) -> Option<RankKey> {
         (self.heap.len() >= self.k)

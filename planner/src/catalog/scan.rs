@@ -25,6 +25,9 @@ use quiver_catalog::indices::VectorIndexInfo;
 pub struct CollectionScanExec {
     /// `database.collection`.
     table: String,
+    /// The collection's location relative to the data root, shown in place of the dataset's
+    /// absolute path.
+    location: String,
     /// The dataset version scanned.
     dataset: Arc<Dataset>,
     /// Vector indices of that version.
@@ -41,6 +44,7 @@ impl CollectionScanExec {
     /// Wraps Lance's scan plan `inner`.
     pub fn new(
         table: String,
+        location: String,
         dataset: Arc<Dataset>,
         indices: Arc<Vec<VectorIndexInfo>>,
         filters: Vec<Expr>,
@@ -54,6 +58,7 @@ impl CollectionScanExec {
             .collect();
         Self {
             table,
+            location,
             dataset,
             indices,
             columns,
@@ -83,6 +88,23 @@ impl CollectionScanExec {
     }
 }
 
+/// `text` with each `uri=<path of the data root>/<location>...` shortened to
+/// `uri=<location>...`: plans name files relative to the data root, never by the root's path.
+fn relative_uris(text: &str, location: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("uri=") {
+        let (before, after) = rest.split_at(i + "uri=".len());
+        out.push_str(before);
+        rest = match after.find(location) {
+            Some(j) if !after[..j].contains([',', ' ']) => &after[j..],
+            _ => after,
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
 impl DisplayAs for CollectionScanExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match t {
@@ -91,13 +113,14 @@ impl DisplayAs for CollectionScanExec {
                 "CollectionScanExec: table={}, version={}, scan={}",
                 self.table,
                 self.dataset.version_id(),
-                displayable(self.inner.as_ref())
-                    .indent(false)
-                    .to_string()
-                    .lines()
-                    .map(str::trim)
-                    .collect::<Vec<_>>()
-                    .join(" <- ")
+                relative_uris(
+                    &displayable(self.inner.as_ref()).indent(false).to_string(),
+                    &self.location
+                )
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" <- ")
             ),
             DisplayFormatType::TreeRender => write!(f, "table={}", self.table),
         }

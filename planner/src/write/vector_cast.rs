@@ -5,6 +5,9 @@
 //! 3", naming neither the column nor the value. This pass replaces such casts with
 //! `to_vector(value, dim, 'column')`, which does the same conversion and fails with
 //! "column 'embedding' is VECTOR(4) but got a vector of 3 dimensions: [...]".
+//!
+//! A number with a fraction written into an integer column (`INSERT INTO t VALUES (10.7)` with
+//! a `BIGINT` key) is refused by name as well: the cast would truncate it silently.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +18,11 @@ use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr::{Alias, Cast, ScalarFunction};
 use datafusion::logical_expr::{Expr, LogicalPlan, ScalarUDF, Values};
 use datafusion::prelude::lit;
+use datafusion::scalar::ScalarValue;
 use quiver_operators::functions::ToVectorUdf;
+
+use crate::error::PlannerError;
+use crate::sql::types::sql_type_name;
 
 /// The vector conversion for `value` into a `FixedSizeList<element, dim>` named `column`, or
 /// `None` if `target` is not a vector type.
@@ -34,16 +41,40 @@ pub fn to_vector_expr(value: Expr, target: &DataType, column: &str) -> Option<Ex
     }
 }
 
-/// Replaces `CAST(x AS <vector>)` by `to_vector(x, dim, column)`.
-fn rewrite_cast(expr: Expr, column: &str) -> Expr {
+/// Replaces `CAST(x AS <vector>)` by `to_vector(x, dim, column)`, and refuses a number with a
+/// fraction written into an integer column (the cast would truncate it: `10.7` stored as `10`).
+fn rewrite_cast(expr: Expr, column: &str) -> Result<Expr> {
     match expr {
         Expr::Cast(cast) => {
-            match to_vector_expr((*cast.expr).clone(), cast.field.data_type(), column) {
-                Some(converted) => converted,
-                None => Expr::Cast(cast),
+            if let Expr::Literal(value, _) = cast.expr.as_ref() {
+                if cast.field.data_type().is_integer() && has_fraction(value) {
+                    return Err(PlannerError::Invalid(format!(
+                        "column '{column}' is {} but got {value}, which is not a whole number",
+                        sql_type_name(cast.field.data_type())
+                    ))
+                    .into());
+                }
             }
+            Ok(
+                match to_vector_expr((*cast.expr).clone(), cast.field.data_type(), column) {
+                    Some(converted) => converted,
+                    None => Expr::Cast(cast),
+                },
+            )
         }
-        other => other,
+        other => Ok(other),
+    }
+}
+
+/// Whether a numeric literal has a fractional part.
+fn has_fraction(value: &ScalarValue) -> bool {
+    match value {
+        ScalarValue::Float32(Some(v)) => v.fract() != 0.0,
+        ScalarValue::Float64(Some(v)) => v.fract() != 0.0,
+        ScalarValue::Decimal128(Some(v), _, scale) if *scale > 0 => {
+            v % 10_i128.pow(u32::from(scale.unsigned_abs())) != 0
+        }
+        _ => false,
     }
 }
 
@@ -83,9 +114,9 @@ pub fn name_vector_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
                     row.into_iter()
                         .enumerate()
                         .map(|(i, e)| rewrite_cast(e, &column(i)))
-                        .collect()
+                        .collect::<Result<Vec<_>>>()
                 })
-                .collect();
+                .collect::<Result<Vec<_>>>()?;
             let nullable = DFSchema::new_with_metadata(
                 schema
                     .iter()
@@ -105,7 +136,7 @@ pub fn name_vector_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
                 name,
                 metadata,
             }) => {
-                let rewritten = rewrite_cast(*expr, &name);
+                let rewritten = rewrite_cast(*expr, &name)?;
                 Ok(Transformed::yes(Expr::Alias(Alias {
                     expr: Box::new(rewritten),
                     relation,

@@ -198,5 +198,24 @@ async fn a_failed_ingest_commits_nothing() {
         .await
         .expect_err("temporary");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    let mut options = command("docs", NotExist::Fail, Exists::Append);
+    options
+        .options
+        .insert("compression".to_string(), "zstd".to_string());
+    let err = ingest(&mut client, options, vec![docs_batch(&[6], &[0.0; 4])])
+        .await
+        .expect_err("unknown option");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("unknown ingest option(s) 'compression'"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        rows(&mut client, "SELECT count(*) FROM docs WHERE id = 6").await,
+        vec![vec!["0"]]
+    );
     server.shutdown().await;
 }

@@ -97,3 +97,99 @@ async fn shutdown_cancels_queries_that_outlive_the_grace_period() {
     assert_eq!(ended.code(), tonic::Code::Cancelled, "{ended:?}");
     stopping.await.expect("shutdown task");
 }
+
+#[tokio::test]
+async fn k_nn_selections_count_against_the_memory_limit() {
+    let server = TestServer::start_with(|config| config.limits.memory = Some(4 << 20)).await;
+    let mut client = server.client().await;
+    client
+        .execute_update(
+            "CREATE TABLE v (id BIGINT NOT NULL, embedding VECTOR(8))".into(),
+            None,
+        )
+        .await
+        .expect("create");
+    client
+        .execute_update(
+            "INSERT INTO v SELECT value, [value % 7, value % 11, value % 13, 1, 2, 3, 4, 5] \
+             FROM generate_series(1, 200000)"
+                .into(),
+            None,
+        )
+        .await
+        .expect("insert");
+    // Small selections fit.
+    assert_eq!(
+        rows(
+            &mut client,
+            "SELECT count(*) FROM (SELECT id FROM v ORDER BY embedding <-> [0, 0, 0, 1, 2, 3, 4, 5] \
+             LIMIT 10)"
+        )
+        .await,
+        vec![vec!["10"]]
+    );
+    // KnnExec holding 200,000 rows, and BatchKnnExec holding 20 x 200,000, do not.
+    for sql in [
+        "SELECT id FROM v ORDER BY embedding <-> [0, 0, 0, 1, 2, 3, 4, 5] LIMIT 200000",
+        "SELECT count(*) FROM knn('v', 'embedding', (SELECT embedding FROM v LIMIT 20), 200000)",
+    ] {
+        let err = query_error(&mut client, sql).await;
+        assert_eq!(
+            err.code(),
+            tonic::Code::ResourceExhausted,
+            "{sql}: {}",
+            err.message()
+        );
+        assert!(
+            err.message().contains("KnnExec"),
+            "{sql}: {}",
+            err.message()
+        );
+    }
+    assert_eq!(rows(&mut client, "SELECT 1").await, vec![vec!["1"]]);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_query_neither_outlives_its_timeout_nor_holds_up_other_clients() {
+    let timeout = Duration::from_secs(3);
+    let server = TestServer::start_with(|config| config.limits.timeout = Some(timeout)).await;
+    let mut heavy = server.client().await;
+    let started = std::time::Instant::now();
+    let running = tokio::spawn(async move {
+        let err = query_error(
+            &mut heavy,
+            "SELECT count(*) FROM generate_series(1, 1000000) a CROSS JOIN \
+             generate_series(1, 1000000) b WHERE (a.value * b.value) % 7 = 3",
+        )
+        .await;
+        (err, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Meanwhile other clients' round trips, on a connection made before and on new ones.
+    let mut other = server.client().await;
+    let mut slowest = Duration::ZERO;
+    for i in 0..10 {
+        let round_trip = std::time::Instant::now();
+        let client = if i % 2 == 0 {
+            &mut other
+        } else {
+            &mut server.client().await
+        };
+        assert_eq!(rows(client, "SELECT 1").await, vec![vec!["1"]]);
+        slowest = slowest.max(round_trip.elapsed());
+    }
+    let (err, took) = running.await.expect("heavy query");
+    assert_eq!(
+        err.code(),
+        tonic::Code::DeadlineExceeded,
+        "{}",
+        err.message()
+    );
+    assert!(took < timeout * 2, "the heavy query ended after {took:?}");
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "a SELECT 1 beside the heavy query took {slowest:?}"
+    );
+    server.shutdown().await;
+}
