@@ -78,7 +78,7 @@ pub fn status_from_datafusion(e: &DataFusionError) -> Status {
 
 /// The status for a catalog error.
 pub fn status_from_catalog(e: &CatalogError) -> Status {
-    Status::new(code_of(e), e.to_string())
+    Status::new(code_of(e), quiver_planner::error::redact(&e.to_string()))
 }
 
 /// The gRPC code for an error: the first typed error in its source chain decides.

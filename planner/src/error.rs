@@ -55,8 +55,12 @@ impl From<PlannerError> for DataFusionError {
 }
 
 /// The message a user should see for `e`: Quiver's own error where one is in the chain (without
-/// DataFusion's "External error:" wrapping), otherwise the root cause.
+/// DataFusion's "External error:" wrapping), otherwise the root cause; [`redact`]ed.
 pub fn user_message(e: &DataFusionError) -> String {
+    redact(&unredacted_message(e))
+}
+
+fn unredacted_message(e: &DataFusionError) -> String {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = current {
         if let Some(q) = err.downcast_ref::<quiver_catalog::CatalogError>() {
@@ -73,5 +77,87 @@ pub fn user_message(e: &DataFusionError) -> String {
     match e.find_root() {
         DataFusionError::External(inner) => inner.to_string(),
         root => root.strip_backtrace(),
+    }
+}
+
+/// Folders directly under a data root: a path through one of them is shown from there on.
+const ROOT_FOLDERS: [&str; 3] = ["collections/", "snapshots/", "_catalog/"];
+
+/// `message` without the paths of the machine it runs on: a path into the data root is shown
+/// relative to the root (`/srv/quiver/collections/1f2e/data/x.lance` as
+/// `collections/1f2e/data/x.lance`, for local and object store roots alike), and the source
+/// locations Lance appends to its errors (`, /home/.../lance-io-14.0.2/src/local.rs:273:40`)
+/// are removed.
+pub fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, segment) in message.split(", ").enumerate() {
+        if is_source_location(segment) {
+            continue;
+        }
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&relative_paths(segment));
+    }
+    out
+}
+
+/// Whether `text` is a source location, `<path>/src/<file>.rs:<line>:<column>`.
+fn is_source_location(text: &str) -> bool {
+    let mut parts = text.trim_end().rsplitn(3, ':');
+    let (Some(column), Some(line), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    digits(column) && digits(line) && file.ends_with(".rs") && file.contains("/src/")
+}
+
+/// `text` with each path through a data root folder cut to start at that folder.
+fn relative_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let found = ROOT_FOLDERS
+            .iter()
+            .filter_map(|folder| rest.find(&format!("/{folder}")))
+            .min();
+        let Some(slash) = found else {
+            out.push_str(rest);
+            return out;
+        };
+        // The path starts after the last delimiter before the folder.
+        let start = rest[..slash]
+            .rfind(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '(' | '=' | '`'))
+            .map_or(0, |d| d + 1);
+        out.push_str(&rest[..start]);
+        rest = &rest[slash + 1..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn messages_name_paths_from_the_data_root_and_no_source_locations() {
+        assert_eq!(
+            redact(
+                "Not found: /tmp/x/root/collections/ab12/_refs/tags/t.json, \
+                 /root/.cargo/registry/src/index.crates.io-1/lance-io-14.0.2/src/local.rs:273:40"
+            ),
+            "Not found: collections/ab12/_refs/tags/t.json"
+        );
+        assert_eq!(
+            redact("cannot read 's3://bucket/prefix/snapshots/c/s/manifest.avro' (denied)"),
+            "cannot read 'snapshots/c/s/manifest.avro' (denied)"
+        );
+        assert_eq!(
+            redact("uri=tmp/q/collections/9f/data, projection=[id]"),
+            "uri=collections/9f/data, projection=[id]"
+        );
+        // Nothing else changes.
+        let plain = "column 'embedding' is VECTOR(4) but got a vector of 3 dimensions: [1, 2, 3]";
+        assert_eq!(redact(plain), plain);
+        assert_eq!(redact("a, b, c"), "a, b, c");
     }
 }

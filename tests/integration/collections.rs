@@ -203,3 +203,34 @@ async fn an_update_of_a_keyless_collection_makes_one_version_or_none() {
     assert_eq!(db.value("UPDATE t SET v = [0, 0] WHERE id <= 2").await, "2");
     assert_eq!(version().await, before + 1, "an update of two rows");
 }
+
+#[tokio::test]
+async fn errors_name_files_relative_to_the_data_root_without_source_locations() {
+    let db = TestDb::new().await;
+    db.sql(
+        "CREATE TABLE docs (id BIGINT NOT NULL, embedding VECTOR(2));
+         INSERT INTO docs VALUES (1, [1, 2])",
+    )
+    .await;
+    // A data file lost under the collection (a damaged root).
+    let data = db.dir.path().join("collections");
+    let collection = std::fs::read_dir(&data)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for file in std::fs::read_dir(collection.join("data")).unwrap() {
+        std::fs::remove_file(file.unwrap().path()).unwrap();
+    }
+    let err = db.error("SELECT * FROM docs").await;
+    let root = db
+        .dir
+        .path()
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_string();
+    assert!(!err.contains(&root), "{err}");
+    assert!(!err.contains(".rs:"), "{err}");
+    assert!(err.contains("collections/"), "{err}");
+}
