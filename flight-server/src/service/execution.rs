@@ -243,10 +243,10 @@ impl Executor {
         df: DataFrame,
         deadline: Option<Instant>,
     ) -> Result<Vec<RecordBatch>, Status> {
-        let (_, batches) = self
-            .stream(vec![df], deadline, CancellationToken::new())
-            .await?;
-        batches.try_collect().await
+        self.stream(vec![df], deadline, CancellationToken::new())
+            .await?
+            .try_collect()
+            .await
     }
 
     /// The deadline of a query starting now.
@@ -255,8 +255,8 @@ impl Executor {
     }
 
     /// Runs `frames` one after the other as one stream of batches, under the memory limit, the
-    /// `deadline` and `cancel`. Returns the schema of the first frame's physical plan (the
-    /// schema the batches have) and the stream. The frames run on the query threads; the stream
+    /// `deadline` and `cancel`; returns once the first frame has started (an error in planning
+    /// it is returned here, not in the stream). The frames run on the query threads; the stream
     /// receives their batches, and ends the query (dropping its work) at the deadline, on
     /// `cancel`, or when it is dropped.
     pub async fn stream(
@@ -264,42 +264,43 @@ impl Executor {
         frames: Vec<DataFrame>,
         deadline: Option<Instant>,
         cancel: CancellationToken,
-    ) -> Result<(SchemaRef, BatchStream), Status> {
+    ) -> Result<BatchStream, Status> {
         if frames.is_empty() {
             return Err(FlightServerError::Internal("no statement to run".into()).into());
         }
         let timeout = self.limits.timeout;
-        let (schema_sender, schema) = oneshot::channel();
+        let (started_sender, started) = oneshot::channel();
         let (batch_sender, batches) = mpsc::channel(RESULT_BUFFER);
         let executor = self.clone();
         self.runtime
-            .spawn(async move { executor.forward(frames, schema_sender, batch_sender).await });
-        let schema = async {
-            schema.await.map_err(|_| {
+            .spawn(async move { executor.forward(frames, started_sender, batch_sender).await });
+        let started = async {
+            started.await.map_err(|_| {
                 DataFusionError::Internal("the query ended before it started".to_string())
             })?
         };
-        let schema = guard(schema, deadline, &cancel, timeout)
+        guard(started, deadline, &cancel, timeout)
             .await
             .map_err(|e| e.into_status())?;
         let batches = ReceiverStream::new(batches).boxed();
-        Ok((schema, guarded(batches, deadline, cancel, timeout)))
+        Ok(guarded(batches, deadline, cancel, timeout))
     }
 
-    /// Executes `frames` in turn (on the query threads), sending the first one's schema once it
-    /// has started and then every batch; stops as soon as the receiver is gone.
+    /// Executes `frames` in turn (on the query threads), saying on `started` when the first one
+    /// has started (or why it could not) and then sending every batch; stops as soon as the
+    /// receiver is gone.
     async fn forward(
         self,
         frames: Vec<DataFrame>,
-        schema: oneshot::Sender<Result<SchemaRef>>,
+        started: oneshot::Sender<Result<()>>,
         batches: mpsc::Sender<Result<RecordBatch>>,
     ) {
-        let mut schema = Some(schema);
+        let mut started = Some(started);
         for df in frames {
             let mut stream = match self.execute(df).await {
                 Ok(stream) => stream,
                 Err(e) => {
-                    match schema.take() {
+                    match started.take() {
                         Some(sender) => {
                             let _ = sender.send(Err(e));
                         }
@@ -310,8 +311,8 @@ impl Executor {
                     return;
                 }
             };
-            if let Some(sender) = schema.take() {
-                if sender.send(Ok(stream.schema())).is_err() {
+            if let Some(sender) = started.take() {
+                if sender.send(Ok(())).is_err() {
                     return;
                 }
             }

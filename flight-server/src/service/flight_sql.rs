@@ -248,6 +248,20 @@ fn pending(planned: Planned) -> Pending {
 }
 
 /// Encodes result batches as Flight data; the schema goes first even when there are no rows.
+/// `batch` under the schema its `FlightInfo` announced. The announced schema is the logical
+/// plan's; the physical plan may know more (a folded constant is not nullable) and names the same
+/// columns and types, and clients check that every batch has the announced schema.
+fn conform(announced: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, Status> {
+    if batch.schema_ref() == announced {
+        return Ok(batch);
+    }
+    RecordBatch::try_new(announced.clone(), batch.columns().to_vec()).map_err(|e| {
+        Status::internal(format!(
+            "the result does not have the schema its FlightInfo announced: {e}"
+        ))
+    })
+}
+
 fn encode(schema: SchemaRef, batches: BatchStream) -> DoGetStream {
     let flight = FlightDataEncoderBuilder::new()
         .with_schema(schema)
@@ -340,24 +354,21 @@ impl FlightSqlService for QuiverFlightService {
         let caller = self.caller(&request)?;
         let handle = String::from_utf8_lossy(&ticket.statement_handle).into_owned();
         let (pending, running) = self.queries.start(&handle, &caller)?;
-        let (schema, batches) = match pending.work {
-            Work::Done(batches) => (
-                pending.schema,
-                futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
-            ),
+        let schema = pending.schema;
+        let batches = match pending.work {
+            Work::Done(batches) => futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
             Work::Query(frames) => {
-                let (schema, batches) = self
-                    .executor
+                self.executor
                     .stream(frames, self.executor.deadline(), running.cancel.clone())
-                    .await?;
-                (schema, batches)
+                    .await?
             }
         };
         // The registry entry lives as long as the stream: it ends, fails or is dropped together.
+        let announced = schema.clone();
         let batches = batches
             .map(move |batch| {
                 let _running = &running;
-                batch
+                batch.and_then(|batch| conform(&announced, batch))
             })
             .boxed();
         Ok(Response::new(encode(schema, batches)))
