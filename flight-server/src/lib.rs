@@ -11,10 +11,12 @@
 //! - [`actions`]: Quiver's JSON actions (snapshots, restores, jobs);
 //! - [`auth`], [`config`], [`tls`], [`error`]: callers, settings, crypto, and the gRPC status of
 //!   each error;
+//! - [`build_info`]: the version and the kind of build;
 //! - [`cli`]: the `quiver sql` command line.
 
 pub mod actions;
 pub mod auth;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use quiver_flight::auth::AuthConfig;
+use quiver_flight::build_info;
 use quiver_flight::cli::client::{ConnectOptions, RemoteClient};
 use quiver_flight::cli::sql::{open_session, shell, Backend};
 use quiver_flight::config::{
@@ -18,7 +19,7 @@ use quiver_flight::server::{self, ShutdownSignal};
 
 /// Quiver: a vector collection engine on Arrow, DataFusion and Lance.
 #[derive(Debug, Parser)]
-#[command(name = "quiver", version, about)]
+#[command(name = "quiver", version = build_info::VERSION, about)]
 struct Args {
     /// The data root: a directory (created if missing), a file:// URL, or an s3://bucket/prefix URL
     /// (configured by the AWS_* environment variables).
@@ -197,6 +198,9 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     let data = config.data.clone();
     let mut signal = ShutdownSignal::install().map_err(|e| format!("cannot catch signals: {e}"))?;
     let running = server::start(config).await.map_err(|e| e.to_string())?;
+    if !build_info::OPTIMISED {
+        eprintln!("{}", build_info::DEBUG_BUILD_WARNING);
+    }
     println!(
         "Quiver Flight SQL server listening on {} (data: {data}); Ctrl-C to stop",
         running.url()

@@ -2,6 +2,8 @@
 the interactive shell fed from standard input."""
 
 import os
+import re
+import signal
 import subprocess
 
 from conftest import quiver_bin
@@ -79,3 +81,23 @@ def test_the_loaded_index_budget_decides_whether_an_hnsw_index_is_searched_in_me
     assert "loaded_index_searches=1" in loaded and "direct_index_searches=1" in loaded, loaded
     assert "loaded_index_searches=0" in unloaded and "direct_index_searches=1" in unloaded, unloaded
     assert loaded.splitlines()[3] == unloaded.splitlines()[3] == "| 156 |", (loaded, unloaded)
+
+
+def test_the_version_names_the_build_and_a_debug_server_warns(tmp_path):
+    version = run(["--version"], tmp_path / "unused")
+    assert version.returncode == 0, version.stderr
+    line = version.stdout.strip()
+    assert re.fullmatch(r"quiver \d+\.\d+\.\d+ \((release build|debug build, unoptimised)\)", line), line
+    server = subprocess.Popen(
+        [quiver_bin(), "--data", str(tmp_path / "root"), "serve", "--bind", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "listening on" in server.stdout.readline()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+    warned = "WARNING: this quiver is a debug build" in stderr
+    assert warned == ("debug build" in line), stderr

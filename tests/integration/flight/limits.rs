@@ -186,9 +186,16 @@ async fn a_heavy_query_neither_outlives_its_timeout_nor_holds_up_other_clients()
         "{}",
         err.message()
     );
-    assert!(took < timeout * 2, "the heavy query ended after {took:?}");
+    // Liveness, not speed: without the fixes the join ran to its end (minutes) before the
+    // deadline was noticed, and every SELECT 1 waited for it. The bounds leave room for a
+    // machine busy with other tests.
+    let room = Duration::from_secs(10);
     assert!(
-        slowest < Duration::from_millis(1500),
+        took < timeout + room,
+        "the heavy query ended after {took:?}"
+    );
+    assert!(
+        slowest < room,
         "a SELECT 1 beside the heavy query took {slowest:?}"
     );
     server.shutdown().await;
