@@ -34,10 +34,8 @@ pub fn with_primary_key(schema: SchemaRef, primary_key: &[String]) -> SchemaRef 
             |field| match primary_key.iter().position(|k| k == field.name()) {
                 Some(position) => {
                     let mut metadata: HashMap<String, String> = field.metadata().clone();
-                    metadata.insert(
-                        LANCE_UNENFORCED_PRIMARY_KEY_POSITION.to_string(),
-                        (position + 1).to_string(),
-                    );
+                    let (key, value) = key_position(position);
+                    metadata.insert(key.to_string(), value);
                     Field::clone(field).with_metadata(metadata)
                 }
                 None => Field::clone(field),
@@ -45,6 +43,14 @@ pub fn with_primary_key(schema: SchemaRef, primary_key: &[String]) -> SchemaRef 
         )
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The field metadata that makes a column the `position`-th (0-based) of Lance's primary key.
+fn key_position(position: usize) -> (&'static str, String) {
+    (
+        LANCE_UNENFORCED_PRIMARY_KEY_POSITION,
+        (position + 1).to_string(),
+    )
 }
 
 /// Refuses a key column of `collection` whose type Lance's commit cannot compare between
@@ -90,11 +96,8 @@ impl Catalog {
         }
         let mut builder = dataset.update_field_metadata();
         for (position, column) in record.primary_key.iter().enumerate() {
-            let position = (position + 1).to_string();
-            builder = builder.update(
-                column.as_str(),
-                [(LANCE_UNENFORCED_PRIMARY_KEY_POSITION, position.as_str())],
-            )?;
+            let (key, value) = key_position(position);
+            builder = builder.update(column.as_str(), [(key, value.as_str())])?;
         }
         if let Err(e) = builder.await {
             // Another writer may have declared it first (it can be declared once): read again.

@@ -97,7 +97,7 @@ pub fn redact(message: &str) -> String {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push_str(&relative_paths(segment));
+        out.push_str(&root_relative(segment));
     }
     out
 }
@@ -112,8 +112,9 @@ fn is_source_location(text: &str) -> bool {
     digits(column) && digits(line) && file.ends_with(".rs") && file.contains("/src/")
 }
 
-/// `text` with each path through a data root folder cut to start at that folder.
-fn relative_paths(text: &str) -> String {
+/// `text` with each path through a data root folder cut to start at that folder: for messages,
+/// and for plans, whose Lance scans name their dataset by its full path.
+pub(crate) fn root_relative(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     loop {

@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 /// A multi-threaded Tokio runtime for planning and executing statements.
 #[derive(Debug)]
 pub struct QueryRuntime {
-    /// Always `Some` until dropped.
+    /// Where work is spawned.
+    handle: Handle,
+    /// The runtime itself, taken when it is shut down.
     runtime: Option<Runtime>,
 }
 
@@ -33,6 +35,7 @@ impl QueryRuntime {
             .enable_all()
             .build()?;
         Ok(Self {
+            handle: runtime.handle().clone(),
             runtime: Some(runtime),
         })
     }
@@ -43,11 +46,7 @@ impl QueryRuntime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        match &self.runtime {
-            Some(runtime) => runtime.spawn(work),
-            // Unreachable while the value lives; run where the caller is rather than panic.
-            None => Handle::current().spawn(work),
-        }
+        self.handle.spawn(work)
     }
 }
 

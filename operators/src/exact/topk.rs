@@ -67,6 +67,8 @@ pub struct TopK {
     heap: BinaryHeap<Entry>,
     batches: Vec<RecordBatch>,
     stored_rows: usize,
+    /// The Arrow memory of `batches`, kept as they are added and cleared.
+    stored_bytes: usize,
 }
 
 impl TopK {
@@ -79,17 +81,14 @@ impl TopK {
             heap: BinaryHeap::with_capacity(k.min(1024) + 1),
             batches: Vec::new(),
             stored_rows: 0,
+            stored_bytes: 0,
         }
     }
 
-    /// The bytes the selection holds: its heap and the rows it copied.
+    /// The bytes the selection holds: its heap and the rows it copied (O(1): the search calls
+    /// it after every batch).
     pub fn memory_size(&self) -> usize {
-        self.heap.capacity() * std::mem::size_of::<Entry>()
-            + self
-                .batches
-                .iter()
-                .map(RecordBatch::get_array_memory_size)
-                .sum::<usize>()
+        self.heap.capacity() * std::mem::size_of::<Entry>() + self.stored_bytes
     }
 
     /// The rank a row must beat to enter (the current k-th best), once k rows are held.
@@ -166,6 +165,7 @@ impl TopK {
             &UInt32Array::from_iter_values(kept.iter().map(|&i| rows[i])),
         )?;
         self.stored_rows += taken.num_rows();
+        self.stored_bytes += taken.get_array_memory_size();
         self.batches.push(taken);
         if self.stored_rows > 4 * self.k + 1024 {
             self.compact()?;
@@ -179,6 +179,7 @@ impl TopK {
         self.heap.clear();
         self.batches.clear();
         self.stored_rows = 0;
+        self.stored_bytes = 0;
         self.insert(&batch, &ranks)
     }
 
@@ -207,6 +208,7 @@ impl TopK {
         let batch = take_record_batch(&all, &indices)?;
         self.batches.clear();
         self.stored_rows = 0;
+        self.stored_bytes = 0;
         Ok((batch, ranks))
     }
 }
@@ -224,6 +226,46 @@ mod tests {
             seq,
             nulls_first: false,
         }
+    }
+
+    #[test]
+    fn memory_size_follows_the_rows_held_through_compaction() {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let mut topk = TopK::new(100, schema.clone());
+        assert_eq!(
+            topk.memory_size(),
+            topk.heap.capacity() * size_of::<Entry>()
+        );
+        for chunk in 0..40i64 {
+            // Every batch beats the rows held so far, so each one is copied in.
+            let ids: Vec<i64> = (0..100).map(|i| chunk * 100 + i).collect();
+            let ranks: Vec<RankKey> = (0..100)
+                .map(|i| {
+                    rank(
+                        Some((4000 - chunk * 100 - i) as f32),
+                        (chunk * 100 + i) as u64,
+                    )
+                })
+                .collect();
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(ids))])
+                .unwrap();
+            topk.insert(&batch, &ranks).unwrap();
+            let held: usize = topk
+                .batches
+                .iter()
+                .map(RecordBatch::get_array_memory_size)
+                .sum();
+            assert_eq!(
+                topk.memory_size(),
+                topk.heap.capacity() * size_of::<Entry>() + held,
+                "after batch {chunk}"
+            );
+        }
+        topk.take_sorted().unwrap();
+        assert_eq!(
+            topk.memory_size(),
+            topk.heap.capacity() * size_of::<Entry>()
+        );
     }
 
     #[test]

@@ -93,7 +93,6 @@ fn vanished(e: &DataFusionError) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = current {
         let lance = match err.downcast_ref::<CatalogError>() {
-            Some(CatalogError::CollectionNotFound { .. }) => return true,
             Some(CatalogError::Lance(lance)) => Some(lance),
             _ => err.downcast_ref::<lance::Error>(),
         };
@@ -110,18 +109,13 @@ fn vanished(e: &DataFusionError) -> bool {
 
 impl VersionCleanup {
     /// Cleans one collection: its ownerless tags, then its expired versions. Returns the report
-    /// row, if versions expired. A collection dropped since the job began is skipped.
+    /// row, if versions expired.
     async fn clean(&self, record: &CollectionRecord) -> Result<Option<(String, u64, u64)>> {
-        let external = |e| DataFusionError::External(Box::new(e));
-        let state = self.catalog.state().await.map_err(external)?;
-        if !state.collections.contains_key(&record.id) {
-            return Ok(None);
-        }
         let dataset = self
             .catalog
             .open_dataset(record, None)
             .await
-            .map_err(external)?;
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let orphans = self.remove_orphan_tags(&dataset).await?;
         if orphans > 0 {
             tracing::info!(
@@ -190,11 +184,8 @@ impl Source for VersionCleanup {
     }
 
     async fn run(&self, progress: Arc<dyn JobProgress>) -> Result<Vec<RecordBatch>> {
-        let state = self
-            .catalog
-            .state()
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let external = |e| DataFusionError::External(Box::new(e));
+        let state = self.catalog.state().await.map_err(external)?;
         let mut rows: Vec<(String, u64, u64)> = Vec::new();
         for record in state.collections.values() {
             if self
@@ -212,8 +203,15 @@ impl Source for VersionCleanup {
                 match self.clean(record).await {
                     Ok(row) => break row,
                     // A snapshot dropped (its tag deleted) or the collection dropped while it was
-                    // read: what vanished needs no cleaning; read the collection again.
-                    Err(e) if vanished(&e) && attempt < VANISHED_RETRIES => attempt += 1,
+                    // read: what vanished needs no cleaning. Clean the collection again, unless
+                    // it is gone.
+                    Err(e) if vanished(&e) && attempt < VANISHED_RETRIES => {
+                        attempt += 1;
+                        let now = self.catalog.state().await.map_err(external)?;
+                        if !now.collections.contains_key(&record.id) {
+                            break None;
+                        }
+                    }
                     Err(e) => return Err(e),
                 }
             };

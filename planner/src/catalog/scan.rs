@@ -20,14 +20,13 @@ use datafusion::physical_plan::{
 use lance::Dataset;
 use quiver_catalog::indices::VectorIndexInfo;
 
+use crate::error::root_relative;
+
 /// A collection scan: Lance's scan plan plus what it reads.
 #[derive(Debug)]
 pub struct CollectionScanExec {
     /// `database.collection`.
     table: String,
-    /// The collection's location relative to the data root, shown in place of the dataset's
-    /// absolute path.
-    location: String,
     /// The dataset version scanned.
     dataset: Arc<Dataset>,
     /// Vector indices of that version.
@@ -44,7 +43,6 @@ impl CollectionScanExec {
     /// Wraps Lance's scan plan `inner`.
     pub fn new(
         table: String,
-        location: String,
         dataset: Arc<Dataset>,
         indices: Arc<Vec<VectorIndexInfo>>,
         filters: Vec<Expr>,
@@ -58,7 +56,6 @@ impl CollectionScanExec {
             .collect();
         Self {
             table,
-            location,
             dataset,
             indices,
             columns,
@@ -88,23 +85,6 @@ impl CollectionScanExec {
     }
 }
 
-/// `text` with each `uri=<path of the data root>/<location>...` shortened to
-/// `uri=<location>...`: plans name files relative to the data root, never by the root's path.
-fn relative_uris(text: &str, location: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("uri=") {
-        let (before, after) = rest.split_at(i + "uri=".len());
-        out.push_str(before);
-        rest = match after.find(location) {
-            Some(j) if !after[..j].contains([',', ' ']) => &after[j..],
-            _ => after,
-        };
-    }
-    out.push_str(rest);
-    out
-}
-
 impl DisplayAs for CollectionScanExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match t {
@@ -113,14 +93,11 @@ impl DisplayAs for CollectionScanExec {
                 "CollectionScanExec: table={}, version={}, scan={}",
                 self.table,
                 self.dataset.version_id(),
-                relative_uris(
-                    &displayable(self.inner.as_ref()).indent(false).to_string(),
-                    &self.location
-                )
-                .lines()
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join(" <- ")
+                root_relative(&displayable(self.inner.as_ref()).indent(false).to_string())
+                    .lines()
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" <- ")
             ),
             DisplayFormatType::TreeRender => write!(f, "table={}", self.table),
         }

@@ -134,7 +134,6 @@ impl TableProvider for CollectionTable {
         let inner = self.scan.scan(state, projection, filters, limit).await?;
         Ok(Arc::new(CollectionScanExec::new(
             self.record.qualified_name(),
-            self.record.location.clone(),
             self.dataset.clone(),
             self.indices.clone(),
             filters.to_vec(),
