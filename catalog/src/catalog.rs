@@ -9,6 +9,7 @@
 //!   the process dies in between.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::RecordBatchIterator;
 use arrow::datatypes::SchemaRef;
@@ -45,6 +46,8 @@ pub struct Catalog {
     root: DataRoot,
     meta: MetaStore,
     session: Arc<Session>,
+    /// How stale the state a statement starts from may be ([`Catalog::fresh_state`]).
+    refresh_interval: Duration,
 }
 
 impl Catalog {
@@ -55,6 +58,7 @@ impl Catalog {
             root,
             meta,
             session: Arc::new(Session::default()),
+            refresh_interval: Duration::ZERO,
         };
         if !catalog
             .state()
@@ -72,9 +76,29 @@ impl Catalog {
         &self.root
     }
 
+    /// Lets [`Catalog::fresh_state`] answer from memory for `interval` after it last knew the
+    /// newest version (zero, the default: it always looks for a newer one).
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
+        self
+    }
+
+    /// How stale [`Catalog::fresh_state`] may be.
+    pub fn refresh_interval(&self) -> Duration {
+        self.refresh_interval
+    }
+
     /// The latest committed catalog.
     pub async fn state(&self) -> Result<Arc<CatalogState>> {
         Ok(self.meta.latest().await?.state)
+    }
+
+    /// The catalog a statement starts from: the latest committed one as of at most the refresh
+    /// interval ago, read without I/O within it. This process's own commits are always in it;
+    /// other processes' commits appear within the interval. Decisions that commit read
+    /// [`Catalog::state`] instead.
+    pub async fn fresh_state(&self) -> Result<Arc<CatalogState>> {
+        Ok(self.meta.latest_within(self.refresh_interval).await?.state)
     }
 
     /// The catalog as last read by this process, without I/O (empty before the first read).

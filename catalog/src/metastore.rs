@@ -45,6 +45,8 @@ pub struct Versioned {
 pub struct MetaStore {
     store: Arc<dyn ObjectStore>,
     log_dir: Path,
+    /// The newest version this process knows, and when it was last known to be the newest (read
+    /// after probing for a later one, or committed here).
     latest: Mutex<Option<(Versioned, Instant)>>,
 }
 
@@ -146,6 +148,23 @@ impl MetaStore {
         }
         self.remember(&current);
         Ok(current)
+    }
+
+    /// The newest version as of at most `staleness` ago: the one this process knows, without
+    /// any I/O, if it was known to be the newest (read after a probe, or committed here) within
+    /// `staleness`; otherwise [`MetaStore::latest`]. Commits of this process are always seen
+    /// (they update what it knows); other processes' commits within `staleness`.
+    pub async fn latest_within(&self, staleness: Duration) -> Result<Versioned> {
+        let known = self.latest.lock().ok().and_then(|guard| {
+            guard
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() < staleness)
+                .map(|(v, _)| v.clone())
+        });
+        match known {
+            Some(versioned) => Ok(versioned),
+            None => self.latest().await,
+        }
     }
 
     /// Applies `mutate` to the latest catalog and commits the result as the next version.

@@ -42,6 +42,34 @@ impl Default for QueryLimits {
     }
 }
 
+/// How stale, by default, the catalog a statement starts from may be: commits by other servers
+/// over the same data root appear within this interval (this server's own, at once).
+pub const DEFAULT_CATALOG_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long an unused Flight SQL session stays open by default.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// How many Flight SQL sessions may be open at once by default.
+pub const DEFAULT_MAX_SESSIONS: usize = 1000;
+
+/// The bounds on Flight SQL sessions (settings a client keeps across statements).
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// A session unused for this long is closed.
+    pub idle_timeout: Duration,
+    /// The most sessions open at once.
+    pub max_sessions: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+        }
+    }
+}
+
 /// TLS material, as PEM files.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -66,6 +94,12 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// Per-query limits.
     pub limits: QueryLimits,
+    /// Bounds on Flight SQL sessions.
+    pub sessions: SessionLimits,
+    /// How stale the catalog a statement starts from may be (see
+    /// [`DEFAULT_CATALOG_REFRESH_INTERVAL`]); zero looks for a newer version before every
+    /// statement.
+    pub catalog_refresh_interval: Duration,
     /// How long shutdown waits for in-flight calls before cancelling running queries.
     pub shutdown_grace: Duration,
     /// How often garbage collection runs on its own (`None`: only on `VACUUM`).
@@ -82,6 +116,8 @@ impl ServerConfig {
             tls: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             limits: QueryLimits::default(),
+            sessions: SessionLimits::default(),
+            catalog_refresh_interval: DEFAULT_CATALOG_REFRESH_INTERVAL,
             shutdown_grace: Duration::from_secs(10),
             gc_interval: Some(Duration::from_secs(3600)),
         }

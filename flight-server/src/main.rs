@@ -13,7 +13,8 @@ use quiver_flight::build_info;
 use quiver_flight::cli::client::{ConnectOptions, RemoteClient};
 use quiver_flight::cli::sql::{open_session, shell, Backend};
 use quiver_flight::config::{
-    parse_duration, parse_size, QueryLimits, ServerConfig, TlsFiles, DEFAULT_MAX_MESSAGE_SIZE,
+    parse_duration, parse_size, QueryLimits, ServerConfig, SessionLimits, TlsFiles,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_SESSIONS,
 };
 use quiver_flight::server::{self, ShutdownSignal};
 
@@ -107,6 +108,17 @@ enum Command {
         /// load data with bulk ingest).
         #[arg(long)]
         allow_server_files: bool,
+        /// How long a client's session (the settings it keeps across statements) lives unused
+        /// (e.g. 30m).
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        session_idle_timeout: Duration,
+        /// The most client sessions open at once.
+        #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS)]
+        max_sessions: usize,
+        /// How soon commits by other servers over the same data root are seen (e.g. 1s, 250ms;
+        /// 0: before every statement). This server's own commits are seen at once.
+        #[arg(long, value_parser = parse_duration, default_value = "1s")]
+        catalog_refresh_interval: Duration,
     },
 }
 
@@ -133,6 +145,9 @@ async fn main() -> ExitCode {
             query_timeout,
             gc_interval,
             allow_server_files,
+            session_idle_timeout,
+            max_sessions,
+            catalog_refresh_interval,
         } => {
             init_logging();
             let tls = tls_cert
@@ -150,6 +165,11 @@ async fn main() -> ExitCode {
                         tls,
                         max_message_size,
                         limits,
+                        sessions: SessionLimits {
+                            idle_timeout: session_idle_timeout,
+                            max_sessions,
+                        },
+                        catalog_refresh_interval,
                         gc_interval: (!gc_interval.is_zero()).then_some(gc_interval),
                         ..ServerConfig::new(args.data, bind)
                     };
@@ -243,5 +263,11 @@ async fn sql(
         Some(sql) => backend.run_and_print(&sql).await,
         None => shell(&mut backend).await,
     };
+    // The server would drop an idle session on its own; closing it frees it now.
+    if let Backend::Remote(client) = &mut backend {
+        if let Err(e) = client.close().await {
+            tracing::debug!("closing the session failed: {e}");
+        }
+    }
     result.map_err(|e| e.to_string())
 }

@@ -29,6 +29,7 @@ use crate::auth::{interceptor, Authenticator};
 use crate::config::ServerConfig;
 use crate::service::flight_sql::QuiverFlightService;
 use crate::service::queries::QueryRegistry;
+use crate::service::sessions::SessionCookies;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +139,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         source,
     };
     let root = DataRoot::open(&config.data).await.map_err(open_error)?;
-    let catalog = Catalog::open(root).await.map_err(open_error)?;
+    let catalog = Catalog::open(root)
+        .await
+        .map_err(open_error)?
+        .with_refresh_interval(config.catalog_refresh_interval);
     start_with_catalog(config, Arc::new(catalog), ActionRegistry::standard()?).await
 }
 
@@ -149,8 +153,14 @@ pub async fn start_with_catalog(
     actions: ActionRegistry,
 ) -> Result<RunningServer, ServeError> {
     let auth = Arc::new(Authenticator::new(config.auth.clone()));
-    let service = QuiverFlightService::new(catalog, config.limits.clone(), auth.clone(), actions)
-        .map_err(|e| ServeError::Service(e.to_string()))?;
+    let service = QuiverFlightService::new(
+        catalog,
+        config.limits.clone(),
+        config.sessions.clone(),
+        auth.clone(),
+        actions,
+    )
+    .map_err(|e| ServeError::Service(e.to_string()))?;
     let queries = service.queries();
     // Jobs a previous server left unfinished are resumed; garbage collection runs on its own.
     let scheduler = service.scheduler();
@@ -169,7 +179,7 @@ pub async fn start_with_catalog(
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(config.max_message_size)
         .max_encoding_message_size(config.max_message_size);
-    let service = InterceptedService::new(flight, interceptor(auth));
+    let service = SessionCookies::new(InterceptedService::new(flight, interceptor(auth)));
 
     let mut builder = Server::builder();
     if let Some(tls) = &config.tls {

@@ -10,6 +10,7 @@
 //! - [`write`]: `INSERT`, `REPLACE`, `UPDATE`, `DELETE`, each one new version;
 //! - [`jobs`]: restore and garbage collection as scheduled plans;
 //! - [`cooperative_joins`]: joins that yield, so that a heavy query can be stopped;
+//! - [`settings`]: a session's settings by name (`SET`, and Flight SQL session options);
 //! - [`config`], [`progress`], [`error`]: settings, progress reports and errors.
 
 pub mod catalog;
@@ -20,6 +21,7 @@ pub mod jobs;
 pub mod knn;
 pub mod progress;
 pub mod session;
+pub mod settings;
 pub mod sql;
 pub mod statements;
 pub mod write;

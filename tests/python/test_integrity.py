@@ -19,8 +19,9 @@ def run(url: str, sql: str):
 
 def test_two_servers_over_one_root_let_exactly_one_writer_insert_a_key(start_server, tmp_path):
     data = tmp_path / "shared"
-    first = start_server(data=data)
-    second = start_server(data=data)
+    # Each server sees the other's CREATE TABLE before its next statement.
+    first = start_server("--catalog-refresh-interval", "0", data=data)
+    second = start_server("--catalog-refresh-interval", "0", data=data)
     run(first.url, "CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, label VARCHAR)")
     for key in range(1, KEYS + 1):
         barrier = threading.Barrier(2 * WRITERS_PER_SERVER)

@@ -3,7 +3,9 @@
 //!
 //! Invariants: statements are split on the client with the SQL tokenizer (so `;` inside quotes
 //! or comments never splits) and sent one at a time, in order, stopping at the first error; an
-//! error is reported with the server's message only.
+//! error is reported with the server's message only. The client opens a session when it
+//! connects and sends its cookie with every call, so `SET` lasts across statements as it does
+//! in embedded mode.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,13 +14,22 @@ use std::time::Duration;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::Action;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use futures::TryStreamExt;
+use prost::Message;
+use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::service::sessions::cookie::opened_session;
+use crate::service::sessions::options::{
+    CloseSessionRequest, SetSessionOptionsRequest, CLOSE_SESSION, SET_SESSION_OPTIONS,
+};
+use crate::service::sessions::SESSION_COOKIE;
 
 /// How to reach and authenticate to a server.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +94,8 @@ impl From<ArrowError> for ClientError {
 pub struct RemoteClient {
     url: String,
     client: FlightSqlServiceClient<Channel>,
+    /// The session the server opened for this client, if it did.
+    session: Option<String>,
 }
 
 impl RemoteClient {
@@ -126,10 +139,90 @@ impl RemoteClient {
         if let Some(token) = &options.token {
             client.set_token(token.clone());
         }
-        Ok(Self {
+        let mut remote = Self {
             url: options.url.clone(),
             client,
-        })
+            session: None,
+        };
+        remote.open_session().await?;
+        Ok(remote)
+    }
+
+    /// Opens a session on the server (`SetSessionOptions` with no options) and sends its cookie
+    /// from now on.
+    async fn open_session(&mut self) -> Result<(), ClientError> {
+        let request = self.request(Action {
+            r#type: SET_SESSION_OPTIONS.to_string(),
+            body: SetSessionOptionsRequest::default().encode_to_vec().into(),
+        })?;
+        let response = self
+            .client
+            .inner_mut()
+            .do_action(request)
+            .await
+            .map_err(|status| ClientError::Server(status.message().to_string()))?;
+        let session = response
+            .metadata()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(opened_session)
+            .map(str::to_string);
+        let _results: Vec<_> = response
+            .into_inner()
+            .try_collect()
+            .await
+            .map_err(|status| ClientError::Server(status.message().to_string()))?;
+        if let Some(id) = &session {
+            self.client
+                .set_header("cookie", format!("{SESSION_COOKIE}={id}"));
+        }
+        self.session = session;
+        Ok(())
+    }
+
+    /// Closes the session on the server (if it opened one); its settings are gone.
+    pub async fn close(&mut self) -> Result<(), ClientError> {
+        if self.session.is_none() {
+            return Ok(());
+        }
+        let request = self.request(Action {
+            r#type: CLOSE_SESSION.to_string(),
+            body: CloseSessionRequest::default().encode_to_vec().into(),
+        })?;
+        let response = self
+            .client
+            .inner_mut()
+            .do_action(request)
+            .await
+            .map_err(|status| ClientError::Server(status.message().to_string()))?;
+        let _results: Vec<_> = response
+            .into_inner()
+            .try_collect()
+            .await
+            .map_err(|status| ClientError::Server(status.message().to_string()))?;
+        self.session = None;
+        Ok(())
+    }
+
+    /// A request for a call made on the raw Flight client, with the token and the session
+    /// cookie the Flight SQL client would add.
+    fn request<T>(&self, body: T) -> Result<tonic::Request<T>, ClientError> {
+        let mut request = tonic::Request::new(body);
+        let header = |text: String| {
+            MetadataValue::try_from(text).map_err(|e| ClientError::Server(e.to_string()))
+        };
+        if let Some(token) = self.client.token() {
+            request
+                .metadata_mut()
+                .insert("authorization", header(format!("Bearer {token}"))?);
+        }
+        if let Some(id) = &self.session {
+            request
+                .metadata_mut()
+                .insert("cookie", header(format!("{SESSION_COOKIE}={id}"))?);
+        }
+        Ok(request)
     }
 
     /// The server's URL.

@@ -1,9 +1,11 @@
-//! Running SQL for the service: each statement on a fresh session, under the server's per-query
-//! limits.
+//! Running SQL for the service: each statement on its client's session (or a fresh one), under
+//! the server's per-query limits.
 //!
 //! Invariants:
-//! - Every statement gets its own [`QuiverSession`] over the shared catalog, so no client sees
-//!   another's session settings.
+//! - A statement runs on the session its request names ([`RequestSession`]), or, without one, on
+//!   a fresh [`QuiverSession`] over the shared catalog, so no client sees another's settings. A
+//!   `SET` without a session opens one, so that a client that keeps its session cookie keeps
+//!   the setting; a client that does not keep it sees the setting dropped, as before.
 //! - Planning runs on its own task ([`Executor::plan_detached`]): a command (DDL, `COPY`) or a
 //!   write that has started finishes even if the client disconnects, so a disconnect never
 //!   leaves a half-made collection.
@@ -45,10 +47,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::config::QueryLimits;
+use crate::config::{QueryLimits, SessionLimits};
 use crate::error::{status_from_datafusion, FlightServerError};
 use crate::service::insert_rows;
 use crate::service::query_runtime::QueryRuntime;
+use crate::service::sessions::{RequestSession, Sessions};
 
 /// How many memory consumers a memory-limit error names.
 const REPORTED_CONSUMERS: NonZeroUsize = match NonZeroUsize::new(3) {
@@ -93,18 +96,40 @@ pub struct Executor {
     scheduler: Arc<JobScheduler>,
     /// Where statements are planned and executed.
     runtime: Arc<QueryRuntime>,
+    /// The clients' open sessions.
+    sessions: Arc<Sessions>,
 }
 
 impl Executor {
-    /// An executor over `catalog`, with its own job scheduler and query threads.
-    pub fn new(catalog: Arc<Catalog>, limits: QueryLimits) -> std::io::Result<Self> {
+    /// An executor over `catalog`, with its own job scheduler, query threads and sessions.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        limits: QueryLimits,
+        sessions: SessionLimits,
+    ) -> std::io::Result<Self> {
         let scheduler = JobScheduler::new(catalog.clone(), SchedulerConfig::default());
         Ok(Self {
             catalog,
             limits,
             scheduler,
             runtime: Arc::new(QueryRuntime::new()?),
+            sessions: Arc::new(Sessions::new(sessions)),
         })
+    }
+
+    /// The clients' open sessions.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// The session a statement of `request` runs on: the request's own, or a fresh one.
+    pub fn session_of(&self, request: &RequestSession) -> QuiverSession {
+        request.session().cloned().unwrap_or_else(|| self.session())
+    }
+
+    /// The request's session, opened now (its cookie sent with the response) if it has none.
+    pub fn open_session(&self, request: &mut RequestSession) -> Result<QuiverSession, Status> {
+        self.sessions.open(request, || self.session())
     }
 
     /// The scheduler running the server's jobs.
@@ -141,20 +166,22 @@ impl Executor {
         &self,
         sql: String,
         params: Option<Vec<ScalarValue>>,
+        session: RequestSession,
     ) -> Result<Planned, Status> {
         let executor = self.clone();
         self.runtime
-            .spawn(async move { executor.plan(&sql, params).await })
+            .spawn(async move { executor.plan(&sql, params, session).await })
             .await
             .map_err(|e| Status::from(FlightServerError::Internal(e.to_string())))?
     }
 
-    /// Plans one statement with `params` bound to its placeholders (`$1`, `$2`, ...). Commands
-    /// run now; writes run now under the limits; queries come back lazy.
+    /// Plans one statement on `session` with `params` bound to its placeholders (`$1`, `$2`,
+    /// ...). Commands run now; writes run now under the limits; queries come back lazy.
     pub async fn plan(
         &self,
         sql: &str,
         params: Option<Vec<ScalarValue>>,
+        mut session: RequestSession,
     ) -> Result<Planned, Status> {
         let sql_error = |e: DataFusionError| status_from_datafusion(&e);
         let statement = single_statement(sql).map_err(sql_error)?;
@@ -167,11 +194,12 @@ impl Executor {
             )
             .into());
         }
-        let df = self
-            .session()
-            .statement(statement)
-            .await
-            .map_err(sql_error)?;
+        let session = if sets_session(&statement) {
+            self.open_session(&mut session)?
+        } else {
+            self.session_of(&session)
+        };
+        let df = session.statement(statement).await.map_err(sql_error)?;
         let df = match params {
             Some(values) => {
                 let (state, plan) = df.into_parts();
@@ -195,10 +223,11 @@ impl Executor {
         &self,
         sql: String,
         sets: Vec<Vec<ScalarValue>>,
+        session: RequestSession,
     ) -> Result<Option<Planned>, Status> {
         let executor = self.clone();
         self.runtime
-            .spawn(async move { executor.insert_rows(&sql, sets).await })
+            .spawn(async move { executor.insert_rows(&sql, sets, &session).await })
             .await
             .map_err(|e| Status::from(FlightServerError::Internal(e.to_string())))?
     }
@@ -207,6 +236,7 @@ impl Executor {
         &self,
         sql: &str,
         sets: Vec<Vec<ScalarValue>>,
+        session: &RequestSession,
     ) -> Result<Option<Planned>, Status> {
         let sql_error = |e: DataFusionError| status_from_datafusion(&e);
         let statement = single_statement(sql).map_err(sql_error)?;
@@ -214,7 +244,7 @@ impl Executor {
             return Ok(None);
         }
         let df = self
-            .session()
+            .session_of(session)
             .statement(statement)
             .await
             .map_err(sql_error)?;
@@ -491,6 +521,17 @@ pub fn is_command(statement: &QuiverStatement) -> bool {
             _ => true,
         },
         _ => true,
+    }
+}
+
+/// Whether a statement changes a session setting (`SET`), which a client keeps only in a session.
+fn sets_session(statement: &QuiverStatement) -> bool {
+    match statement {
+        QuiverStatement::DataFusion(statement) => matches!(
+            statement.as_ref(),
+            DFStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Set(_))
+        ),
+        _ => false,
     }
 }
 

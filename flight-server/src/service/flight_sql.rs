@@ -1,9 +1,10 @@
 //! Quiver's Flight SQL service: arrow-flight's [`FlightSqlService`] over the catalog.
 //!
-//! Each handler authenticates the caller first, then delegates: statements to
+//! Each handler authenticates the caller first (and finds the session its cookie names), then
+//! delegates: statements to
 //! [`Executor`](crate::service::execution::Executor) and the ticket registry, prepared statements to
 //! [`PreparedStatements`], bulk ingest to [`crate::service::ingest`], metadata to [`Metadata`], custom
-//! actions to the [`ActionRegistry`].
+//! actions to the [`ActionRegistry`], session actions to [`crate::service::sessions`].
 //!
 //! Invariants:
 //! - `GetFlightInfo` plans (commands and writes run there, exactly once); `DoGet` streams. A
@@ -44,7 +45,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::actions::{ActionContext, ActionRegistry};
 use crate::auth::{Authenticator, Caller};
-use crate::config::QueryLimits;
+use crate::config::{QueryLimits, SessionLimits};
 use crate::error::FlightServerError;
 use crate::service::execution::{affected_rows, wire_schema, BatchStream, Executor, Planned};
 use crate::service::ingest::ingest;
@@ -52,6 +53,11 @@ use crate::service::input::{decode, decode_optional};
 use crate::service::metadata::{Metadata, MetadataCommand};
 use crate::service::prepared::PreparedStatements;
 use crate::service::queries::{Pending, QueryRegistry, Work};
+use crate::service::sessions::options::{
+    self, CloseSessionRequest, GetSessionOptionsRequest, SetSessionOptionsRequest, CLOSE_SESSION,
+    GET_SESSION_OPTIONS, SET_SESSION_OPTIONS,
+};
+use crate::service::sessions::RequestSession;
 
 /// The type of `DoGet` responses.
 type DoGetStream = <QuiverFlightService as FlightService>::DoGetStream;
@@ -85,11 +91,12 @@ impl QuiverFlightService {
     pub fn new(
         catalog: Arc<Catalog>,
         limits: QueryLimits,
+        sessions: SessionLimits,
         auth: Arc<Authenticator>,
         actions: ActionRegistry,
     ) -> Result<Self, FlightError> {
         Ok(Self {
-            executor: Executor::new(catalog.clone(), limits.clone())
+            executor: Executor::new(catalog.clone(), limits.clone(), sessions)
                 .map_err(|e| FlightError::ExternalError(Box::new(e)))?,
             auth,
             queries: Arc::new(QueryRegistry::default()),
@@ -111,6 +118,43 @@ impl QuiverFlightService {
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         self.auth.caller(request)
+    }
+
+    /// The authenticated caller of `request` and the session its cookie names.
+    fn session<T>(&self, request: &Request<T>) -> Result<RequestSession, Status> {
+        let caller = self.caller(request)?;
+        self.executor.sessions().of_request(request, caller)
+    }
+
+    /// Runs a session action; `None` if `action` is not one.
+    async fn session_action(
+        &self,
+        mut session: RequestSession,
+        action: &Action,
+    ) -> Option<Result<Vec<u8>, Status>> {
+        let result = match action.r#type.as_str() {
+            SET_SESSION_OPTIONS => {
+                let set = async {
+                    let request: SetSessionOptionsRequest =
+                        options::decode_body(&action.body, "SetSessionOptionsRequest")?;
+                    let sql = self.executor.open_session(&mut session)?;
+                    Ok(options::set_options(&sql, request).await.encode_to_vec())
+                };
+                set.await
+            }
+            GET_SESSION_OPTIONS => options::decode_body::<GetSessionOptionsRequest>(
+                &action.body,
+                "GetSessionOptionsRequest",
+            )
+            .map(|_| options::get_options(&self.executor.session_of(&session)).encode_to_vec()),
+            CLOSE_SESSION => {
+                options::decode_body::<CloseSessionRequest>(&action.body, "CloseSessionRequest")
+                    .and_then(|_| self.executor.sessions().close(&session))
+                    .map(|()| options::closed().encode_to_vec())
+            }
+            _ => return None,
+        };
+        Some(result)
     }
 
     /// Registers planned statements and describes them in a `FlightInfo` whose one endpoint's
@@ -168,22 +212,26 @@ impl QuiverFlightService {
         )))
     }
 
-    /// Plans `sql` once per parameter set (once without parameters).
+    /// Plans `sql` on `session` once per parameter set (once without parameters).
     async fn plan_all(
         &self,
         sql: &str,
         parameter_sets: Option<Vec<Vec<datafusion::common::ScalarValue>>>,
         fallback_schema: SchemaRef,
+        session: RequestSession,
     ) -> Result<Pending, Status> {
         let Some(sets) = parameter_sets else {
-            let planned = self.executor.plan_detached(sql.to_string(), None).await?;
+            let planned = self
+                .executor
+                .plan_detached(sql.to_string(), None, session)
+                .await?;
             return Ok(pending(planned));
         };
         // Many rows of parameters for one INSERT: one write, all rows or none.
         if sets.len() > 1 {
             if let Some(planned) = self
                 .executor
-                .insert_rows_detached(sql.to_string(), sets.clone())
+                .insert_rows_detached(sql.to_string(), sets.clone(), session.clone())
                 .await?
             {
                 return Ok(pending(planned));
@@ -195,7 +243,7 @@ impl QuiverFlightService {
         for set in sets {
             let planned = self
                 .executor
-                .plan_detached(sql.to_string(), Some(set))
+                .plan_detached(sql.to_string(), Some(set), session.clone())
                 .await?;
             schema.get_or_insert_with(|| planned.schema());
             match planned {
@@ -321,9 +369,13 @@ impl FlightSqlService for QuiverFlightService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let caller = self.caller(&request)?;
+        let session = self.session(&request)?;
         no_transactions(&query.transaction_id)?;
-        let planned = self.executor.plan_detached(query.query, None).await?;
+        let caller = session.caller().clone();
+        let planned = self
+            .executor
+            .plan_detached(query.query, None, session)
+            .await?;
         self.flight_info(&caller, pending(planned), request.into_inner())
     }
 
@@ -332,7 +384,8 @@ impl FlightSqlService for QuiverFlightService {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let caller = self.caller(&request)?;
+        let session = self.session(&request)?;
+        let caller = session.caller().clone();
         let prepared = self
             .prepared
             .get(&query.prepared_statement_handle, &caller)?;
@@ -341,6 +394,7 @@ impl FlightSqlService for QuiverFlightService {
                 &prepared.sql,
                 prepared.parameter_sets()?,
                 prepared.dataset_schema.clone(),
+                session,
             )
             .await?;
         self.flight_info(&caller, pending, request.into_inner())
@@ -574,9 +628,12 @@ impl FlightSqlService for QuiverFlightService {
         ticket: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.caller(&request)?;
+        let session = self.session(&request)?;
         no_transactions(&ticket.transaction_id)?;
-        let planned = self.executor.plan_detached(ticket.query, None).await?;
+        let planned = self
+            .executor
+            .plan_detached(ticket.query, None, session)
+            .await?;
         Ok(total_affected(&pending(planned)))
     }
 
@@ -585,8 +642,12 @@ impl FlightSqlService for QuiverFlightService {
         ticket: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.caller(&request)?;
-        ingest(&self.executor, ticket, request.into_inner()).await
+        let session = self.session(&request)?;
+        let database = session.session().map_or_else(
+            || quiver_catalog::DEFAULT_DATABASE.to_string(),
+            |s| s.current_database(),
+        );
+        ingest(&self.executor, ticket, request.into_inner(), database).await
     }
 
     async fn do_put_prepared_statement_query(
@@ -612,7 +673,8 @@ impl FlightSqlService for QuiverFlightService {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let caller = self.caller(&request)?;
+        let session = self.session(&request)?;
+        let caller = session.caller().clone();
         let mut prepared = self
             .prepared
             .get(&query.prepared_statement_handle, &caller)?;
@@ -630,6 +692,7 @@ impl FlightSqlService for QuiverFlightService {
                 &prepared.sql,
                 prepared.parameter_sets()?,
                 prepared.dataset_schema.clone(),
+                session,
             )
             .await?;
         Ok(total_affected(&done))
@@ -640,10 +703,10 @@ impl FlightSqlService for QuiverFlightService {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let caller = self.caller(&request)?;
+        let session = self.session(&request)?;
         no_transactions(&query.transaction_id)?;
         self.prepared
-            .create(&self.executor, query.query, &caller)
+            .create(&self.executor, query.query, &session)
             .await
     }
 
@@ -675,8 +738,12 @@ impl FlightSqlService for QuiverFlightService {
         &self,
         request: Request<Action>,
     ) -> Result<Response<DoActionStream>, Status> {
-        let caller = self.caller(&request)?;
+        let session = self.session(&request)?;
+        let caller = session.caller().clone();
         let action = request.into_inner();
+        if let Some(result) = self.session_action(session, &action).await {
+            return Ok(Response::new(one_result(result?)));
+        }
         if action.r#type == CANCEL_FLIGHT_INFO {
             let cancel = CancelFlightInfoRequest::decode(action.body).map_err(|e| {
                 FlightServerError::InvalidRequest(format!("malformed CancelFlightInfoRequest: {e}"))
@@ -702,6 +769,29 @@ impl FlightSqlService for QuiverFlightService {
                 Response: CancelFlightInfoResult (protobuf)."
                 .to_string(),
         })];
+        for (name, what) in [
+            (
+                SET_SESSION_OPTIONS,
+                "Sets session options (the settings SET takes, and 'schema'), opening a session \
+                 if the request has none; its cookie comes back in Set-Cookie. Request: \
+                 SetSessionOptionsRequest (protobuf). Response: SetSessionOptionsResult.",
+            ),
+            (
+                GET_SESSION_OPTIONS,
+                "Lists the session's options. Request: GetSessionOptionsRequest (protobuf). \
+                 Response: GetSessionOptionsResult.",
+            ),
+            (
+                CLOSE_SESSION,
+                "Closes the session. Request: CloseSessionRequest (protobuf). Response: \
+                 CloseSessionResult.",
+            ),
+        ] {
+            actions.push(Ok(ActionType {
+                r#type: name.to_string(),
+                description: what.to_string(),
+            }));
+        }
         actions.extend(self.actions.action_types().into_iter().map(Ok));
         Some(actions)
     }

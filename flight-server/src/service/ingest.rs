@@ -28,7 +28,7 @@ use datafusion::logical_expr::{cast, Expr, LogicalPlanBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use futures::TryStreamExt;
-use quiver_catalog::{CatalogError, DEFAULT_DATABASE};
+use quiver_catalog::CatalogError;
 use quiver_planner::catalog::provider::CATALOG_NAME;
 use quiver_planner::write::vector_cast::to_vector_expr;
 use tonic::Status;
@@ -45,14 +45,16 @@ enum Action {
     Replace,
 }
 
-/// Ingests the client's stream as `command` says; returns the number of rows written.
+/// Ingests the client's stream as `command` says, into `database` unless the command names
+/// one; returns the number of rows written.
 pub async fn ingest(
     executor: &Executor,
     command: CommandStatementIngest,
     stream: PeekableFlightDataStream,
+    database: String,
 ) -> Result<i64, Status> {
     let executor = executor.clone();
-    tokio::spawn(async move { run(executor, command, stream).await })
+    tokio::spawn(async move { run(executor, command, stream, database).await })
         .await
         .map_err(|e| Status::from(FlightServerError::Internal(e.to_string())))?
 }
@@ -61,6 +63,7 @@ async fn run(
     executor: Executor,
     command: CommandStatementIngest,
     stream: PeekableFlightDataStream,
+    database: String,
 ) -> Result<i64, Status> {
     let invalid = |m: &str| Status::from(FlightServerError::InvalidRequest(m.to_string()));
     if command.temporary {
@@ -94,10 +97,7 @@ async fn run(
     let options = command.table_definition_options.ok_or_else(|| {
         invalid("table_definition_options are required (if_not_exist, if_exists)")
     })?;
-    let database = command
-        .schema
-        .clone()
-        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    let database = command.schema.clone().unwrap_or(database);
     let table = command.table.clone();
 
     let catalog = executor.catalog();

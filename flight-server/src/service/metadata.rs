@@ -155,7 +155,7 @@ impl Metadata {
     /// A session over the freshly read catalog state.
     async fn session(&self) -> Result<QuiverSession, Status> {
         self.catalog
-            .state()
+            .fresh_state()
             .await
             .map_err(|e| status_from_catalog(&e))?;
         Ok(QuiverSession::new(self.catalog.clone()))

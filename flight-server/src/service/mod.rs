@@ -3,6 +3,7 @@
 //! - [`flight_sql`]: [`QuiverFlightService`](flight_sql::QuiverFlightService), arrow-flight's
 //!   `FlightSqlService` over the catalog;
 //! - [`execution`]: running SQL for the service under the per-query limits;
+//! - [`sessions`]: Flight SQL sessions, found by their cookie, and the session actions;
 //! - [`queries`]: the statements between `GetFlightInfo` and the end of their `DoGet`;
 //! - [`prepared`]: prepared statements and their bound parameters;
 //! - [`metadata`]: catalogs, schemas, tables, keys, SqlInfo and type info;
@@ -20,3 +21,4 @@ pub mod metadata;
 pub mod prepared;
 pub mod queries;
 pub mod query_runtime;
+pub mod sessions;

@@ -4,7 +4,7 @@
 //! Invariants:
 //! - Preparing never runs anything: queries and writes are planned to learn their schemas,
 //!   commands (DDL, `COPY`) are only parsed, and all of them run when executed.
-//! - Each execution plans the SQL afresh on a new session and binds one parameter set (one row
+//! - Each execution plans the SQL afresh on the caller's session (or a fresh one) and binds one parameter set (one row
 //!   of the bound batches) to its placeholders, so a prepared statement always sees the
 //!   collections as they are when it runs.
 //! - Only the caller that prepared a statement can bind, execute or close it; to anyone else its
@@ -27,6 +27,7 @@ use tonic::Status;
 use crate::auth::Caller;
 use crate::error::{status_from_datafusion, FlightServerError};
 use crate::service::execution::{is_command_sql, parameter_row, wire_schema, Executor};
+use crate::service::sessions::RequestSession;
 
 /// How long an unused prepared statement stays open.
 pub const IDLE_LIFETIME: Duration = Duration::from_secs(60 * 60);
@@ -83,19 +84,20 @@ impl PreparedStatements {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Prepares `sql` for `caller`.
+    /// Prepares `sql` for the caller of `session`, planned on that session.
     pub async fn create(
         &self,
         executor: &Executor,
         sql: String,
-        caller: &Caller,
+        session: &RequestSession,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let caller = session.caller();
         let command = is_command_sql(&sql).map_err(|e| status_from_datafusion(&e))?;
         let (dataset_schema, parameter_schema) = if command {
             (Schema::empty(), Schema::empty())
         } else {
             let df = executor
-                .session()
+                .session_of(session)
                 .sql(&sql)
                 .await
                 .map_err(|e| status_from_datafusion(&e))?;

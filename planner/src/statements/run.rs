@@ -2,8 +2,9 @@
 //! rewrites applied first, and the DDL that must reach Quiver's catalog intercepted after
 //! planning); each of Quiver's own statements runs its family's method on the session.
 //!
-//! Every statement starts by refreshing the catalog, so it sees everything committed before it
-//! began (by this process or another over the same root).
+//! Every statement starts by refreshing the catalog, so it sees everything this process committed
+//! before it began, and what other processes over the same root committed up to the catalog's
+//! refresh interval before (zero by default: everything).
 
 use std::sync::Arc;
 
@@ -51,7 +52,7 @@ impl QuiverSession {
 
     /// Plans (and, for commands, runs) one parsed statement.
     pub async fn statement(&self, statement: QuiverStatement) -> Result<DataFrame> {
-        self.catalog().state().await.map_err(external)?;
+        self.catalog().fresh_state().await.map_err(external)?;
         match statement {
             QuiverStatement::DataFusion(mut statement) => {
                 check_in_lists(&mut statement)?;

@@ -21,7 +21,11 @@ async fn listing(client: &mut Client, info: FlightInfo) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn table_listings_show_what_another_process_committed() {
-    let server = TestServer::start().await;
+    // Looking for a newer catalog before every request; the interval is tested in freshness.rs.
+    let server = TestServer::start_with(|config| {
+        config.catalog_refresh_interval = std::time::Duration::ZERO;
+    })
+    .await;
     let mut client = server.client().await;
     create_docs(&mut client).await;
     let tables = CommandGetTables {

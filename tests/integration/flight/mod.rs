@@ -8,11 +8,13 @@
 mod actions;
 mod auth;
 mod bad_input;
+mod freshness;
 mod ingest;
 mod limits;
 mod metadata;
 mod prepared;
 mod queries;
+mod sessions;
 
 use std::sync::Arc;
 
