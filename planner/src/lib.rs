@@ -7,6 +7,7 @@
 //! - [`sql`]: the dialect, vector types and literals;
 //! - [`catalog`]: collections, snapshots and system tables as DataFusion tables;
 //! - [`knn`]: k-NN searches planned into Quiver's search operators;
+//! - [`plan_cache`]: plans made once and run many times (prepared statements);
 //! - [`write`]: `INSERT`, `REPLACE`, `UPDATE`, `DELETE`, each one new version;
 //! - [`jobs`]: restore and garbage collection as scheduled plans;
 //! - [`cooperative_joins`]: joins that yield, so that a heavy query can be stopped;
@@ -19,6 +20,7 @@ pub mod cooperative_joins;
 pub mod error;
 pub mod jobs;
 pub mod knn;
+pub mod plan_cache;
 pub mod progress;
 pub mod session;
 pub mod settings;

@@ -1,4 +1,5 @@
-//! `GetServerInfo`: the server's name and version, for clients to check they reached Quiver.
+//! `GetServerInfo`: the server's name and version, for clients to check they reached Quiver, and
+//! counts an operator watches (open sessions, plans made and reused).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,12 @@ pub struct ServerInfo {
     pub data_root: String,
     /// The authenticated user, if auth is on.
     pub user: Option<String>,
+    /// Client sessions open now.
+    pub sessions: usize,
+    /// Statements planned since the server started.
+    pub plans_made: u64,
+    /// Executions of prepared statements that reused their plan since the server started.
+    pub plans_reused: u64,
 }
 
 #[async_trait]
@@ -33,7 +40,8 @@ impl JsonAction for GetServerInfo {
     type Response = ServerInfo;
     const NAME: &'static str = "GetServerInfo";
     const DESCRIPTION: &'static str = "The server's name and version. Request: {} (or an empty \
-        body). Response: {\"name\", \"version\", \"data_root\", \"user\"}.";
+        body). Response: {\"name\", \"version\", \"data_root\", \"user\", \"sessions\", \
+        \"plans_made\", \"plans_reused\"}.";
 
     async fn run(
         &self,
@@ -45,6 +53,9 @@ impl JsonAction for GetServerInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             data_root: context.executor.catalog().root().display().to_string(),
             user: context.caller.user.clone(),
+            sessions: context.executor.sessions().len(),
+            plans_made: context.executor.plans().made(),
+            plans_reused: context.executor.plans().reused(),
         })
     }
 }

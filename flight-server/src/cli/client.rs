@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use futures::TryStreamExt;
 use prost::Message;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::service::sessions::cookie::opened_session;
@@ -151,28 +151,18 @@ impl RemoteClient {
     /// Opens a session on the server (`SetSessionOptions` with no options) and sends its cookie
     /// from now on.
     async fn open_session(&mut self) -> Result<(), ClientError> {
-        let request = self.request(Action {
-            r#type: SET_SESSION_OPTIONS.to_string(),
-            body: SetSessionOptionsRequest::default().encode_to_vec().into(),
-        })?;
-        let response = self
-            .client
-            .inner_mut()
-            .do_action(request)
-            .await
-            .map_err(|status| ClientError::Server(status.message().to_string()))?;
-        let session = response
-            .metadata()
+        let metadata = self
+            .action(
+                SET_SESSION_OPTIONS,
+                SetSessionOptionsRequest::default().encode_to_vec(),
+            )
+            .await?;
+        let session = metadata
             .get_all("set-cookie")
             .iter()
             .filter_map(|value| value.to_str().ok())
             .find_map(opened_session)
             .map(str::to_string);
-        let _results: Vec<_> = response
-            .into_inner()
-            .try_collect()
-            .await
-            .map_err(|status| ClientError::Server(status.message().to_string()))?;
         if let Some(id) = &session {
             self.client
                 .set_header("cookie", format!("{SESSION_COOKIE}={id}"));
@@ -186,23 +176,36 @@ impl RemoteClient {
         if self.session.is_none() {
             return Ok(());
         }
+        self.action(
+            CLOSE_SESSION,
+            CloseSessionRequest::default().encode_to_vec(),
+        )
+        .await?;
+        self.session = None;
+        Ok(())
+    }
+
+    /// Runs a Flight action whose result it does not need; returns the response's headers.
+    async fn action(&mut self, kind: &str, body: Vec<u8>) -> Result<MetadataMap, ClientError> {
         let request = self.request(Action {
-            r#type: CLOSE_SESSION.to_string(),
-            body: CloseSessionRequest::default().encode_to_vec().into(),
+            r#type: kind.to_string(),
+            body: body.into(),
         })?;
+        let server_error =
+            |status: tonic::Status| ClientError::Server(status.message().to_string());
         let response = self
             .client
             .inner_mut()
             .do_action(request)
             .await
-            .map_err(|status| ClientError::Server(status.message().to_string()))?;
+            .map_err(server_error)?;
+        let metadata = response.metadata().clone();
         let _results: Vec<_> = response
             .into_inner()
             .try_collect()
             .await
-            .map_err(|status| ClientError::Server(status.message().to_string()))?;
-        self.session = None;
-        Ok(())
+            .map_err(server_error)?;
+        Ok(metadata)
     }
 
     /// A request for a call made on the raw Flight client, with the token and the session

@@ -14,13 +14,18 @@
 //! - Writes (`INSERT`, `UPDATE`, `DELETE`, `COPY ... TO`) run to completion when planned, not when
 //!   their result is fetched: the write happens exactly once whether or not the client reads the
 //!   count. A failed or timed-out write commits nothing (one Lance transaction per statement).
+//! - A prepared statement's query is planned once per parameter types ([`PlanSlot`]): later
+//!   executions bind their values and the newest version of each collection into the optimised
+//!   plan ([`ReusablePlan`]) without parsing, analysing or optimising again, and plan afresh
+//!   when a collection was dropped, re-created or changed its columns.
 //! - Queries run when their results are streamed, batch by batch (never buffered whole), each
 //!   with its own DataFusion memory pool of [`QueryLimits::memory`] bytes and a deadline of
 //!   [`QueryLimits::timeout`] checked inside the stream, so a stream handed to the client cannot
 //!   escape it.
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datafusion::arrow::array::{Array, UInt64Array};
@@ -39,6 +44,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use quiver_catalog::Catalog;
 use quiver_planner::jobs::{JobScheduler, SchedulerConfig};
+use quiver_planner::plan_cache::ReusablePlan;
 use quiver_planner::statements::{parse_statements, QuiverStatement};
 use quiver_planner::QuiverSession;
 use tokio::sync::{mpsc, oneshot};
@@ -65,10 +71,75 @@ const RESULT_BUFFER: usize = 2;
 /// A stream of result batches as the service sends them.
 pub type BatchStream = BoxStream<'static, Result<RecordBatch, Status>>;
 
+/// A query ready to run, and whether its logical plan is optimised already (a reused plan), in
+/// which case running it goes straight to physical planning.
+pub struct Frame {
+    df: DataFrame,
+    optimized: bool,
+}
+
+impl Frame {
+    /// A query planned as usual: it is optimised when it runs.
+    pub fn new(df: DataFrame) -> Self {
+        Self {
+            df,
+            optimized: false,
+        }
+    }
+
+    /// A query whose logical plan is optimised already.
+    fn optimized(df: DataFrame) -> Self {
+        Self {
+            df,
+            optimized: true,
+        }
+    }
+
+    /// The schema of its result.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.df.schema().as_arrow().clone())
+    }
+}
+
+/// Where a prepared statement keeps the plan its executions reuse.
+#[derive(Debug, Default)]
+pub struct PlanSlot {
+    plan: Mutex<Option<Arc<ReusablePlan>>>,
+}
+
+impl PlanSlot {
+    fn get(&self) -> Option<Arc<ReusablePlan>> {
+        self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, plan: Option<Arc<ReusablePlan>>) {
+        *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = plan;
+    }
+}
+
+/// How many statements the server planned, and how many executions reused a plan.
+#[derive(Debug, Default)]
+pub struct PlanCounts {
+    made: AtomicU64,
+    reused: AtomicU64,
+}
+
+impl PlanCounts {
+    /// Statements planned (parsed, analysed and optimised).
+    pub fn made(&self) -> u64 {
+        self.made.load(Ordering::Relaxed)
+    }
+
+    /// Executions of prepared statements that reused their plan.
+    pub fn reused(&self) -> u64 {
+        self.reused.load(Ordering::Relaxed)
+    }
+}
+
 /// What planning one statement produced.
 pub enum Planned {
     /// A query (or a command's already computed result): runs when streamed.
-    Query(Box<DataFrame>),
+    Query(Box<Frame>),
     /// A write that has run; its result (the affected row count).
     Done {
         /// The result's schema.
@@ -82,7 +153,7 @@ impl Planned {
     /// The schema of the statement's result.
     pub fn schema(&self) -> SchemaRef {
         match self {
-            Planned::Query(df) => Arc::new(df.schema().as_arrow().clone()),
+            Planned::Query(frame) => frame.schema(),
             Planned::Done { schema, .. } => schema.clone(),
         }
     }
@@ -98,6 +169,8 @@ pub struct Executor {
     runtime: Arc<QueryRuntime>,
     /// The clients' open sessions.
     sessions: Arc<Sessions>,
+    /// Plans made and reused.
+    plans: Arc<PlanCounts>,
 }
 
 impl Executor {
@@ -114,7 +187,13 @@ impl Executor {
             scheduler,
             runtime: Arc::new(QueryRuntime::new()?),
             sessions: Arc::new(Sessions::new(sessions)),
+            plans: Arc::default(),
         })
+    }
+
+    /// How many statements were planned, and how many executions reused a plan.
+    pub fn plans(&self) -> &PlanCounts {
+        &self.plans
     }
 
     /// The clients' open sessions.
@@ -167,23 +246,34 @@ impl Executor {
         sql: String,
         params: Option<Vec<ScalarValue>>,
         session: RequestSession,
+        reuse: Option<Arc<PlanSlot>>,
     ) -> Result<Planned, Status> {
         let executor = self.clone();
         self.runtime
-            .spawn(async move { executor.plan(&sql, params, session).await })
+            .spawn(async move { executor.plan(&sql, params, session, reuse.as_deref()).await })
             .await
             .map_err(|e| Status::from(FlightServerError::Internal(e.to_string())))?
     }
 
     /// Plans one statement on `session` with `params` bound to its placeholders (`$1`, `$2`,
-    /// ...). Commands run now; writes run now under the limits; queries come back lazy.
+    /// ...). Commands run now; writes run now under the limits; queries come back lazy. With
+    /// `reuse` (a prepared statement's), a query reuses the plan an earlier execution left
+    /// there, or leaves its own.
     pub async fn plan(
         &self,
         sql: &str,
         params: Option<Vec<ScalarValue>>,
         mut session: RequestSession,
+        reuse: Option<&PlanSlot>,
     ) -> Result<Planned, Status> {
         let sql_error = |e: DataFusionError| status_from_datafusion(&e);
+        if let Some(slot) = reuse {
+            if let Some(planned) = self.reuse(slot, params.as_deref(), &session).await? {
+                self.plans.reused.fetch_add(1, Ordering::Relaxed);
+                return Ok(planned);
+            }
+        }
+        self.plans.made.fetch_add(1, Ordering::Relaxed);
         let statement = single_statement(sql).map_err(sql_error)?;
         if !self.limits.allow_server_files && touches_server_files(&statement) {
             return Err(FlightServerError::ServerFilesRefused.into());
@@ -200,10 +290,27 @@ impl Executor {
             self.session_of(&session)
         };
         let df = session.statement(statement).await.map_err(sql_error)?;
+        // A prepared query runs as a reusable plan, even without parameters.
+        let params = match (params, reuse) {
+            (None, Some(_)) if !writes(df.logical_plan()) => Some(Vec::new()),
+            (params, _) => params,
+        };
         let df = match params {
             Some(values) => {
                 let (state, plan) = df.into_parts();
                 let values = typed_parameters(&plan, values)?;
+                if let Some(slot) = reuse {
+                    let types: Vec<DataType> = values.iter().map(ScalarValue::data_type).collect();
+                    let reusable = ReusablePlan::new(&session, plan.clone(), &types)
+                        .map_err(sql_error)?
+                        .map(Arc::new);
+                    slot.set(reusable.clone());
+                    if let Some(reusable) = reusable {
+                        let bound = reusable.with_values(values).map_err(sql_error)?;
+                        let df = DataFrame::new(state, bound);
+                        return Ok(Planned::Query(Box::new(Frame::optimized(df))));
+                    }
+                }
                 DataFrame::new(state, plan.with_param_values(values).map_err(sql_error)?)
             }
             None => df,
@@ -213,7 +320,50 @@ impl Executor {
             let batches = self.run_to_completion(df, self.deadline()).await?;
             return Ok(Planned::Done { schema, batches });
         }
-        Ok(Planned::Query(Box::new(df)))
+        Ok(Planned::Query(Box::new(Frame::new(df))))
+    }
+
+    /// The plan `slot` holds, bound to `params` and to the collections' newest versions; `None`
+    /// when there is none, the values are not of its types, or a collection changed.
+    async fn reuse(
+        &self,
+        slot: &PlanSlot,
+        params: Option<&[ScalarValue]>,
+        session: &RequestSession,
+    ) -> Result<Option<Planned>, Status> {
+        let Some(reusable) = slot.get() else {
+            return Ok(None);
+        };
+        let types = reusable.parameter_types();
+        let params = params.unwrap_or_default();
+        if params.len() != types.len() {
+            return Ok(None);
+        }
+        let values: Option<Vec<ScalarValue>> = params
+            .iter()
+            .zip(types)
+            .map(|(value, to)| {
+                if &value.data_type() == to {
+                    Some(value.clone())
+                } else {
+                    value.cast_to(to).ok()
+                }
+            })
+            .collect();
+        let Some(values) = values else {
+            return Ok(None);
+        };
+        let session = self.session_of(session);
+        let bound = reusable
+            .bind(&session, values)
+            .await
+            .map_err(|e| status_from_datafusion(&e))?;
+        let Some(plan) = bound else {
+            slot.set(None);
+            return Ok(None);
+        };
+        let df = DataFrame::new(session.context().state(), plan);
+        Ok(Some(Planned::Query(Box::new(Frame::optimized(df)))))
     }
 
     /// Plans an INSERT bound to every parameter row of `sets` as one write and runs it on its
@@ -273,7 +423,7 @@ impl Executor {
         df: DataFrame,
         deadline: Option<Instant>,
     ) -> Result<Vec<RecordBatch>, Status> {
-        self.stream(vec![df], deadline, CancellationToken::new())
+        self.stream(vec![Frame::new(df)], deadline, CancellationToken::new())
             .await?
             .try_collect()
             .await
@@ -291,7 +441,7 @@ impl Executor {
     /// `cancel`, or when it is dropped.
     pub async fn stream(
         &self,
-        frames: Vec<DataFrame>,
+        frames: Vec<Frame>,
         deadline: Option<Instant>,
         cancel: CancellationToken,
     ) -> Result<BatchStream, Status> {
@@ -321,13 +471,13 @@ impl Executor {
     /// receiver is gone.
     async fn forward(
         self,
-        frames: Vec<DataFrame>,
+        frames: Vec<Frame>,
         started: oneshot::Sender<Result<()>>,
         batches: mpsc::Sender<Result<RecordBatch>>,
     ) {
         let mut started = Some(started);
-        for df in frames {
-            let mut stream = match self.execute(df).await {
+        for frame in frames {
+            let mut stream = match self.execute(frame).await {
                 Ok(stream) => stream,
                 Err(e) => {
                     match started.take() {
@@ -364,10 +514,18 @@ impl Executor {
     /// Starts one frame with its own memory pool.
     async fn execute(
         &self,
-        df: DataFrame,
+        frame: Frame,
     ) -> Result<datafusion::execution::SendableRecordBatchStream> {
-        let task = self.task_context(&df)?;
-        let plan = df.create_physical_plan().await?;
+        let task = self.task_context(&frame.df)?;
+        let plan = if frame.optimized {
+            let (state, plan) = frame.df.into_parts();
+            state
+                .query_planner()
+                .create_physical_plan(&plan, &state)
+                .await?
+        } else {
+            frame.df.create_physical_plan().await?
+        };
         datafusion::physical_plan::execute_stream(plan, task)
     }
 

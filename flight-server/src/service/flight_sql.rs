@@ -47,7 +47,9 @@ use crate::actions::{ActionContext, ActionRegistry};
 use crate::auth::{Authenticator, Caller};
 use crate::config::{QueryLimits, SessionLimits};
 use crate::error::FlightServerError;
-use crate::service::execution::{affected_rows, wire_schema, BatchStream, Executor, Planned};
+use crate::service::execution::{
+    affected_rows, wire_schema, BatchStream, Executor, PlanSlot, Planned,
+};
 use crate::service::ingest::ingest;
 use crate::service::input::{decode, decode_optional};
 use crate::service::metadata::{Metadata, MetadataCommand};
@@ -212,18 +214,20 @@ impl QuiverFlightService {
         )))
     }
 
-    /// Plans `sql` on `session` once per parameter set (once without parameters).
+    /// Plans a prepared statement on `session` once per parameter set (once without
+    /// parameters), reusing the plan its earlier executions left in `reuse`.
     async fn plan_all(
         &self,
         sql: &str,
         parameter_sets: Option<Vec<Vec<datafusion::common::ScalarValue>>>,
         fallback_schema: SchemaRef,
         session: RequestSession,
+        reuse: Arc<PlanSlot>,
     ) -> Result<Pending, Status> {
         let Some(sets) = parameter_sets else {
             let planned = self
                 .executor
-                .plan_detached(sql.to_string(), None, session)
+                .plan_detached(sql.to_string(), None, session, Some(reuse))
                 .await?;
             return Ok(pending(planned));
         };
@@ -243,11 +247,16 @@ impl QuiverFlightService {
         for set in sets {
             let planned = self
                 .executor
-                .plan_detached(sql.to_string(), Some(set), session.clone())
+                .plan_detached(
+                    sql.to_string(),
+                    Some(set),
+                    session.clone(),
+                    Some(reuse.clone()),
+                )
                 .await?;
             schema.get_or_insert_with(|| planned.schema());
             match planned {
-                Planned::Query(df) => frames.push(*df),
+                Planned::Query(frame) => frames.push(*frame),
                 Planned::Done { batches, .. } => done.extend(batches),
             }
         }
@@ -289,7 +298,7 @@ impl QuiverFlightService {
 fn pending(planned: Planned) -> Pending {
     let schema = planned.schema();
     let work = match planned {
-        Planned::Query(df) => Work::Query(vec![*df]),
+        Planned::Query(frame) => Work::Query(vec![*frame]),
         Planned::Done { batches, .. } => Work::Done(batches),
     };
     Pending { schema, work }
@@ -374,7 +383,7 @@ impl FlightSqlService for QuiverFlightService {
         let caller = session.caller().clone();
         let planned = self
             .executor
-            .plan_detached(query.query, None, session)
+            .plan_detached(query.query, None, session, None)
             .await?;
         self.flight_info(&caller, pending(planned), request.into_inner())
     }
@@ -395,6 +404,7 @@ impl FlightSqlService for QuiverFlightService {
                 prepared.parameter_sets()?,
                 prepared.dataset_schema.clone(),
                 session,
+                prepared.plan.clone(),
             )
             .await?;
         self.flight_info(&caller, pending, request.into_inner())
@@ -632,7 +642,7 @@ impl FlightSqlService for QuiverFlightService {
         no_transactions(&ticket.transaction_id)?;
         let planned = self
             .executor
-            .plan_detached(ticket.query, None, session)
+            .plan_detached(ticket.query, None, session, None)
             .await?;
         Ok(total_affected(&pending(planned)))
     }
@@ -693,6 +703,7 @@ impl FlightSqlService for QuiverFlightService {
                 prepared.parameter_sets()?,
                 prepared.dataset_schema.clone(),
                 session,
+                prepared.plan.clone(),
             )
             .await?;
         Ok(total_affected(&done))

@@ -4,9 +4,11 @@
 //! Invariants:
 //! - Preparing never runs anything: queries and writes are planned to learn their schemas,
 //!   commands (DDL, `COPY`) are only parsed, and all of them run when executed.
-//! - Each execution plans the SQL afresh on the caller's session (or a fresh one) and binds one parameter set (one row
-//!   of the bound batches) to its placeholders, so a prepared statement always sees the
-//!   collections as they are when it runs.
+//! - A query is planned once per parameter types, by its first execution, on the caller's
+//!   session (or a fresh one); later executions bind one parameter set (one row of the bound
+//!   batches) and the newest version of each collection into that plan ([`PlanSlot`]), so a
+//!   prepared statement always sees the collections as they are when it runs. Commands and
+//!   writes are planned afresh by every execution.
 //! - Only the caller that prepared a statement can bind, execute or close it; to anyone else its
 //!   handle does not exist. Statements idle for [`IDLE_LIFETIME`] are closed, and at most
 //!   [`MAX_PREPARED`] are open at once.
@@ -26,7 +28,7 @@ use tonic::Status;
 
 use crate::auth::Caller;
 use crate::error::{status_from_datafusion, FlightServerError};
-use crate::service::execution::{is_command_sql, parameter_row, wire_schema, Executor};
+use crate::service::execution::{is_command_sql, parameter_row, wire_schema, Executor, PlanSlot};
 use crate::service::sessions::RequestSession;
 
 /// How long an unused prepared statement stays open.
@@ -54,6 +56,8 @@ pub struct Prepared {
     pub parameter_schema: SchemaRef,
     /// The bound parameter sets, if any.
     pub parameters: Option<Vec<RecordBatch>>,
+    /// The plan its executions reuse.
+    pub plan: Arc<PlanSlot>,
     last_used: Instant,
 }
 
@@ -136,6 +140,7 @@ impl PreparedStatements {
                 dataset_schema: Arc::new(dataset_schema),
                 parameter_schema: Arc::new(parameter_schema),
                 parameters: None,
+                plan: Arc::default(),
                 last_used: now,
             },
         );

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use arrow_flight::CancelStatus;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::dataframe::DataFrame;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Caller;
 use crate::error::FlightServerError;
+use crate::service::execution::Frame;
 
 /// How long an unredeemed ticket stays valid.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(10 * 60);
@@ -28,7 +28,7 @@ pub const TICKET_LIFETIME: Duration = Duration::from_secs(10 * 60);
 /// The work behind a ticket.
 pub enum Work {
     /// Queries to run, in order, when the ticket is redeemed (one per bound parameter set).
-    Query(Vec<DataFrame>),
+    Query(Vec<Frame>),
     /// A result computed already (a write's row count).
     Done(Vec<RecordBatch>),
 }

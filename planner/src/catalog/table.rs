@@ -94,6 +94,11 @@ impl CollectionTable {
         &self.catalog
     }
 
+    /// Whether this is a pinned version (a snapshot), which is never written.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.read_only {
             return not_impl_err!(

@@ -230,3 +230,110 @@ async fn commands_run_when_executed_not_when_prepared() {
     assert_eq!(err.code(), tonic::Code::NotFound);
     server.shutdown().await;
 }
+
+/// The server's plan counts from `GetServerInfo`: (made, reused).
+async fn plan_counts(client: &mut Client) -> (u64, u64) {
+    let request = tonic::Request::new(Action {
+        r#type: "GetServerInfo".into(),
+        body: Vec::new().into(),
+    });
+    let results: Vec<arrow_flight::Result> = client
+        .inner_mut()
+        .do_action(request)
+        .await
+        .expect("info")
+        .into_inner()
+        .try_collect()
+        .await
+        .expect("info");
+    let info: serde_json::Value = serde_json::from_slice(&results[0].body).expect("json");
+    (
+        info["plans_made"].as_u64().expect("plans_made"),
+        info["plans_reused"].as_u64().expect("plans_reused"),
+    )
+}
+
+/// The ids of a prepared search for `query`, and of the same statement with the vector written
+/// in it.
+async fn prepared_and_literal(
+    client: &mut Client,
+    statement: &mut arrow_flight::sql::client::PreparedStatement<tonic::transport::Channel>,
+    query: [f32; 4],
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    statement
+        .set_parameters(one_param(Arc::new(vectors(4, &query))))
+        .expect("bind");
+    let info = statement.execute().await.expect("execute");
+    let prepared = quiver_tests::format_rows(&fetch(client, info).await.expect("fetch"));
+    let literal = NEAREST.replace(
+        "$1",
+        &format!("[{}, {}, {}, {}]", query[0], query[1], query[2], query[3]),
+    );
+    (prepared, rows(client, &literal).await)
+}
+
+#[tokio::test]
+async fn a_prepared_search_is_planned_once_and_follows_its_collection() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    create_docs(&mut client).await;
+    let mut statement = client.prepare(NEAREST.into(), None).await.expect("prepare");
+    let queries = [
+        [0.0, 0.0, 0.9, 0.1],
+        [1.0, 0.1, 0.0, 0.0],
+        [0.2, 0.8, 0.1, 0.0],
+        [0.5, 0.5, 0.5, 0.5],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let (made_before, reused_before) = plan_counts(&mut client).await;
+    for query in queries {
+        let (prepared, literal) = prepared_and_literal(&mut client, &mut statement, query).await;
+        assert_eq!(prepared, literal, "query {query:?}");
+    }
+    let (made, reused) = plan_counts(&mut client).await;
+    // One plan for the prepared statement's first execution, one per literal statement.
+    assert_eq!(made - made_before, 1 + queries.len() as u64);
+    assert_eq!(reused - reused_before, queries.len() as u64 - 1);
+
+    // A row written since is found by the next execution.
+    client
+        .execute_update(
+            "INSERT INTO docs VALUES (9, 'delta', [0, 0, 0, 1])".into(),
+            None,
+        )
+        .await
+        .expect("insert");
+    let (prepared, literal) =
+        prepared_and_literal(&mut client, &mut statement, [0.0, 0.0, 0.0, 1.0]).await;
+    assert_eq!(prepared[0][0], "9");
+    assert_eq!(prepared, literal);
+
+    // The collection dropped and created again: the new one's rows, never the old ones.
+    for sql in [
+        "DROP TABLE docs",
+        "CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, title VARCHAR, embedding VECTOR(4))",
+        "INSERT INTO docs VALUES (40, 'new', [0, 0, 0, 1])",
+    ] {
+        client.execute_update(sql.into(), None).await.expect(sql);
+    }
+    let (prepared, literal) =
+        prepared_and_literal(&mut client, &mut statement, [0.0, 0.0, 0.0, 1.0]).await;
+    let ids: Vec<&str> = prepared.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, ["40"]);
+    assert_eq!(prepared, literal);
+
+    // Dropped for good: the execution fails as a fresh statement does.
+    client
+        .execute_update("DROP TABLE docs".into(), None)
+        .await
+        .expect("drop");
+    statement
+        .set_parameters(one_param(Arc::new(vectors(4, &[0.0, 0.0, 0.0, 1.0]))))
+        .expect("bind");
+    let gone = match statement.execute().await {
+        Err(e) => status(e),
+        Ok(info) => status(fetch(&mut client, info).await.expect_err("dropped")),
+    };
+    assert!(gone.message().contains("docs"), "{gone}");
+    server.shutdown().await;
+}

@@ -1,0 +1,352 @@
+//! A query planned once and run many times: its logical plan analysed and optimised with its
+//! placeholders typed, then, for each execution, bound to that execution's values and to the
+//! newest version of every collection it reads.
+//!
+//! Invariants:
+//! - An execution never reads an older version of a collection than a fresh plan would: every
+//!   collection scan is re-opened at its latest version when the plan is bound (a snapshot
+//!   scan, pinned by name, stays on its snapshot).
+//! - A collection that was dropped, or dropped and created again, or whose columns changed, is
+//!   never scanned through the old plan: binding answers `None` and the caller plans afresh.
+//! - Only queries over collections are reused: writes, commands, `EXPLAIN` and plans over other
+//!   tables (the system tables, whose rows are read when they are opened) are planned afresh.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::logical_expr::expr::Placeholder;
+use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
+
+use quiver_catalog::CollectionRecord;
+
+use crate::catalog::table::CollectionTable;
+use crate::session::QuiverSession;
+
+/// A query's optimised plan with typed placeholders.
+#[derive(Debug, Clone)]
+pub struct ReusablePlan {
+    plan: LogicalPlan,
+    parameter_types: Vec<DataType>,
+}
+
+/// What `f` reads of the collection behind a scan, if the scan reads one.
+fn with_collection<T>(scan: &TableScan, f: impl FnOnce(&CollectionTable) -> T) -> Option<T> {
+    let provider = source_as_provider(&scan.source).ok()?;
+    let table = provider.downcast_ref::<CollectionTable>()?;
+    Some(f(table))
+}
+
+/// A collection a plan scans: its record, whether it is a pinned (snapshot) version, its columns.
+struct Scanned {
+    record: CollectionRecord,
+    pinned: bool,
+    schema: SchemaRef,
+}
+
+/// Whether every table `plan` reads is a collection, and `plan` is a query.
+fn reads_only_collections(plan: &LogicalPlan) -> bool {
+    if matches!(
+        plan,
+        LogicalPlan::Dml(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Explain(_)
+            | LogicalPlan::Analyze(_)
+            | LogicalPlan::DescribeTable(_)
+    ) {
+        return false;
+    }
+    let mut only_collections = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if with_collection(scan, |_| ()).is_none() {
+                only_collections = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    only_collections
+}
+
+/// The 0-based position of a positional placeholder (`$1` is 0).
+fn position(id: &str) -> Option<usize> {
+    id.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1)
+}
+
+impl ReusablePlan {
+    /// Plans `plan` (a statement as [`QuiverSession::statement`] made it, placeholders in it)
+    /// once for parameters of `types` (`types[0]` is `$1`'s): its untyped placeholders take
+    /// those types, and it is analysed and optimised. `None` when the plan cannot be reused
+    /// (see the module doc), or does not optimise with typed placeholders.
+    pub fn new(
+        session: &QuiverSession,
+        plan: LogicalPlan,
+        types: &[DataType],
+    ) -> Result<Option<Self>> {
+        if !reads_only_collections(&plan) {
+            return Ok(None);
+        }
+        let typed = plan
+            .transform_up_with_subqueries(|node| {
+                node.map_expressions(|expr| {
+                    expr.transform_up(|e| match e {
+                        Expr::Placeholder(Placeholder { id, field: None }) => {
+                            let field = position(&id)
+                                .and_then(|i| types.get(i))
+                                .map(|t| Arc::new(Field::new(&id, t.clone(), true)));
+                            Ok(Transformed::yes(Expr::Placeholder(Placeholder {
+                                id,
+                                field,
+                            })))
+                        }
+                        other => Ok(Transformed::no(other)),
+                    })
+                })
+            })?
+            .data;
+        let Ok(optimized) = session.context().state().optimize(&typed) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            plan: optimized,
+            parameter_types: types.to_vec(),
+        }))
+    }
+
+    /// The types of the parameters this plan was made for.
+    pub fn parameter_types(&self) -> &[DataType] {
+        &self.parameter_types
+    }
+
+    /// The optimised plan bound to `values`, over the collection versions it was planned on:
+    /// for the execution that made it.
+    pub fn with_values(&self, values: Vec<ScalarValue>) -> Result<LogicalPlan> {
+        self.plan.clone().with_param_values(values)
+    }
+
+    /// The optimised plan of one execution: bound to `values` and to the newest version of each
+    /// collection it reads, as `session` sees the catalog. `None` when a collection it reads
+    /// was dropped or changed its columns since the plan was made: plan the statement afresh.
+    pub async fn bind(
+        &self,
+        session: &QuiverSession,
+        values: Vec<ScalarValue>,
+    ) -> Result<Option<LogicalPlan>> {
+        let mut current: HashMap<String, Arc<CollectionTable>> = HashMap::new();
+        let mut scans = Vec::new();
+        self.plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                scans.extend(with_collection(scan, |table| Scanned {
+                    record: table.record().clone(),
+                    pinned: table.is_read_only(),
+                    schema: TableProvider::schema(table),
+                }));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        // As every statement does: start from a fresh enough catalog.
+        let state = session
+            .catalog()
+            .fresh_state()
+            .await
+            .map_err(crate::error::external)?;
+        for scanned in scans {
+            let record = &scanned.record;
+            if scanned.pinned || current.contains_key(&record.id) {
+                continue;
+            }
+            let Some(now) = state.collection(&record.database, &record.name) else {
+                return Ok(None);
+            };
+            if now.id != record.id {
+                return Ok(None);
+            }
+            let fresh = CollectionTable::open(session.catalog().clone(), now.clone()).await?;
+            if TableProvider::schema(&fresh) != scanned.schema {
+                return Ok(None);
+            }
+            current.insert(record.id.clone(), Arc::new(fresh));
+        }
+        let rebound = self
+            .plan
+            .clone()
+            .transform_up_with_subqueries(|node| match node {
+                LogicalPlan::TableScan(mut scan) => {
+                    let fresh = with_collection(&scan, |table| current.get(&table.record().id))
+                        .flatten()
+                        .cloned();
+                    match fresh {
+                        Some(table) => {
+                            scan.source = provider_as_source(table);
+                            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+                        }
+                        None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
+                    }
+                }
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
+        Ok(Some(rebound.with_param_values(values)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, FixedSizeListArray, Float32Array, Int64Array};
+    use datafusion::dataframe::DataFrame;
+    use datafusion::physical_plan::displayable;
+    use quiver_catalog::location::DataRoot;
+    use quiver_catalog::Catalog;
+
+    use super::*;
+
+    const KNN: &str = "SELECT id FROM docs ORDER BY l2_distance(embedding, $1) LIMIT 2";
+
+    async fn session() -> (tempfile::TempDir, QuiverSession) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = DataRoot::open(dir.path().to_str().expect("utf-8"))
+            .await
+            .expect("root");
+        let session = QuiverSession::new(Arc::new(Catalog::open(root).await.expect("catalog")));
+        session
+            .run_script(
+                "CREATE TABLE docs (id BIGINT NOT NULL, embedding VECTOR(2));
+                 INSERT INTO docs VALUES (1, [0, 0]), (2, [1, 0]), (3, [5, 5]), (4, [9, 9]);",
+            )
+            .await
+            .expect("docs");
+        (dir, session)
+    }
+
+    /// A query vector as a client binds it.
+    fn vector(x: f32, y: f32) -> ScalarValue {
+        let values = Arc::new(Float32Array::from(vec![x, y]));
+        let field = Arc::new(Field::new_list_field(DataType::Float32, true));
+        ScalarValue::FixedSizeList(Arc::new(
+            FixedSizeListArray::try_new(field, 2, values, None).expect("vector"),
+        ))
+    }
+
+    /// The ids a plan returns, and its physical plan as `EXPLAIN` prints it.
+    async fn run(session: &QuiverSession, plan: LogicalPlan) -> (Vec<i64>, String) {
+        let state = session.context().state();
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
+            .await
+            .expect("physical plan");
+        let shown = displayable(physical.as_ref()).indent(true).to_string();
+        let batches = DataFrame::new(state, plan).collect().await.expect("run");
+        (ids(&batches), shown)
+    }
+
+    fn ids(batches: &[datafusion::arrow::array::RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("ids")
+                    .clone();
+                (0..ids.len()).map(move |i| ids.value(i))
+            })
+            .collect()
+    }
+
+    /// What the statement returns planned afresh with the vector written in it.
+    async fn fresh(session: &QuiverSession, x: f32, y: f32) -> Vec<i64> {
+        let sql = KNN.replace("$1", &format!("[{x}, {y}]"));
+        ids(&session
+            .sql(&sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run"))
+    }
+
+    async fn reusable(session: &QuiverSession) -> ReusablePlan {
+        let plan = session.sql(KNN).await.expect("plan").into_parts().1;
+        ReusablePlan::new(session, plan, &[vector(0.0, 0.0).data_type()])
+            .expect("optimise")
+            .expect("a query over a collection is reusable")
+    }
+
+    #[tokio::test]
+    async fn a_bound_plan_searches_with_the_knn_operator_as_a_fresh_plan_does() {
+        let (_dir, session) = session().await;
+        let reusable = reusable(&session).await;
+        for (x, y) in [(0.0, 0.0), (9.0, 8.0), (4.0, 6.0)] {
+            let plan = reusable
+                .bind(&session, vec![vector(x, y)])
+                .await
+                .expect("bind")
+                .expect("unchanged collection");
+            let (found, shown) = run(&session, plan).await;
+            assert_eq!(found, fresh(&session, x, y).await, "query ({x}, {y})");
+            assert!(shown.contains("KnnExec"), "{shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bound_plan_reads_the_newest_version_and_never_a_replaced_collection() {
+        let (_dir, session) = session().await;
+        let reusable = reusable(&session).await;
+        session
+            .sql("INSERT INTO docs VALUES (5, [8.9, 8.9])")
+            .await
+            .expect("insert")
+            .collect()
+            .await
+            .expect("insert");
+        let plan = reusable
+            .bind(&session, vec![vector(9.0, 9.0)])
+            .await
+            .expect("bind")
+            .expect("same collection");
+        assert_eq!(run(&session, plan).await.0, [4, 5]);
+
+        session
+            .run_script(
+                "DROP TABLE docs; CREATE TABLE docs (id BIGINT NOT NULL, embedding VECTOR(2))",
+            )
+            .await
+            .expect("re-create");
+        assert!(reusable
+            .bind(&session, vec![vector(9.0, 9.0)])
+            .await
+            .expect("bind")
+            .is_none());
+        session.run_script("DROP TABLE docs").await.expect("drop");
+        assert!(reusable
+            .bind(&session, vec![vector(9.0, 9.0)])
+            .await
+            .expect("bind")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn only_queries_over_collections_are_reused() {
+        let (_dir, session) = session().await;
+        for sql in [
+            "INSERT INTO docs VALUES (9, [1, 1])",
+            "SELECT count(*) FROM quiver.collections",
+            "EXPLAIN SELECT id FROM docs",
+        ] {
+            let plan = session.sql(sql).await.expect(sql).into_parts().1;
+            assert!(
+                ReusablePlan::new(&session, plan, &[]).expect(sql).is_none(),
+                "{sql}"
+            );
+        }
+    }
+}
