@@ -15,6 +15,7 @@ pub mod fault;
 pub mod indices;
 pub mod inventory;
 pub mod jobs;
+pub mod key_index;
 pub mod location;
 pub mod manifest;
 pub mod metastore;

@@ -7,6 +7,7 @@ mod collections;
 mod flight;
 mod index_search;
 mod jobs;
+mod key_index;
 mod primary_keys;
 mod snapshots;
 mod sql;

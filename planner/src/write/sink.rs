@@ -349,15 +349,24 @@ impl DataSink for CollectionSink {
                 } else {
                     WhenMatched::Fail
                 };
-                MergeInsertBuilder::try_new(dataset, key)
+                // Through the key index Lance's merge-insert would not record the keys it
+                // inserted, and concurrent writers of one key would not conflict.
+                MergeInsertBuilder::try_new(dataset, key.clone())
                     .map_err(|e| write_error(&table, e))?
                     .when_matched(when_matched)
                     .when_not_matched(WhenNotMatched::InsertAll)
+                    .use_index(false)
                     .try_build()
                     .map_err(|e| write_error(&table, e))?
                     .execute(checked)
                     .await
                     .map_err(|e| write_error(&table, e))?;
+            }
+        }
+        if !key.is_empty() {
+            // The write has committed; the key index's upkeep must not undo that.
+            if let Err(e) = self.catalog.maintain_key_index(&self.record).await {
+                tracing::warn!("the key index of {table} was not brought up to date: {e}");
             }
         }
         Ok(rows_written.load(Ordering::Relaxed))
