@@ -7,7 +7,8 @@
 //! - [`sql`]: the dialect, vector types and literals;
 //! - [`catalog`]: collections, snapshots and system tables as DataFusion tables;
 //! - [`knn`]: k-NN searches planned into Quiver's search operators;
-//! - [`plan_cache`]: plans made once and run many times (prepared statements);
+//! - [`plan_cache`]: plans made once and run many times (prepared statements, the statement
+//!   cache);
 //! - [`write`]: `INSERT`, `REPLACE`, `UPDATE`, `DELETE`, each one new version;
 //! - [`jobs`]: restore and garbage collection as scheduled plans;
 //! - [`cooperative_joins`]: joins that yield, so that a heavy query can be stopped;

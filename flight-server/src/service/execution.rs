@@ -18,6 +18,9 @@
 //!   executions bind their values and the newest version of each collection into the optimised
 //!   plan ([`ReusablePlan`]) without parsing, analysing or optimising again, and plan afresh
 //!   when a collection was dropped, re-created or changed its columns.
+//! - An ad-hoc query whose only literals that change are its query vectors (`[0.1, ...]`)
+//!   reuses the plan of the first query of its shape ([`StatementCache`]), bound the same way;
+//!   `EXPLAIN` of such a query says whether a cached plan serves it.
 //! - Queries run when their results are streamed, batch by batch (never buffered whole), each
 //!   with its own DataFusion memory pool of [`QueryLimits::memory`] bytes and a deadline of
 //!   [`QueryLimits::timeout`] checked inside the stream, so a stream handed to the client cannot
@@ -28,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, UInt64Array};
+use datafusion::arrow::array::{Array, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
@@ -44,7 +47,8 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use quiver_catalog::Catalog;
 use quiver_planner::jobs::{JobScheduler, SchedulerConfig};
-use quiver_planner::plan_cache::ReusablePlan;
+use quiver_planner::plan_cache::statement_cache::{lift_vectors, names_a_placeholder};
+use quiver_planner::plan_cache::{CachedShape, ReusablePlan, StatementCache};
 use quiver_planner::statements::{parse_statements, QuiverStatement};
 use quiver_planner::QuiverSession;
 use tokio::sync::{mpsc, oneshot};
@@ -130,7 +134,7 @@ impl PlanCounts {
         self.made.load(Ordering::Relaxed)
     }
 
-    /// Executions of prepared statements that reused their plan.
+    /// Executions of prepared statements and ad-hoc queries that reused a plan.
     pub fn reused(&self) -> u64 {
         self.reused.load(Ordering::Relaxed)
     }
@@ -171,6 +175,8 @@ pub struct Executor {
     sessions: Arc<Sessions>,
     /// Plans made and reused.
     plans: Arc<PlanCounts>,
+    /// The plans of ad-hoc query shapes.
+    statements: Arc<StatementCache>,
 }
 
 impl Executor {
@@ -188,6 +194,7 @@ impl Executor {
             runtime: Arc::new(QueryRuntime::new()?),
             sessions: Arc::new(Sessions::new(sessions)),
             plans: Arc::default(),
+            statements: Arc::default(),
         })
     }
 
@@ -273,7 +280,6 @@ impl Executor {
                 return Ok(planned);
             }
         }
-        self.plans.made.fetch_add(1, Ordering::Relaxed);
         let statement = single_statement(sql).map_err(sql_error)?;
         if !self.limits.allow_server_files && touches_server_files(&statement) {
             return Err(FlightServerError::ServerFilesRefused.into());
@@ -289,7 +295,20 @@ impl Executor {
         } else {
             self.session_of(&session)
         };
+        if reuse.is_none() && params.is_none() {
+            if let Some(planned) = self.plan_shape(&session, &statement).await? {
+                return Ok(planned);
+            }
+        }
+        let cache_note = self.explain_note(&session, &statement).await;
+        self.plans.made.fetch_add(1, Ordering::Relaxed);
         let df = session.statement(statement).await.map_err(sql_error)?;
+        let df = match cache_note {
+            Some(note) => with_explain_row(&session, df, note)
+                .await
+                .map_err(sql_error)?,
+            None => df,
+        };
         // A prepared query runs as a reusable plan, even without parameters.
         let params = match (params, reuse) {
             (None, Some(_)) if !writes(df.logical_plan()) => Some(Vec::new()),
@@ -321,6 +340,93 @@ impl Executor {
             return Ok(Planned::Done { schema, batches });
         }
         Ok(Planned::Query(Box::new(Frame::new(df))))
+    }
+
+    /// An ad-hoc query through the statement cache: bound into the cached plan of its shape, or
+    /// planned as its shape and cached. `None` when the statement is not such a query, its shape
+    /// is not reusable, or its shape does not plan (planning the statement itself then says
+    /// why).
+    async fn plan_shape(
+        &self,
+        session: &QuiverSession,
+        statement: &QuiverStatement,
+    ) -> Result<Option<Planned>, Status> {
+        let sql_error = |e: DataFusionError| status_from_datafusion(&e);
+        let Some(lifted) = lift_vectors(statement) else {
+            return Ok(None);
+        };
+        let key = StatementCache::key(session, &lifted.shape);
+        match self.statements.get(&key).await {
+            Some(CachedShape::NotReusable) => return Ok(None),
+            Some(CachedShape::Plan(plan)) => {
+                match plan
+                    .bind(session, lifted.values.clone())
+                    .await
+                    .map_err(sql_error)?
+                {
+                    Some(bound) => {
+                        self.plans.reused.fetch_add(1, Ordering::Relaxed);
+                        let df = DataFrame::new(session.context().state(), bound);
+                        return Ok(Some(Planned::Query(Box::new(Frame::optimized(df)))));
+                    }
+                    None => self.statements.remove(&key).await,
+                }
+            }
+            None => {}
+        }
+        self.plans.made.fetch_add(1, Ordering::Relaxed);
+        let Ok(df) = session.statement(lifted.statement).await else {
+            return Ok(None);
+        };
+        let plan = df.into_parts().1;
+        let types: Vec<DataType> = lifted.values.iter().map(ScalarValue::data_type).collect();
+        let reusable = if names_a_placeholder(&plan, types.len()) {
+            None
+        } else {
+            ReusablePlan::new(session, plan, &types)
+                .map_err(sql_error)?
+                .map(Arc::new)
+        };
+        let Some(reusable) = reusable else {
+            self.statements.insert(key, CachedShape::NotReusable).await;
+            return Ok(None);
+        };
+        self.statements
+            .insert(key, CachedShape::Plan(reusable.clone()))
+            .await;
+        let bound = reusable.with_values(lifted.values).map_err(sql_error)?;
+        let df = DataFrame::new(session.context().state(), bound);
+        Ok(Some(Planned::Query(Box::new(Frame::optimized(df)))))
+    }
+
+    /// For `EXPLAIN` of an ad-hoc query with query vectors: whether the statement cache serves
+    /// the query.
+    async fn explain_note(
+        &self,
+        session: &QuiverSession,
+        statement: &QuiverStatement,
+    ) -> Option<&'static str> {
+        let QuiverStatement::DataFusion(inner) = statement else {
+            return None;
+        };
+        let DFStatement::Explain(explain) = inner.as_ref() else {
+            return None;
+        };
+        if explain.analyze {
+            return None;
+        }
+        let query = QuiverStatement::DataFusion(explain.statement.clone());
+        let lifted = lift_vectors(&query)?;
+        let key = StatementCache::key(session, &lifted.shape);
+        Some(match self.statements.get(&key).await {
+            Some(CachedShape::Plan(_)) => {
+                "hit: the query binds its vectors into a cached plan of its shape"
+            }
+            Some(CachedShape::NotReusable) => {
+                "not cached: a result column is named after a query vector (alias it to cache)"
+            }
+            None => "miss: the query's next execution plans its shape and caches it",
+        })
     }
 
     /// The plan `slot` holds, bound to `params` and to the collections' newest versions; `None`
@@ -613,6 +719,25 @@ fn guarded(
         }
     })
     .boxed()
+}
+
+/// `df` (an `EXPLAIN` without `ANALYZE`, which only describes plans) with one more row:
+/// `statement_cache` and `note`.
+async fn with_explain_row(session: &QuiverSession, df: DataFrame, note: &str) -> Result<DataFrame> {
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    if schema.fields().len() != 2 {
+        return Ok(df);
+    }
+    let row = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["statement_cache"])),
+            Arc::new(StringArray::from(vec![note])),
+        ],
+    )?;
+    let mut batches = df.collect().await?;
+    batches.push(row);
+    session.context().read_batches(batches)
 }
 
 /// Converts each bound value to the type the statement gives its placeholder (`$n` is the n-th

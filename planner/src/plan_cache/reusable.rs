@@ -9,7 +9,13 @@
 //! - A collection that was dropped, or dropped and created again, or whose columns changed, is
 //!   never scanned through the old plan: binding answers `None` and the caller plans afresh.
 //! - Only queries over collections are reused: writes, commands, `EXPLAIN` and plans over other
-//!   tables (the system tables, whose rows are read when they are opened) are planned afresh.
+//!   tables (the system tables, whose rows are read when they are opened) are planned afresh, and
+//!   so are queries calling a function that is not immutable (`now()` is folded into a constant
+//!   when a plan is optimised; `random()` must not be).
+//! - A bound plan is what optimising the statement with its values would have made: after the
+//!   values are substituted, constant expressions are folded again (a vector cast to the
+//!   column's type becomes one literal), so physical planning, and the k-NN rules in it, see
+//!   what they see in a fresh plan.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +26,9 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::logical_expr::expr::Placeholder;
-use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
+use datafusion::logical_expr::{Expr, LogicalPlan, TableScan, Volatility};
+use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
+use datafusion::optimizer::{OptimizerContext, OptimizerRule};
 
 use quiver_catalog::CollectionRecord;
 
@@ -46,6 +54,43 @@ struct Scanned {
     record: CollectionRecord,
     pinned: bool,
     schema: SchemaRef,
+}
+
+/// Whether `plan` calls a function whose result may change between calls with the same
+/// arguments.
+fn calls_changing_functions(plan: &LogicalPlan) -> bool {
+    let mut changing = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        let _ = node.apply_expressions(|expr| {
+            changing |= expr
+                .exists(|e| {
+                    Ok(matches!(e, Expr::ScalarFunction(f)
+                        if f.func.signature().volatility != Volatility::Immutable))
+                })
+                .unwrap_or(true);
+            Ok(if changing {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        Ok(if changing {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    changing
+}
+
+/// `plan` with `values` substituted for its placeholders and its constant expressions folded.
+fn bind_values(plan: LogicalPlan, values: Vec<ScalarValue>) -> Result<LogicalPlan> {
+    let bound = plan.with_param_values(values)?;
+    let simplify = SimplifyExpressions::new();
+    let context = OptimizerContext::new();
+    Ok(bound
+        .transform_up_with_subqueries(|node| simplify.rewrite(node, &context))?
+        .data)
 }
 
 /// Whether every table `plan` reads is a collection, and `plan` is a query.
@@ -90,7 +135,7 @@ impl ReusablePlan {
         plan: LogicalPlan,
         types: &[DataType],
     ) -> Result<Option<Self>> {
-        if !reads_only_collections(&plan) {
+        if !reads_only_collections(&plan) || calls_changing_functions(&plan) {
             return Ok(None);
         }
         let typed = plan
@@ -128,7 +173,7 @@ impl ReusablePlan {
     /// The optimised plan bound to `values`, over the collection versions it was planned on:
     /// for the execution that made it.
     pub fn with_values(&self, values: Vec<ScalarValue>) -> Result<LogicalPlan> {
-        self.plan.clone().with_param_values(values)
+        bind_values(self.plan.clone(), values)
     }
 
     /// The optimised plan of one execution: bound to `values` and to the newest version of each
@@ -193,7 +238,7 @@ impl ReusablePlan {
                 other => Ok(Transformed::no(other)),
             })?
             .data;
-        Ok(Some(rebound.with_param_values(values)?))
+        Ok(Some(bind_values(rebound, values)?))
     }
 }
 
@@ -297,6 +342,37 @@ mod tests {
         }
     }
 
+    /// A query vector as SQL text plans it: a list of `Float64`.
+    fn text_vector(x: f64, y: f64) -> ScalarValue {
+        ScalarValue::List(Arc::new(
+            datafusion::arrow::array::ListArray::from_iter_primitive::<
+                datafusion::arrow::datatypes::Float64Type,
+                _,
+                _,
+            >([Some([Some(x), Some(y)])]),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_vector_of_another_type_is_folded_into_the_search_as_a_fresh_plan_does() {
+        let (_dir, session) = session().await;
+        let plan = session.sql(KNN).await.expect("plan").into_parts().1;
+        let reusable = ReusablePlan::new(&session, plan, &[text_vector(0.0, 0.0).data_type()])
+            .expect("optimise")
+            .expect("reusable");
+        for (x, y) in [(0.0, 0.0), (9.0, 8.0)] {
+            let plan = reusable
+                .bind(&session, vec![text_vector(x, y)])
+                .await
+                .expect("bind")
+                .expect("unchanged collection");
+            let (found, shown) = run(&session, plan).await;
+            assert_eq!(found, fresh(&session, x as f32, y as f32).await);
+            // The cast of the vector to the column's type is folded, so the search is Quiver's.
+            assert!(shown.contains("KnnExec"), "{shown}");
+        }
+    }
+
     #[tokio::test]
     async fn a_bound_plan_reads_the_newest_version_and_never_a_replaced_collection() {
         let (_dir, session) = session().await;
@@ -341,6 +417,8 @@ mod tests {
             "INSERT INTO docs VALUES (9, [1, 1])",
             "SELECT count(*) FROM quiver.collections",
             "EXPLAIN SELECT id FROM docs",
+            "SELECT id, now() AS at FROM docs",
+            "SELECT id FROM docs ORDER BY random() LIMIT 1",
         ] {
             let plan = session.sql(sql).await.expect(sql).into_parts().1;
             assert!(

@@ -36,7 +36,7 @@ impl ExprPlanner for NumberListPlanner {
 
 /// `exprs` as one list literal, if they are all `Int64` or `Float64` literals (what SQL number
 /// literals plan to) and there is at least one.
-fn number_list(exprs: &[Expr]) -> Option<ScalarValue> {
+pub(crate) fn number_list(exprs: &[Expr]) -> Option<ScalarValue> {
     let mut integers = Vec::with_capacity(exprs.len());
     let mut floats = Vec::new();
     for expr in exprs {

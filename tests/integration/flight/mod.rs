@@ -15,6 +15,7 @@ mod metadata;
 mod prepared;
 mod queries;
 mod sessions;
+mod statement_cache;
 
 use std::sync::Arc;
 
@@ -181,4 +182,26 @@ pub fn docs_batch(ids: &[i64], embeddings: &[f32]) -> RecordBatch {
         ],
     )
     .expect("batch")
+}
+
+/// The server's plan counts from `GetServerInfo`: (made, reused).
+pub async fn plan_counts(client: &mut Client) -> (u64, u64) {
+    let request = tonic::Request::new(arrow_flight::Action {
+        r#type: "GetServerInfo".into(),
+        body: Vec::new().into(),
+    });
+    let results: Vec<arrow_flight::Result> = client
+        .inner_mut()
+        .do_action(request)
+        .await
+        .expect("info")
+        .into_inner()
+        .try_collect()
+        .await
+        .expect("info");
+    let info: serde_json::Value = serde_json::from_slice(&results[0].body).expect("json");
+    (
+        info["plans_made"].as_u64().expect("plans_made"),
+        info["plans_reused"].as_u64().expect("plans_reused"),
+    )
 }
