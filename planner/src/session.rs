@@ -54,6 +54,18 @@ impl QuiverSession {
     /// statements the session runs itself (`CREATE TABLE ... AS`, `COPY ... FROM`, index builds)
     /// may reserve.
     pub fn with_runtime(catalog: Arc<Catalog>, runtime: Arc<RuntimeEnv>) -> Self {
+        let scheduler = JobScheduler::new(catalog.clone(), SchedulerConfig::default());
+        Self::with_runtime_and_scheduler(catalog, runtime, scheduler)
+    }
+
+    /// A new session whose statements run in `runtime` and whose jobs run on `scheduler`: a
+    /// server shares one scheduler among its sessions, and a session made this way builds no
+    /// scheduler of its own (which costs a DataFusion context of its own).
+    pub fn with_runtime_and_scheduler(
+        catalog: Arc<Catalog>,
+        runtime: Arc<RuntimeEnv>,
+        scheduler: Arc<JobScheduler>,
+    ) -> Self {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
@@ -84,7 +96,6 @@ impl QuiverSession {
         // In place of DataFusion's `repeat`.
         ctx.register_udf(ScalarUDF::from(BoundedRepeat::new()));
         ctx.register_udtf(KNN_FUNCTION, Arc::new(KnnFunction));
-        let scheduler = JobScheduler::new(catalog.clone(), SchedulerConfig::default());
         Self {
             catalog,
             ctx,

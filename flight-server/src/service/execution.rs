@@ -230,21 +230,24 @@ impl Executor {
 
     /// A fresh session over the catalog, running jobs on the server's scheduler.
     pub fn session(&self) -> QuiverSession {
-        let session = match self.limits.memory {
+        let runtime = match self.limits.memory {
             // Commands the session runs itself (CREATE TABLE ... AS, COPY ... FROM) reserve from
             // a pool of the query memory limit too.
             Some(bytes) => {
                 let pool =
                     TrackConsumersPool::new(GreedyMemoryPool::new(bytes), REPORTED_CONSUMERS);
-                let runtime = RuntimeEnv {
+                RuntimeEnv {
                     memory_pool: Arc::new(pool),
                     ..RuntimeEnv::default()
-                };
-                QuiverSession::with_runtime(self.catalog.clone(), Arc::new(runtime))
+                }
             }
-            None => QuiverSession::new(self.catalog.clone()),
+            None => RuntimeEnv::default(),
         };
-        session.with_scheduler(self.scheduler.clone())
+        QuiverSession::with_runtime_and_scheduler(
+            self.catalog.clone(),
+            Arc::new(runtime),
+            self.scheduler.clone(),
+        )
     }
 
     /// [`Self::plan`] on its own task, which finishes even if the caller is dropped.
