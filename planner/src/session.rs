@@ -8,7 +8,6 @@ use datafusion::common::{plan_err, Result, TableReference};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::ast::ObjectName;
@@ -22,8 +21,8 @@ use crate::jobs::{JobScheduler, SchedulerConfig};
 use crate::knn::function::{KnnFunction, KNN_FUNCTION};
 use crate::knn::rule::KnnRule;
 use crate::progress::ProgressListener;
+use crate::sql::bounded::register_bounded_functions;
 use crate::sql::number_list::NumberListPlanner;
-use crate::sql::repeat::BoundedRepeat;
 use crate::sql::types::VectorTypePlanner;
 use crate::write::update_assignments::InlineUpdateAssignments;
 
@@ -93,8 +92,8 @@ impl QuiverSession {
         for udf in quiver_operators::functions::all() {
             ctx.register_udf(udf.as_ref().clone());
         }
-        // In place of DataFusion's `repeat`.
-        ctx.register_udf(ScalarUDF::from(BoundedRepeat::new()));
+        // In place of DataFusion's `repeat`, `lpad`, `range`, ...
+        register_bounded_functions(&ctx);
         ctx.register_udtf(KNN_FUNCTION, Arc::new(KnnFunction));
         Self {
             catalog,

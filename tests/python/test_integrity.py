@@ -66,3 +66,49 @@ def test_deeply_nested_statements_are_answered_and_the_server_keeps_serving(serv
     assert run(server.url, sql) == [(expected,)]
     assert run(server.url, "SELECT 1") == [(1,)]
     assert server.process.poll() is None
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident memory (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+MEMORY_LIMIT_MIB = 64
+
+
+@pytest.mark.parametrize(
+    "sql,refusal",
+    [
+        # BatchKnnExec: 200 queries of 200,000 rows each (40 million selected).
+        ("SELECT count(*) FROM knn('v', 'embedding', (SELECT embedding FROM v LIMIT 200), 200000)", "ResourceExhausted"),
+        # A result value that fits the limit once but not the copies sending it takes.
+        ("SELECT repeat('x', 30000000) AS big", "ResourceExhausted"),
+        # Functions that build huge values from small arguments.
+        ("SELECT length(repeat('x', 1073741824))", "would build a value"),
+        ("SELECT length(lpad('x', 2000000000))", "would build a value"),
+        ("SELECT cardinality(array_repeat(1, 1000000000))", "would build a value"),
+        ("SELECT cardinality(range(1000000000000))", "would build a value"),
+    ],
+)
+def test_the_memory_limit_holds_the_servers_peak_memory(start_server, sql, refusal):
+    server = start_server("--query-memory-limit", f"{MEMORY_LIMIT_MIB}MiB")
+    run(server.url, "CREATE TABLE v (id BIGINT NOT NULL, embedding VECTOR(8))")
+    run(
+        server.url,
+        "INSERT INTO v SELECT value, [value % 7, value % 11, value % 13, 1, 2, 3, 4, 5] "
+        "FROM generate_series(1, 200000)",
+    )
+    before = peak_rss_bytes(server.process.pid)
+    with pytest.raises(Exception, match=refusal):
+        run(server.url, sql)
+    assert run(server.url, "SELECT count(*) FROM v") == [(200000,)]
+    # The statement took at most a few times the limit above what the server held before
+    # (allocator slack, the statement's own planning, a folded constant): unbounded, each would
+    # take from ~200 MiB (a 30 MB value's copies while it is sent) to terabytes.
+    grown = peak_rss_bytes(server.process.pid) - before
+    assert grown < 4 * MEMORY_LIMIT_MIB * 1024 * 1024, f"peak grew by {grown >> 20} MiB"
+    assert server.process.poll() is None

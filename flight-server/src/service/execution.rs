@@ -37,14 +37,16 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{
+    GreedyMemoryPool, MemoryConsumer, MemoryPool, MemoryReservation, TrackConsumersPool,
+};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use quiver_catalog::Catalog;
 use quiver_planner::jobs::{JobScheduler, SchedulerConfig};
 use quiver_planner::plan_cache::statement_cache::{lift_vectors, names_a_placeholder};
@@ -571,23 +573,27 @@ impl Executor {
         guard(started, deadline, &cancel, timeout)
             .await
             .map_err(|e| e.into_status())?;
-        let batches = ReceiverStream::new(batches).boxed();
-        Ok(guarded(batches, deadline, cancel, timeout))
+        Ok(guarded(
+            Outgoing::released_once_sent(ReceiverStream::new(batches)),
+            deadline,
+            cancel,
+            timeout,
+        ))
     }
 
     /// Executes `frames` in turn (on the query threads), saying on `started` when the first one
-    /// has started (or why it could not) and then sending every batch; stops as soon as the
-    /// receiver is gone.
+    /// has started (or why it could not) and then sending every batch, each with the memory it
+    /// holds until it is sent; stops as soon as the receiver is gone.
     async fn forward(
         self,
         frames: Vec<Frame>,
         started: oneshot::Sender<Result<()>>,
-        batches: mpsc::Sender<Result<RecordBatch>>,
+        batches: mpsc::Sender<Result<Outgoing>>,
     ) {
         let mut started = Some(started);
         for frame in frames {
-            let mut stream = match self.execute(frame).await {
-                Ok(stream) => stream,
+            let (mut stream, pool) = match self.execute(frame).await {
+                Ok(running) => running,
                 Err(e) => {
                     match started.take() {
                         Some(sender) => {
@@ -612,6 +618,7 @@ impl Executor {
                     item = stream.next() => item,
                 };
                 let Some(item) = item else { break };
+                let item = item.and_then(|batch| Outgoing::reserve(batch, &pool));
                 let failed = item.is_err();
                 if batches.send(item).await.is_err() || failed {
                     return;
@@ -620,11 +627,14 @@ impl Executor {
         }
     }
 
-    /// Starts one frame with its own memory pool.
+    /// Starts one frame with its own memory pool, which it returns with the stream.
     async fn execute(
         &self,
         frame: Frame,
-    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+    ) -> Result<(
+        datafusion::execution::SendableRecordBatchStream,
+        Arc<dyn MemoryPool>,
+    )> {
         let task = self.task_context(&frame.df)?;
         let plan = if frame.optimized {
             let (state, plan) = frame.df.into_parts();
@@ -635,7 +645,8 @@ impl Executor {
         } else {
             frame.df.create_physical_plan().await?
         };
-        datafusion::physical_plan::execute_stream(plan, task)
+        let pool = task.memory_pool().clone();
+        Ok((datafusion::physical_plan::execute_stream(plan, task)?, pool))
     }
 
     fn task_context(&self, df: &DataFrame) -> Result<Arc<TaskContext>> {
@@ -648,6 +659,51 @@ impl Executor {
             .with_memory_pool(Arc::new(pool))
             .build_arc()?;
         Ok(Arc::new(task.with_runtime(runtime)))
+    }
+}
+
+/// How many times its size a result batch holds while it is sent: the batch, its Arrow IPC
+/// encoding, and gRPC's message buffer.
+const SENDING_COPIES: usize = 3;
+
+/// A result batch on its way to the client, with the memory it holds (reserved from its
+/// query's pool) until it is sent.
+struct Outgoing {
+    batch: RecordBatch,
+    reservation: MemoryReservation,
+}
+
+impl Outgoing {
+    /// `batch`, reserving what sending it holds from `pool`: a result too large to send within
+    /// the query's memory limit fails with `RESOURCE_EXHAUSTED` before it is encoded.
+    fn reserve(batch: RecordBatch, pool: &Arc<dyn MemoryPool>) -> Result<Self> {
+        let bytes = batch
+            .columns()
+            .iter()
+            .map(|column| column.to_data().get_slice_memory_size())
+            .sum::<Result<usize, _>>()?;
+        let reservation = MemoryConsumer::new("result encoding").register(pool);
+        reservation.try_grow(bytes.saturating_mul(SENDING_COPIES))?;
+        Ok(Self { batch, reservation })
+    }
+
+    /// The batches of `outgoing`, each releasing its reservation when the next one is asked
+    /// for: the Flight encoder asks for the next batch once it has handed on every message of
+    /// the last.
+    fn released_once_sent(
+        outgoing: impl Stream<Item = Result<Outgoing>> + Send + 'static,
+    ) -> BoxStream<'static, Result<RecordBatch>> {
+        let state = (Box::pin(outgoing), None::<MemoryReservation>);
+        futures::stream::unfold(state, |(mut outgoing, held)| async move {
+            drop(held);
+            match outgoing.next().await? {
+                Ok(Outgoing { batch, reservation }) => {
+                    Some((Ok(batch), (outgoing, Some(reservation))))
+                }
+                Err(e) => Some((Err(e), (outgoing, None))),
+            }
+        })
+        .boxed()
     }
 }
 

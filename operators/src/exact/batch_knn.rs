@@ -354,6 +354,7 @@ async fn search_partition(
     let (mut widened, mut row_norms, mut dots) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rows, mut keys, mut ranks) = (Vec::new(), Vec::new(), Vec::new());
     let mut seq = (partition as u64) << 40;
+    let mut held: usize = selections.iter().map(TopK::memory_size).sum();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         let n = batch.num_rows();
@@ -441,14 +442,18 @@ async fn search_partition(
                     rows.clear();
                     rows.extend(ranks.iter().map(|r| (r.seq - seq) as u32));
                 }
+                // Counted as each query's selection grows, so that one batch entering every
+                // query's selection cannot pass the limit before it is checked.
+                let before = selection.memory_size();
                 selection.insert_rows(&batch, &rows, &ranks)?;
+                held = held - before + selection.memory_size();
+                reservation.try_resize(held)?;
             }
         }
         let valid = n - array.logical_null_count();
         counters.rows_scanned.add(n);
         counters.distance_evaluations.add(valid * m);
         seq += n as u64;
-        reservation.try_resize(selections.iter().map(TopK::memory_size).sum())?;
     }
     selections.iter_mut().map(TopK::take_sorted).collect()
 }

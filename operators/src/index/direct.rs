@@ -19,6 +19,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, AsArray, Float16Array, Float32Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float32Type, UInt64Type};
 use datafusion::common::Result;
+use datafusion::execution::memory_pool::MemoryPool;
 use half::f16;
 use lance::dataset::{ProjectionRequest, ROW_ID};
 use lance::index::{DatasetIndexExt, DatasetIndexInternalExt};
@@ -71,6 +72,7 @@ impl DirectIndex {
         dataset: &Dataset,
         search: &IndexSearch,
         distance_type: DistanceType,
+        pool: &Arc<dyn MemoryPool>,
     ) -> Result<Option<Self>> {
         // An index is only loaded once it has been found to answer alone (below), and a version
         // never changes: a loaded index needs no more checks, nor anything of Lance's.
@@ -112,7 +114,7 @@ impl DirectIndex {
             .open_vector_index(&search.column, &segment.uuid, &NoOpMetricsCollector)
             .await?;
         let searcher = match loaded_indices
-            .get_or_load(dataset, &search.index, &index, &search.column)
+            .get_or_load(dataset, &search.index, &index, &search.column, pool)
             .await?
         {
             Some(loaded) => Searcher::Loaded(loaded),
@@ -147,6 +149,7 @@ impl DirectIndex {
         search: &IndexSearch,
         candidates: usize,
         columns: &[String],
+        pool: &Arc<dyn MemoryPool>,
     ) -> Result<Option<Candidates>> {
         // The scanner normalises a cosine query before ranking partitions.
         let norm = match self.distance_type {
@@ -170,7 +173,7 @@ impl DirectIndex {
                 let found = loaded.search(&search.query, &probed, ef, search.k);
                 let positions: Vec<usize> = found.iter().map(|(_, p)| *p).collect();
                 let rows = loaded
-                    .rows(LoadedIndices::global(), dataset, &positions, columns)
+                    .rows(LoadedIndices::global(), dataset, &positions, columns, pool)
                     .await?;
                 let distances = found
                     .into_iter()

@@ -19,6 +19,7 @@ use datafusion::arrow::array::{Float32Array, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{internal_err, Result};
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::EquivalenceProperties;
@@ -123,7 +124,12 @@ impl IndexKnnTask {
     }
 
     /// The search's output.
-    async fn run(&self, metrics: &SearchMetrics) -> Result<RecordBatch> {
+    /// The search's output; loading an index counts against `pool` while it loads.
+    async fn run(
+        &self,
+        metrics: &SearchMetrics,
+        pool: &Arc<dyn MemoryPool>,
+    ) -> Result<RecordBatch> {
         let Self {
             dataset,
             search,
@@ -137,7 +143,7 @@ impl IndexKnnTask {
         // Without a filter, the index alone may answer (`direct`); otherwise, or where it
         // cannot, Lance's scanner searches.
         let direct = match &filter {
-            None => DirectIndex::open(dataset, search, distance_type).await?,
+            None => DirectIndex::open(dataset, search, distance_type, pool).await?,
             Some(_) => None,
         };
         let direct_rows = match direct {
@@ -145,7 +151,9 @@ impl IndexKnnTask {
                 // As Lance's refine: k * refine_factor candidates, ranked exactly (below, or
                 // by the loaded index's own exact scores).
                 let candidates = search.k * search.params.refine_factor.max(1);
-                let found = index.search(dataset, search, candidates, columns).await?;
+                let found = index
+                    .search(dataset, search, candidates, columns, pool)
+                    .await?;
                 found.map(|found| (found, index.is_loaded()))
             }
             None => None,
@@ -279,16 +287,17 @@ impl ExecutionPlan for IndexKnnExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return internal_err!("IndexKnnExec has one partition, asked for {partition}");
         }
         let task = Arc::clone(&self.task);
         let metrics = Arc::clone(&self.metrics);
+        let pool = Arc::clone(context.memory_pool());
         let stream = futures::stream::once(async move {
             let start = Instant::now();
-            let batch = task.run(&metrics).await;
+            let batch = task.run(&metrics, &pool).await;
             metrics.add_elapsed_compute(start);
             if let Ok(b) = &batch {
                 metrics.record_output(b);

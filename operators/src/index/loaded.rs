@@ -29,6 +29,7 @@ use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Float16Type, Float32Type, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use lance::dataset::ProjectionRequest;
@@ -137,13 +138,15 @@ impl LoadedIndices {
 
     /// `index` (index `name` on `column` of `dataset`, which must answer its searches alone:
     /// one segment, covering every row), loaded, if it is an HNSW index and fits the budget;
-    /// loaded now if no search has loaded it before.
+    /// loaded now if no search has loaded it before and it fits what `pool` (the loading
+    /// query's) has left, which it counts against while it loads.
     pub(crate) async fn get_or_load(
         &self,
         dataset: &Dataset,
         name: &str,
         index: &Arc<dyn VectorIndex>,
         column: &str,
+        pool: &Arc<dyn MemoryPool>,
     ) -> Result<Option<Arc<LoadedIndex>>> {
         let DataType::FixedSizeList(_, dim) = dataset
             .schema()
@@ -154,7 +157,8 @@ impl LoadedIndices {
             return Ok(None);
         };
         let dim = dim as usize;
-        if estimated_bytes(index.num_rows(), dim) > self.budget_bytes {
+        let estimate = estimated_bytes(index.num_rows(), dim);
+        if estimate > self.budget_bytes {
             return Ok(None);
         }
         let key = index_key(dataset, name);
@@ -162,6 +166,12 @@ impl LoadedIndices {
             return Ok(None);
         }
         let Some(graphs) = partition_graphs(index.as_ref()) else {
+            return Ok(None);
+        };
+        // A query whose memory limit the index does not fit searches through Lance, and leaves
+        // loading it to one it fits; once loaded, the index is the cache's, weighed against its
+        // budget, and every search uses it.
+        let Some(_loading) = reserve(pool, "index loading", estimate) else {
             return Ok(None);
         };
         let loaded = self
@@ -192,6 +202,7 @@ impl LoadedIndices {
         index: &Arc<LoadedIndex>,
         dataset: &Dataset,
         name: &str,
+        pool: &Arc<dyn MemoryPool>,
     ) -> Result<Option<ArrayRef>> {
         let loaded = || {
             index
@@ -214,6 +225,9 @@ impl LoadedIndices {
         if bytes > self.budget_bytes / 8 || index.size_bytes() as u64 + bytes > self.budget_bytes {
             return Ok(None);
         }
+        let Some(_loading) = reserve(pool, "index column loading", bytes) else {
+            return Ok(None);
+        };
         let _loading = index.column_load.lock().await;
         if let Some(values) = loaded() {
             return Ok(Some(values));
@@ -233,6 +247,15 @@ impl LoadedIndices {
             .await;
         Ok(Some(values))
     }
+}
+
+/// `bytes` reserved from `pool` for `consumer`, or `None` where the pool has not that much left.
+fn reserve(pool: &Arc<dyn MemoryPool>, consumer: &str, bytes: u64) -> Option<MemoryReservation> {
+    let reservation = MemoryConsumer::new(consumer).register(pool);
+    reservation
+        .try_grow(usize::try_from(bytes).unwrap_or(usize::MAX))
+        .ok()?;
+    Some(reservation)
 }
 
 /// One IVF partition's graph; its nodes are the positions `start..start + graph.len()` of the
@@ -468,6 +491,7 @@ impl LoadedIndex {
         dataset: &Dataset,
         positions: &[usize],
         projection: &[String],
+        pool: &Arc<dyn MemoryPool>,
     ) -> Result<RecordBatch> {
         let indices = UInt32Array::from_iter_values(positions.iter().map(|p| *p as u32));
         let mut columns: Vec<Option<ArrayRef>> = Vec::with_capacity(projection.len());
@@ -476,7 +500,7 @@ impl LoadedIndex {
             let loaded = if *name == self.column {
                 Some(self.vectors.clone())
             } else {
-                cache.column(self, dataset, name).await?
+                cache.column(self, dataset, name, pool).await?
             };
             match loaded {
                 Some(values) => columns.push(Some(take(&values, &indices, None)?)),
@@ -612,11 +636,18 @@ mod tests {
     use lance_index::IndexType;
     use rand::{Rng, SeedableRng};
 
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, UnboundedMemoryPool};
+
     use super::*;
 
     const ROWS: usize = 300;
     const DIM: usize = 8;
     const INDEX: &str = "embedding_idx";
+
+    /// A memory pool without a limit.
+    fn unbounded() -> Arc<dyn MemoryPool> {
+        Arc::new(UnboundedMemoryPool::default())
+    }
     /// The width of the `tags` column, four `Int64` a row.
     const TAGS: usize = 4;
 
@@ -686,7 +717,9 @@ mod tests {
     /// beforehand, whichever is more: a cache of this budget loads it.
     async fn loaded_size(dataset: &Dataset, index: &Arc<dyn VectorIndex>) -> u64 {
         let cache = LoadedIndices::new(1 << 30);
-        let loaded = cache.get_or_load(dataset, INDEX, index, "embedding").await;
+        let loaded = cache
+            .get_or_load(dataset, INDEX, index, "embedding", &unbounded())
+            .await;
         let size = loaded.unwrap().unwrap().size_bytes() as u64;
         size.max(estimated_bytes(ROWS as u64, DIM))
     }
@@ -710,12 +743,20 @@ mod tests {
         positions: &[usize],
     ) -> Taken {
         let cache = LoadedIndices::new(budget);
-        let loaded = cache.get_or_load(dataset, INDEX, index, "embedding").await;
+        let loaded = cache
+            .get_or_load(dataset, INDEX, index, "embedding", &unbounded())
+            .await;
         let loaded = loaded.unwrap().unwrap();
         cache.entries.run_pending_tasks().await;
         let weight_before = cache.entries.weighted_size();
         let rows = loaded
-            .rows(&cache, dataset, positions, &["tags".to_string()])
+            .rows(
+                &cache,
+                dataset,
+                positions,
+                &["tags".to_string()],
+                &unbounded(),
+            )
             .await
             .unwrap();
         let tags = rows.column(0).as_fixed_size_list().values();
@@ -735,10 +776,34 @@ mod tests {
         let (dataset, index) = indexed(&dir, 16).await;
         let cache = LoadedIndices::new(4096);
         let loaded = cache
-            .get_or_load(&dataset, INDEX, &index, "embedding")
+            .get_or_load(&dataset, INDEX, &index, "embedding", &unbounded())
             .await;
         assert!(loaded.unwrap().is_none());
         assert!(cache.cached(&dataset, INDEX).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_query_loads_an_index_only_within_its_memory_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dataset, index) = indexed(&dir, 16).await;
+        let cache = LoadedIndices::new(1 << 30);
+        let estimate = estimated_bytes(ROWS as u64, DIM) as usize;
+        let small: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(estimate / 2));
+        let loaded = cache
+            .get_or_load(&dataset, INDEX, &index, "embedding", &small)
+            .await;
+        assert!(loaded.unwrap().is_none());
+        assert!(cache.cached(&dataset, INDEX).await.is_none());
+        assert_eq!(small.reserved(), 0);
+
+        let fits: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(estimate));
+        let loaded = cache
+            .get_or_load(&dataset, INDEX, &index, "embedding", &fits)
+            .await;
+        assert!(loaded.unwrap().is_some());
+        // Released once loaded: the index is the cache's now.
+        assert_eq!(fits.reserved(), 0);
+        assert!(cache.cached(&dataset, INDEX).await.is_some());
     }
 
     #[tokio::test]
@@ -749,14 +814,14 @@ mod tests {
         let estimate = estimated_bytes(ROWS as u64, DIM);
         let roomy = LoadedIndices::new(1 << 30);
         let loaded = roomy
-            .get_or_load(&dataset, INDEX, &index, "embedding")
+            .get_or_load(&dataset, INDEX, &index, "embedding", &unbounded())
             .await;
         let size = loaded.unwrap().unwrap().size_bytes() as u64;
         assert!(size > estimate + 2048, "{size} bytes, estimated {estimate}");
         let cache = LoadedIndices::new((estimate + size) / 2);
         for _ in 0..2 {
             let loaded = cache
-                .get_or_load(&dataset, INDEX, &index, "embedding")
+                .get_or_load(&dataset, INDEX, &index, "embedding", &unbounded())
                 .await;
             assert!(loaded.unwrap().is_none());
             cache.entries.run_pending_tasks().await;
@@ -772,11 +837,15 @@ mod tests {
         let (b, index_b) = indexed(&dir_b, 16).await;
         // Room for one of the two.
         let cache = LoadedIndices::new(loaded_size(&a, &index_a).await * 5 / 4);
-        let first = cache.get_or_load(&a, INDEX, &index_a, "embedding").await;
+        let first = cache
+            .get_or_load(&a, INDEX, &index_a, "embedding", &unbounded())
+            .await;
         assert!(first.unwrap().is_some());
         cache.entries.run_pending_tasks().await;
         assert!(cache.cached(&a, INDEX).await.is_some());
-        let second = cache.get_or_load(&b, INDEX, &index_b, "embedding").await;
+        let second = cache
+            .get_or_load(&b, INDEX, &index_b, "embedding", &unbounded())
+            .await;
         assert!(second.unwrap().is_some());
         cache.entries.run_pending_tasks().await;
         assert!(cache.cached(&a, INDEX).await.is_none());

@@ -4,11 +4,12 @@
 //! - [`dialect`]: pgvector's distance operators (`<->`, `<=>`, `<#>`);
 //! - [`types`]: `VECTOR(n)`, `HALFVEC(n)`, `FLOAT[n]`, and their names in `DESCRIBE`;
 //! - `number_list`: `[0.1, 0.2, ...]` planned as one list literal;
-//! - [`repeat`]: `repeat(text, n)` bounded in the value it builds;
+//! - [`bounded`]: `repeat`, `lpad`, `array_repeat`, `range` and the other functions that build
+//!   large values, bounded in the value they build;
 //! - [`rewrite`]: a visitor over every query a statement holds.
 
+pub mod bounded;
 pub mod dialect;
 pub(crate) mod number_list;
-pub mod repeat;
 pub mod rewrite;
 pub mod types;

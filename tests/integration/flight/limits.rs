@@ -99,6 +99,39 @@ async fn shutdown_cancels_queries_that_outlive_the_grace_period() {
 }
 
 #[tokio::test]
+async fn results_count_against_the_memory_limit_while_they_are_sent() {
+    let server = TestServer::start_with(|config| config.limits.memory = Some(4 << 20)).await;
+    let mut client = server.client().await;
+    // A 3 MB value fits the limit once, but not the copies sending it takes.
+    let err = query_error(&mut client, "SELECT repeat('x', 3000000) AS big").await;
+    assert_eq!(
+        err.code(),
+        tonic::Code::ResourceExhausted,
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("result encoding"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        rows(&mut client, "SELECT length(repeat('x', 300000))").await,
+        vec![vec!["300000"]]
+    );
+    // Many small batches are sent one after the other, each released once sent.
+    assert_eq!(
+        rows(
+            &mut client,
+            "SELECT count(*) FROM (SELECT repeat('x', 100) FROM generate_series(1, 200000))"
+        )
+        .await,
+        vec![vec!["200000"]]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn k_nn_selections_count_against_the_memory_limit() {
     let server = TestServer::start_with(|config| config.limits.memory = Some(4 << 20)).await;
     let mut client = server.client().await;
