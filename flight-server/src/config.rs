@@ -104,7 +104,17 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How often garbage collection runs on its own (`None`: only on `VACUUM`).
     pub gc_interval: Option<Duration>,
+    /// How long a running job may go without a heartbeat before a server takes it over (its
+    /// runner died); heartbeats are written every half second.
+    pub job_lease: Duration,
 }
+
+/// How long a running job may go without a heartbeat before a server takes it over, unless
+/// configured: long enough that a busy runner is never taken for a dead one.
+pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(60);
+
+/// The shortest job lease allowed: several heartbeats (every 500 ms) long.
+pub const MIN_JOB_LEASE: Duration = Duration::from_secs(2);
 
 impl ServerConfig {
     /// A configuration for `data` on `bind` with every other setting at its default.
@@ -120,6 +130,7 @@ impl ServerConfig {
             catalog_refresh_interval: DEFAULT_CATALOG_REFRESH_INTERVAL,
             shutdown_grace: Duration::from_secs(10),
             gc_interval: Some(Duration::from_secs(3600)),
+            job_lease: DEFAULT_JOB_LEASE,
         }
     }
 }
@@ -157,9 +168,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("invalid duration '{text}': {e}"))
 }
 
+/// Parses a job lease: a duration of at least [`MIN_JOB_LEASE`].
+pub fn parse_job_lease(text: &str) -> Result<Duration, String> {
+    let lease = parse_duration(text)?;
+    if lease < MIN_JOB_LEASE {
+        return Err(format!(
+            "a job lease of {} is shorter than the {} allowed: a running job would be taken \
+             from its server between heartbeats",
+            humantime::format_duration(lease),
+            humantime::format_duration(MIN_JOB_LEASE)
+        ));
+    }
+    Ok(lease)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_leases_are_at_least_the_minimum() {
+        assert_eq!(parse_job_lease("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_job_lease("2"), Ok(MIN_JOB_LEASE));
+        let err = parse_job_lease("500ms").expect_err("too short");
+        assert!(err.contains("shorter than the 2s allowed"), "{err}");
+    }
 
     #[test]
     fn sizes_parse_with_binary_units() {

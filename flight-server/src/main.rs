@@ -13,8 +13,8 @@ use quiver_flight::build_info;
 use quiver_flight::cli::client::{ConnectOptions, RemoteClient};
 use quiver_flight::cli::sql::{open_session, shell, Backend};
 use quiver_flight::config::{
-    parse_duration, parse_size, QueryLimits, ServerConfig, SessionLimits, TlsFiles,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_SESSIONS,
+    parse_duration, parse_job_lease, parse_size, QueryLimits, ServerConfig, SessionLimits,
+    TlsFiles, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_SESSIONS,
 };
 use quiver_flight::server::{self, ShutdownSignal};
 
@@ -119,6 +119,10 @@ enum Command {
         /// 0: before every statement). This server's own commits are seen at once.
         #[arg(long, value_parser = parse_duration, default_value = "1s")]
         catalog_refresh_interval: Duration,
+        /// How long a running job (restore, garbage collection) may go without a heartbeat
+        /// before a server takes it over, when its server died (e.g. 30s; at least 2s).
+        #[arg(long, value_parser = parse_job_lease, default_value = "60s")]
+        job_lease: Duration,
     },
 }
 
@@ -148,6 +152,7 @@ async fn main() -> ExitCode {
             session_idle_timeout,
             max_sessions,
             catalog_refresh_interval,
+            job_lease,
         } => {
             init_logging();
             let tls = tls_cert
@@ -171,6 +176,7 @@ async fn main() -> ExitCode {
                         },
                         catalog_refresh_interval,
                         gc_interval: (!gc_interval.is_zero()).then_some(gc_interval),
+                        job_lease,
                         ..ServerConfig::new(args.data, bind)
                     };
                     serve(config).await

@@ -27,9 +27,12 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::actions::{ActionRegistry, RegistryError};
 use crate::auth::{interceptor, Authenticator};
 use crate::config::ServerConfig;
+use quiver_planner::jobs::SchedulerConfig;
+
+use crate::service::error_statuses::error_statuses;
 use crate::service::flight_sql::QuiverFlightService;
 use crate::service::queries::QueryRegistry;
-use crate::service::sessions::SessionCookies;
+use crate::service::sessions::session_cookies;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +160,10 @@ pub async fn start_with_catalog(
         catalog,
         config.limits.clone(),
         config.sessions.clone(),
+        SchedulerConfig {
+            lease: config.job_lease,
+            ..SchedulerConfig::default()
+        },
         auth.clone(),
         actions,
     )
@@ -179,7 +186,10 @@ pub async fn start_with_catalog(
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(config.max_message_size)
         .max_encoding_message_size(config.max_message_size);
-    let service = SessionCookies::new(InterceptedService::new(flight, interceptor(auth)));
+    let service = error_statuses(session_cookies(InterceptedService::new(
+        flight,
+        interceptor(auth),
+    )));
 
     let mut builder = Server::builder();
     if let Some(tls) = &config.tls {

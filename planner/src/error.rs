@@ -54,6 +54,27 @@ impl From<PlannerError> for DataFusionError {
     }
 }
 
+/// How Lance's message begins when a filter it evaluates fails on a batch.
+const LANCE_FILTER_FAILED: &str = "Error applying filter expression to batch: ";
+
+/// `e` as the user's error it is, where it says that Lance's evaluation of a statement's filter
+/// failed (a vector of the wrong dimension, a failed cast in the `WHERE` clause of a `DELETE`, or
+/// of a query whose filter Lance applies while it scans): Lance reports that as an execution
+/// error of its own, with the cause as text.
+pub fn filter_failure(e: DataFusionError) -> DataFusionError {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = current {
+        if let Some(lance::Error::Execution { message, .. }) = err.downcast_ref::<lance::Error>() {
+            if let Some(cause) = message.strip_prefix(LANCE_FILTER_FAILED) {
+                let cause = cause.strip_prefix("External error: ").unwrap_or(cause);
+                return PlannerError::Invalid(cause.to_string()).into();
+            }
+        }
+        current = err.source();
+    }
+    e
+}
+
 /// The message a user should see for `e`: Quiver's own error where one is in the chain (without
 /// DataFusion's "External error:" wrapping), otherwise the root cause; [`redact`]ed.
 pub fn user_message(e: &DataFusionError) -> String {

@@ -1,10 +1,12 @@
-"""Integrity against the server binary: primary keys between two servers over one data root, and
-statements that used to abort the server."""
+"""Integrity against the quiver binary: primary keys between two servers and between embedded
+processes over one data root, statements that used to abort the server, and the memory limit."""
 
+import subprocess
 import threading
 
 import adbc_driver_flightsql.dbapi as flight_sql
 import pytest
+from conftest import quiver_bin
 
 WRITERS_PER_SERVER = 3
 KEYS = 3
@@ -50,6 +52,36 @@ def test_two_servers_over_one_root_let_exactly_one_writer_insert_a_key(start_ser
         assert all("duplicate primary key" in r for r in results if r != "ok"), results
         for server in (first, second):
             assert run(server.url, f"SELECT count(*) FROM t WHERE id = {key}") == [(1,)]
+
+
+EMBEDDED_WRITERS = 4
+
+
+def test_embedded_processes_over_one_root_let_exactly_one_insert_a_key(tmp_path):
+    data = str(tmp_path / "shared")
+
+    def embedded() -> subprocess.Popen:
+        return subprocess.Popen(
+            [quiver_bin(), "--data", data, "sql"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    create = embedded()
+    create.communicate("CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, label VARCHAR);\n", timeout=120)
+    # Started together, each commits (or is refused) on its own catalog over the root.
+    writers = [embedded() for _ in range(EMBEDDED_WRITERS)]
+    for i, writer in enumerate(writers):
+        writer.stdin.write(f"INSERT INTO t VALUES (1, 'process {i}');\n")
+        writer.stdin.flush()
+    outputs = [writer.communicate(timeout=120)[0] for writer in writers]
+    refused = [out for out in outputs if "duplicate primary key" in out]
+    assert len(refused) == EMBEDDED_WRITERS - 1, outputs
+    check = embedded()
+    out, _ = check.communicate("SELECT count(*) AS n FROM t WHERE id = 1;\n", timeout=120)
+    assert "| 1 " in out, out
 
 
 @pytest.mark.parametrize(

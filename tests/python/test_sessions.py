@@ -7,6 +7,7 @@ import json
 import adbc_driver_flightsql.dbapi as flight_sql
 import pyarrow.flight as flight
 import pytest
+from conftest import flight_sql_command, proto_bytes
 
 COOKIES = {"adbc.flight.sql.rpc.with_cookie_middleware": "true"}
 OPTION = "adbc.flight.sql.session.option."
@@ -91,27 +92,9 @@ class CookieFactory(flight.ClientMiddlewareFactory):
 
 def pyarrow_statement(client: flight.FlightClient, sql: str):
     """Runs `sql` through Flight SQL's CommandStatementQuery with pyarrow alone."""
-    # google.protobuf.Any{type_url, value=CommandStatementQuery{query = 1}}, encoded by hand.
-    query = sql.encode()
-    command = b"\x0a" + varint(len(query)) + query
-    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
-    any_message = (
-        b"\x0a" + varint(len(type_url)) + type_url + b"\x12" + varint(len(command)) + command
-    )
-    info = client.get_flight_info(flight.FlightDescriptor.for_command(any_message))
+    command = flight_sql_command("CommandStatementQuery", proto_bytes(1, sql))
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(command))
     return client.do_get(info.endpoints[0].ticket).read_all()
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def test_pyarrow_with_a_cookie_middleware_keeps_its_session(server, default_ef):

@@ -116,8 +116,13 @@ mod tests {
             .expect("root");
         let catalog = Arc::new(quiver_catalog::Catalog::open(root).await.expect("catalog"));
         let context = ActionContext {
-            executor: Executor::new(catalog, Default::default(), Default::default())
-                .expect("executor"),
+            executor: Executor::new(
+                catalog,
+                Default::default(),
+                Default::default(),
+                Default::default(),
+            )
+            .expect("executor"),
             caller: Caller { user: None },
         };
         let mut registry = ActionRegistry::standard().expect("standard");

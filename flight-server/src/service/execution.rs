@@ -182,13 +182,15 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// An executor over `catalog`, with its own job scheduler, query threads and sessions.
+    /// An executor over `catalog`, with its own job scheduler (of `jobs`), query threads and
+    /// sessions.
     pub fn new(
         catalog: Arc<Catalog>,
         limits: QueryLimits,
         sessions: SessionLimits,
+        jobs: SchedulerConfig,
     ) -> std::io::Result<Self> {
-        let scheduler = JobScheduler::new(catalog.clone(), SchedulerConfig::default());
+        let scheduler = JobScheduler::new(catalog.clone(), jobs);
         Ok(Self {
             catalog,
             limits,
@@ -261,8 +263,20 @@ impl Executor {
         reuse: Option<Arc<PlanSlot>>,
     ) -> Result<Planned, Status> {
         let executor = self.clone();
+        self.on_query_threads(async move {
+            executor.plan(&sql, params, session, reuse.as_deref()).await
+        })
+        .await
+    }
+
+    /// Runs `work` on the query threads, apart from the threads serving gRPC, to its end even
+    /// if the caller is dropped.
+    pub async fn on_query_threads<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Status>> + Send + 'static,
+    ) -> Result<T, Status> {
         self.runtime
-            .spawn(async move { executor.plan(&sql, params, session, reuse.as_deref()).await })
+            .spawn(work)
             .await
             .map_err(|e| Status::from(FlightServerError::Internal(e.to_string())))?
     }

@@ -89,16 +89,17 @@ impl std::fmt::Debug for QuiverFlightService {
 }
 
 impl QuiverFlightService {
-    /// A service over `catalog`.
+    /// A service over `catalog`, running jobs with `jobs`.
     pub fn new(
         catalog: Arc<Catalog>,
         limits: QueryLimits,
         sessions: SessionLimits,
+        jobs: quiver_planner::jobs::SchedulerConfig,
         auth: Arc<Authenticator>,
         actions: ActionRegistry,
     ) -> Result<Self, FlightError> {
         Ok(Self {
-            executor: Executor::new(catalog.clone(), limits.clone(), sessions)
+            executor: Executor::new(catalog.clone(), limits.clone(), sessions, jobs)
                 .map_err(|e| FlightError::ExternalError(Box::new(e)))?,
             auth,
             queries: Arc::new(QueryRegistry::default()),

@@ -10,10 +10,16 @@
 //! - [`ingest`]: bulk ingest (`CommandStatementIngest`);
 //! - [`insert_rows`]: a prepared `INSERT` bound to many rows, as one write;
 //! - [`input`]: decoding the Arrow data a client sends with `DoPut`;
+//! - [`header_layer`]: the layer around the gRPC service that the session cookies and
+//!   [`error_statuses`] are;
+//! - [`error_statuses`]: error statuses set right on their way out (malformed commands,
+//!   overlong messages);
 //! - [`query_runtime`]: the threads statements are planned and executed on.
 
+pub mod error_statuses;
 pub mod execution;
 pub mod flight_sql;
+pub mod header_layer;
 pub mod ingest;
 pub mod input;
 pub mod insert_rows;

@@ -77,6 +77,31 @@ impl Prepared {
     }
 }
 
+/// The schema of the results of `sql` and that of its parameters (both empty for a command),
+/// planned on `session`.
+async fn announced_schemas(
+    executor: &Executor,
+    sql: &str,
+    session: &RequestSession,
+) -> Result<(Schema, Schema), Status> {
+    if is_command_sql(sql).map_err(|e| status_from_datafusion(&e))? {
+        return Ok((Schema::empty(), Schema::empty()));
+    }
+    let df = executor
+        .session_of(session)
+        .sql(sql)
+        .await
+        .map_err(|e| status_from_datafusion(&e))?;
+    let parameters = df
+        .logical_plan()
+        .get_parameter_fields()
+        .map_err(|e| status_from_datafusion(&e))?;
+    Ok((
+        wire_schema(df.schema().as_arrow()),
+        parameter_schema(parameters),
+    ))
+}
+
 /// The open prepared statements.
 #[derive(Debug, Default)]
 pub struct PreparedStatements {
@@ -96,23 +121,13 @@ impl PreparedStatements {
         session: &RequestSession,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = session.caller();
-        let command = is_command_sql(&sql).map_err(|e| status_from_datafusion(&e))?;
-        let (dataset_schema, parameter_schema) = if command {
-            (Schema::empty(), Schema::empty())
-        } else {
-            let df = executor
-                .session_of(session)
-                .sql(&sql)
-                .await
-                .map_err(|e| status_from_datafusion(&e))?;
-            let parameters = df
-                .logical_plan()
-                .get_parameter_fields()
-                .map_err(|e| status_from_datafusion(&e))?;
-            (
-                wire_schema(df.schema().as_arrow()),
-                parameter_schema(parameters),
-            )
+        // Parsed and planned on the query threads, as every statement is, so that a statement
+        // slow to plan holds up no other client's requests.
+        let (dataset_schema, parameter_schema) = {
+            let (planner, sql, session) = (executor.clone(), sql.clone(), session.clone());
+            executor
+                .on_query_threads(async move { announced_schemas(&planner, &sql, &session).await })
+                .await?
         };
         let result = ActionCreatePreparedStatementResult {
             prepared_statement_handle: Bytes::new(),

@@ -14,13 +14,15 @@ use std::sync::Arc;
 use datafusion::common::{internal_err, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     displayable, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
 };
+use futures::TryStreamExt;
 use lance::Dataset;
 use quiver_catalog::indices::VectorIndexInfo;
 
-use crate::error::root_relative;
+use crate::error::{filter_failure, root_relative};
 
 /// A collection scan: Lance's scan plan plus what it reads.
 #[derive(Debug)]
@@ -133,6 +135,11 @@ impl ExecutionPlan for CollectionScanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        self.inner.execute(partition, context)
+        let stream = self.inner.execute(partition, context)?;
+        let schema = stream.schema();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream.map_err(filter_failure),
+        )))
     }
 }

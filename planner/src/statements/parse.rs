@@ -14,7 +14,7 @@ use super::copy::{copy_is_from, parse_copy_from};
 use super::ddl::alter_table;
 use super::index::{parse_create_index, parse_show_indexes};
 use super::jobs::parse_job_statement;
-use super::limits::check_script_size;
+use super::limits::{check_nesting, check_script_size};
 use super::snapshot::parse_snapshot_statement;
 use super::statement::QuiverStatement;
 use crate::sql::dialect::QuiverDialect;
@@ -22,6 +22,7 @@ use crate::sql::dialect::QuiverDialect;
 /// Parses a script of `;`-separated statements.
 pub fn parse_statements(sql: &str) -> Result<Vec<QuiverStatement>> {
     check_script_size(sql)?;
+    check_nesting(sql)?;
     let mut parser = DFParserBuilder::new(sql)
         .with_dialect(&QuiverDialect)
         .build()?;

@@ -24,7 +24,7 @@ use futures::future::BoxFuture;
 use lance::dataset::DeleteBuilder;
 use quiver_catalog::{Catalog, CollectionRecord};
 
-use crate::error::external;
+use crate::error::{external, filter_failure};
 
 fn count_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
@@ -193,7 +193,10 @@ impl DmlAction for Delete {
                     .await
                     .map_err(external)?,
             );
-            let result = DeleteBuilder::from_expr(dataset, filter).execute().await?;
+            let result = DeleteBuilder::from_expr(dataset, filter)
+                .execute()
+                .await
+                .map_err(|e| filter_failure(e.into()))?;
             Ok(result.num_deleted_rows)
         })
     }

@@ -81,6 +81,40 @@ async fn malformed_messages_get_clear_statuses() {
         .expect_err("unknown command");
     assert_eq!(err.code(), tonic::Code::Unimplemented);
 
+    // A known command whose body does not decode (its query is not UTF-8): arrow-flight calls
+    // that INTERNAL; it is the client's malformed input.
+    let undecodable = Any {
+        type_url: "type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery".into(),
+        value: vec![0x0a, 0x03, 0xff, 0xfe, 0xfd].into(),
+    };
+    let err = client
+        .inner_mut()
+        .get_flight_info(FlightDescriptor::new_cmd(undecodable.encode_to_vec()))
+        .await
+        .expect_err("undecodable command");
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().starts_with("malformed Flight SQL command: "),
+        "{}",
+        err.message()
+    );
+    let err = client
+        .inner_mut()
+        .do_get(Ticket::new(undecodable.encode_to_vec()))
+        .await
+        .expect_err("undecodable ticket");
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        err.message()
+    );
+
     let err = client
         .inner_mut()
         .do_get(Ticket::new(vec![0xde, 0xad]))
@@ -376,7 +410,7 @@ async fn deeply_nested_statements_are_answered_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn statements_over_the_size_limits_are_refused_by_name() {
-    use quiver_planner::statements::limits::{MAX_IN_LIST, MAX_SCRIPT_BYTES};
+    use quiver_planner::statements::limits::{MAX_IN_LIST, MAX_NESTING, MAX_SCRIPT_BYTES};
 
     let server = TestServer::start().await;
     let mut client = server.client().await;
@@ -412,6 +446,32 @@ async fn statements_over_the_size_limits_are_refused_by_name() {
         "{}",
         status.message()
     );
+    // Nested `NOT (` took the parser time exponential in its depth (40 levels: over a minute,
+    // on the threads answering every client when it came as a prepared statement).
+    let nested =
+        |depth: usize| format!("SELECT {}true{}", "NOT (".repeat(depth), ")".repeat(depth));
+    let parenthesized = format!(
+        "SELECT {}1{}",
+        "(".repeat(MAX_NESTING),
+        ")".repeat(MAX_NESTING)
+    );
+    assert_eq!(rows(&mut client, &parenthesized).await, vec![vec!["1"]]);
+    let too_deep = query_error(&mut client, &nested(80)).await;
+    assert_eq!(too_deep.code(), tonic::Code::InvalidArgument);
+    assert!(
+        too_deep
+            .message()
+            .contains(&format!("more than {MAX_NESTING} deep")),
+        "{}",
+        too_deep.message()
+    );
+    let refused = super::status(
+        client
+            .prepare(nested(80), None)
+            .await
+            .expect_err("too deep to prepare"),
+    );
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert_eq!(rows(&mut client, "SELECT 1").await, vec![vec!["1"]]);
     server.shutdown().await;
 }

@@ -6,16 +6,13 @@
 //! puts in each request's extensions; the layer adds the header once the handler's response is
 //! ready (before any streamed data), so it reaches the client with the response headers.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use tonic::codegen::http::header::{COOKIE, SET_COOKIE};
-use tonic::codegen::http::{HeaderMap, HeaderValue, Request as HttpRequest, Response};
-use tonic::codegen::Service;
-use tonic::server::NamedService;
+use tonic::codegen::http::{HeaderMap, HeaderValue, Request as HttpRequest};
 use tonic::Request;
+
+use crate::service::header_layer::{AroundCall, HeaderLayer};
 
 /// The cookie that names a Flight SQL session (the name the Flight SQL specification suggests).
 pub const SESSION_COOKIE: &str = "arrow_flight_session_id";
@@ -106,49 +103,32 @@ pub fn opened_session(set_cookie: &str) -> Option<&str> {
 }
 
 /// The layer: wraps the gRPC service (see the module doc).
-#[derive(Debug, Clone)]
-pub struct SessionCookies<S> {
-    inner: S,
+pub type SessionCookies<S> = HeaderLayer<S, CookieExchange>;
+
+/// Wraps `inner` in [`SessionCookies`].
+pub fn session_cookies<S>(inner: S) -> SessionCookies<S> {
+    HeaderLayer::new(inner, CookieExchange)
 }
 
-impl<S> SessionCookies<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> Self {
-        Self { inner }
-    }
-}
+/// What [`SessionCookies`] does: gives each request its [`CookieSlot`], and answers with the
+/// `Set-Cookie` its handler asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct CookieExchange;
 
-impl<S, B, R> Service<HttpRequest<B>> for SessionCookies<S>
-where
-    S: Service<HttpRequest<B>, Response = Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    R: Send + 'static,
-{
-    type Response = Response<R>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<R>, S::Error>> + Send>>;
+impl AroundCall for CookieExchange {
+    type Carry = CookieSlot;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: HttpRequest<B>) -> Self::Future {
+    fn before<B>(&self, request: &mut HttpRequest<B>) -> CookieSlot {
         let slot = CookieSlot::from_headers(request.headers());
         request.extensions_mut().insert(slot.clone());
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = response.await?;
-            if let Some(value) = slot.set_cookie() {
-                response.headers_mut().append(SET_COOKIE, value);
-            }
-            Ok(response)
-        })
+        slot
     }
-}
 
-impl<S: NamedService> NamedService for SessionCookies<S> {
-    const NAME: &'static str = S::NAME;
+    fn after(slot: CookieSlot, headers: &mut HeaderMap) {
+        if let Some(value) = slot.set_cookie() {
+            headers.append(SET_COOKIE, value);
+        }
+    }
 }
 
 #[cfg(test)]

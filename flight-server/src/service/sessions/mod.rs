@@ -8,5 +8,5 @@ pub mod cookie;
 pub mod options;
 pub mod store;
 
-pub use cookie::{SessionCookies, SESSION_COOKIE};
+pub use cookie::{session_cookies, SessionCookies, SESSION_COOKIE};
 pub use store::{RequestSession, Sessions};
