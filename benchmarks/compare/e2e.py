@@ -28,6 +28,9 @@ What runs (k = 10, L2, every HNSW built with M = 16, ef_construction = 200):
 - quiver/literal-direct: the literal text through ADBC's low-level statement
   (`set_sql_query` + `execute_query`, one GetFlightInfo and one DoGet, no prepare);
 - quiver/select1: a prepared `SELECT 1` over the same client;
+- quiver/select1-flight: `SELECT 1` as a Flight SQL `CommandStatementQuery` (GetFlightInfo +
+  DoGet) from the pyarrow.flight client of the floor: the server's cost of a statement beside
+  the floor, without ADBC's;
 - flight-floor: GetFlightInfo + DoGet against a trivial pyarrow.flight server (one tiny batch)
   started by this harness, with the pyarrow.flight client: the floor of a Flight round trip;
 - pgvector: pgserver's bundled Postgres with pgvector over its Unix socket, psycopg 3, the
@@ -369,14 +372,35 @@ def read_quiver_setting(cur, name, method=None):
     return None, None, err
 
 
+def protobuf_field(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field (a string or a message), tag and length as varints."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while n >= 0x80:
+            out.append(n & 0x7F | 0x80)
+            n >>= 7
+        return bytes(out + bytes([n]))
+
+    return varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def flight_sql_query(sql: str) -> bytes:
+    """A Flight SQL `CommandStatementQuery` of `sql` in its `google.protobuf.Any`, as a Flight
+    descriptor's command (pyarrow has no Flight SQL client)."""
+    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+    return protobuf_field(1, type_url) + protobuf_field(2, protobuf_field(1, sql.encode()))
+
+
 class FloorClient:
-    """GetFlightInfo + DoGet against the trivial pyarrow.flight server."""
+    """GetFlightInfo + DoGet with the pyarrow.flight client: against the trivial pyarrow.flight
+    server, or, with a `command` in the spec, that command against another server."""
 
     def __init__(self, spec, queries):
         import pyarrow.flight as flight
 
         self.client = flight.FlightClient(spec["uri"])
-        self.descriptor = flight.FlightDescriptor.for_command(b"one")
+        self.descriptor = flight.FlightDescriptor.for_command(spec.get("command", b"one"))
 
     def set_param(self, p):
         return {}
@@ -912,6 +936,9 @@ class QuiverSystem(System):
         }
         out = [(f"quiver/{m}", {**spec, "mode": m}, True) for m in self.args.quiver_modes]
         out.append(("quiver/select1", {**spec, "mode": "select1"}, False))
+        out.append(
+            ("quiver/select1-flight", {"kind": "floor", "uri": self.uri, "command": flight_sql_query("SELECT 1")}, False)
+        )
         return out
 
     def teardown(self):
@@ -1192,6 +1219,7 @@ def target_checks(points, clients_list):
     qp = cheapest(points, "quiver/prepared", c1)
     pg = cheapest(points, "pgvector", c1)
     s1 = cheapest(points, "quiver/select1", c1)
+    s1f = cheapest(points, "quiver/select1-flight", c1)
     fl = cheapest(points, "flight-floor", c1)
     ok = None if (qp is None or pg is None) else qp["p50_ms"] < pg["p50_ms"]
     add("Quiver prepared p50 < pgvector p50 (1 client, recall@10 >= 0.95)", ok,
@@ -1204,6 +1232,10 @@ def target_checks(points, clients_list):
     ratio = "" if ok is None else f" (ratio {s1['p50_ms'] / fl['p50_ms']:.2f}x)"
     add("Quiver prepared SELECT 1 p50 within 1.5x of a bare Flight round trip", ok,
         f"SELECT 1: {desc(s1, 'quiver/select1', c1)}; bare Flight GetFlightInfo + DoGet: {desc(fl, 'flight-floor', c1)}{ratio}")
+    ok = None if (s1f is None or fl is None) else s1f["p50_ms"] <= 1.5 * fl["p50_ms"]
+    ratio = "" if ok is None else f" (ratio {s1f['p50_ms'] / fl['p50_ms']:.2f}x)"
+    add("Quiver SELECT 1 p50 within 1.5x of a bare Flight round trip, both from the pyarrow.flight client", ok,
+        f"SELECT 1: {desc(s1f, 'quiver/select1-flight', c1)}; bare Flight: {desc(fl, 'flight-floor', c1)}{ratio}")
     qp4 = cheapest(points, "quiver/prepared", cn)
     pg4 = cheapest(points, "pgvector", cn)
     ok = None if (qp4 is None or pg4 is None) else qp4["qps"] > pg4["qps"]
