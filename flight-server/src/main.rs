@@ -275,5 +275,9 @@ async fn sql(
             tracing::debug!("closing the session failed: {e}");
         }
     }
-    result.map_err(|e| e.to_string())
+    match result {
+        // The reader of the output went away (`quiver sql ... | head`): nothing more to do.
+        Err(e) if e.is_closed_output() => Ok(()),
+        other => other.map_err(|e| e.to_string()),
+    }
 }

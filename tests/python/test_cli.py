@@ -101,3 +101,18 @@ def test_the_version_names_the_build_and_a_debug_server_warns(tmp_path):
         _, stderr = server.communicate(timeout=30)
     warned = "WARNING: this quiver is a debug build" in stderr
     assert warned == ("debug build" in line), stderr
+
+
+def test_a_closed_output_ends_the_run_quietly(tmp_path):
+    # `quiver sql ... | head -n 2`: the reader goes away while the result is being written.
+    command = f"{quiver_bin()} sql 'SELECT value FROM generate_series(1, 200000)' | head -n 2"
+    piped = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        env={**os.environ, "QUIVER_DATA": str(tmp_path / "root")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert len(piped.stdout.splitlines()) == 2
+    assert "panicked" not in piped.stderr and "Broken pipe" not in piped.stderr, piped.stderr

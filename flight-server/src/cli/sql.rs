@@ -69,6 +69,25 @@ pub enum CliError {
     /// The terminal failed.
     #[error("terminal error: {0}")]
     Terminal(String),
+    /// Standard output could not be written.
+    #[error("writing the output failed: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// Whether the output was closed by its reader (`quiver sql ... | head`): the end of the
+    /// run, not a failure.
+    pub fn is_closed_output(&self) -> bool {
+        matches!(self, CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Writes `text` and a newline to standard output, failing (rather than panicking, as
+/// `println!` does) where the reader has gone.
+fn print_out(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
 }
 
 impl Backend {
@@ -107,7 +126,7 @@ impl Backend {
         };
         for statement in statements {
             let (schema, batches) = self.run_one(&statement).await?;
-            println!("{}", format_result(&schema, &batches)?);
+            print_out(&format_result(&schema, &batches)?)?;
             if let Some(id) = started_job(&schema, &batches) {
                 self.follow(id).await?;
             }
@@ -154,7 +173,7 @@ impl Backend {
                 } else {
                     String::new()
                 };
-                println!("job {id} {state}{reason}");
+                print_out(&format!("job {id} {state}{reason}"))?;
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -203,10 +222,10 @@ pub async fn shell(backend: &mut Backend) -> Result<(), CliError> {
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    println!(
+    print_out(&format!(
         "Quiver SQL shell on {} — end statements with ';', exit with \\q or Ctrl-D.",
         backend.location()
-    );
+    ))?;
     let mut buffer = String::new();
     loop {
         let prompt = if buffer.is_empty() {
@@ -224,8 +243,10 @@ pub async fn shell(backend: &mut Backend) -> Result<(), CliError> {
                 if is_complete(&buffer) {
                     let sql = std::mem::take(&mut buffer);
                     let _ = editor.add_history_entry(sql.trim());
-                    if let Err(e) = backend.run_and_print(&sql).await {
-                        eprintln!("ERROR: {e}");
+                    match backend.run_and_print(&sql).await {
+                        Err(e) if e.is_closed_output() => break,
+                        Err(e) => eprintln!("ERROR: {e}"),
+                        Ok(()) => {}
                     }
                 }
             }
