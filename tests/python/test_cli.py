@@ -116,3 +116,19 @@ def test_a_closed_output_ends_the_run_quietly(tmp_path):
     assert piped.returncode == 0, piped.stderr
     assert len(piped.stdout.splitlines()) == 2
     assert "panicked" not in piped.stderr and "Broken pipe" not in piped.stderr, piped.stderr
+
+
+def test_a_script_on_standard_input_stops_at_its_first_error(tmp_path):
+    data = tmp_path / "root"
+    script = run(
+        ["sql"],
+        data,
+        stdin="CREATE TABLE s (id BIGINT);\nINSERT INTO s VALUES ('not a number');\n"
+              "INSERT INTO s VALUES (1);\n",
+    )
+    assert script.returncode == 1, (script.stdout, script.stderr)
+    assert "ERROR:" in script.stderr and "not a number" in script.stderr, script.stderr
+    # No banner for a script, and nothing after the failed statement ran.
+    assert "Quiver SQL shell" not in script.stdout, script.stdout
+    count = run(["sql", "SELECT count(*) AS n FROM s"], data)
+    assert count.stdout.splitlines()[3] == "| 0 |", count.stdout

@@ -213,8 +213,12 @@ fn is_complete(buffer: &str) -> bool {
     matches!(last_significant, Some((';', false)))
 }
 
-/// The interactive shell: statements end with `;`, history is kept in `~/.quiver_history`.
+/// The shell: statements end with `;`, history is kept in `~/.quiver_history`. Fed a script
+/// (standard input not a terminal), it prints no banner and stops at the first error, which
+/// it returns (psql's `ON_ERROR_STOP`); at a terminal it reports an error and reads on.
 pub async fn shell(backend: &mut Backend) -> Result<(), CliError> {
+    use std::io::IsTerminal;
+    let interactive = std::io::stdin().is_terminal();
     let mut editor =
         rustyline::DefaultEditor::new().map_err(|e| CliError::Terminal(e.to_string()))?;
     let history =
@@ -222,11 +226,14 @@ pub async fn shell(backend: &mut Backend) -> Result<(), CliError> {
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    print_out(&format!(
-        "Quiver SQL shell on {} — end statements with ';', exit with \\q or Ctrl-D.",
-        backend.location()
-    ))?;
+    if interactive {
+        print_out(&format!(
+            "Quiver SQL shell on {} — end statements with ';', exit with \\q or Ctrl-D.",
+            backend.location()
+        ))?;
+    }
     let mut buffer = String::new();
+    let mut failed = None;
     loop {
         let prompt = if buffer.is_empty() {
             "quiver> "
@@ -244,7 +251,10 @@ pub async fn shell(backend: &mut Backend) -> Result<(), CliError> {
                     let sql = std::mem::take(&mut buffer);
                     let _ = editor.add_history_entry(sql.trim());
                     match backend.run_and_print(&sql).await {
-                        Err(e) if e.is_closed_output() => break,
+                        Err(e) if e.is_closed_output() || !interactive => {
+                            failed = Some(e);
+                            break;
+                        }
                         Err(e) => eprintln!("ERROR: {e}"),
                         Ok(()) => {}
                     }
@@ -261,7 +271,7 @@ pub async fn shell(backend: &mut Backend) -> Result<(), CliError> {
     if let Some(h) = &history {
         let _ = editor.save_history(h);
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
