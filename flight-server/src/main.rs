@@ -12,6 +12,7 @@ use quiver_flight::auth::AuthConfig;
 use quiver_flight::build_info;
 use quiver_flight::cli::client::{ConnectOptions, RemoteClient};
 use quiver_flight::cli::sql::{open_session, shell, Backend};
+use quiver_flight::cli::vectors::DEFAULT_VECTOR_VALUES;
 use quiver_flight::config::{
     parse_duration, parse_job_lease, parse_size, QueryLimits, ServerConfig, SessionLimits,
     TlsFiles, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_SESSIONS,
@@ -74,6 +75,9 @@ enum Command {
         /// With grpc+tls://, the PEM file of the CA that signed the server's certificate.
         #[arg(long)]
         tls_ca: Option<PathBuf>,
+        /// How many values of each vector to print, followed by its dimension (0: all).
+        #[arg(long, default_value_t = DEFAULT_VECTOR_VALUES)]
+        vector_values: usize,
     },
     /// Serve the data root over Arrow Flight SQL until Ctrl-C or SIGTERM.
     Serve {
@@ -137,7 +141,18 @@ async fn main() -> ExitCode {
             connect,
             credentials,
             tls_ca,
-        } => sql(&args.data, statement, connect, credentials, tls_ca).await,
+            vector_values,
+        } => {
+            sql(
+                &args.data,
+                statement,
+                connect,
+                credentials,
+                tls_ca,
+                vector_values,
+            )
+            .await
+        }
         Command::Serve {
             bind,
             auth,
@@ -245,6 +260,7 @@ async fn sql(
     connect: Option<String>,
     credentials: Credentials,
     tls_ca: Option<PathBuf>,
+    vector_values: usize,
 ) -> Result<(), String> {
     let mut backend = match connect {
         Some(url) => {
@@ -266,8 +282,8 @@ async fn sql(
         ),
     };
     let result = match statement {
-        Some(sql) => backend.run_and_print(&sql).await,
-        None => shell(&mut backend).await,
+        Some(sql) => backend.run_and_print(&sql, vector_values).await,
+        None => shell(&mut backend, vector_values).await,
     };
     // The server would drop an idle session on its own; closing it frees it now.
     if let Backend::Remote(client) = &mut backend {

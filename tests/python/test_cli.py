@@ -132,3 +132,22 @@ def test_a_script_on_standard_input_stops_at_its_first_error(tmp_path):
     assert "Quiver SQL shell" not in script.stdout, script.stdout
     count = run(["sql", "SELECT count(*) AS n FROM s"], data)
     assert count.stdout.splitlines()[3] == "| 0 |", count.stdout
+
+
+def test_vectors_print_abbreviated_unless_asked_for_every_value(tmp_path):
+    data = tmp_path / "root"
+    values = ", ".join(str(i / 4) for i in range(384))
+    created = run(
+        ["sql", "CREATE TABLE e (id BIGINT, v VECTOR(384)); "
+                f"INSERT INTO e VALUES (1, [{values}]), (2, NULL)"],
+        data,
+    )
+    assert created.returncode == 0, created.stderr
+    short = run(["sql", "SELECT id, v FROM e ORDER BY id"], data)
+    assert short.returncode == 0, short.stderr
+    assert "| [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, …] (384) |" in short.stdout, short.stdout
+    assert max(len(line) for line in short.stdout.splitlines()) < 100, short.stdout
+    three = run(["sql", "--vector-values", "3", "SELECT v FROM e WHERE id = 1"], data)
+    assert "| [0.0, 0.25, 0.5, …] (384) |" in three.stdout, three.stdout
+    whole = run(["sql", "--vector-values", "0", "SELECT v FROM e WHERE id = 1"], data)
+    assert "95.75]" in whole.stdout and "…" not in whole.stdout, whole.stdout[:300]

@@ -20,6 +20,7 @@ use quiver_planner::QuiverSession;
 use rustyline::error::ReadlineError;
 
 use crate::cli::client::{split_statements, ClientError, RemoteClient};
+use crate::cli::vectors::abbreviate_vectors;
 
 /// Opens the catalog at `data` and a session over it.
 pub async fn open_session(data: &str) -> Result<QuiverSession> {
@@ -34,13 +35,19 @@ pub async fn open_session(data: &str) -> Result<QuiverSession> {
 }
 
 /// Formats one statement's result as the CLI prints it: `OK` for a result without columns,
-/// otherwise a table and its row count.
-pub fn format_result(schema: &Schema, batches: &[RecordBatch]) -> Result<String, ArrowError> {
+/// otherwise a table and its row count, each vector shown by its first `vector_values` values
+/// (all of them for 0).
+pub fn format_result(
+    schema: &Schema,
+    batches: &[RecordBatch],
+    vector_values: usize,
+) -> Result<String, ArrowError> {
     if schema.fields().is_empty() {
         return Ok("OK".to_string());
     }
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let table = pretty_format_batches_with_schema(Arc::new(schema.clone()), batches)?.to_string();
+    let (schema, batches) = abbreviate_vectors(schema, batches, vector_values)?;
+    let table = pretty_format_batches_with_schema(schema, &batches)?.to_string();
     let noun = if rows == 1 { "row" } else { "rows" };
     Ok(format!("{table}\n({rows} {noun})"))
 }
@@ -114,9 +121,10 @@ impl Backend {
         }
     }
 
-    /// Runs a script and prints each statement's result; stops at the first error. A statement
-    /// that starts a job (`RESTORE`) is followed with a progress bar until the job finishes.
-    pub async fn run_and_print(&mut self, sql: &str) -> Result<(), CliError> {
+    /// Runs a script and prints each statement's result (vectors by their first
+    /// `vector_values` values, all for 0); stops at the first error. A statement that starts a
+    /// job (`RESTORE`) is followed with a progress bar until the job finishes.
+    pub async fn run_and_print(&mut self, sql: &str, vector_values: usize) -> Result<(), CliError> {
         let statements = match self {
             Backend::Embedded(_) => {
                 quiver_planner::statements::parse_statements(sql)?;
@@ -126,7 +134,7 @@ impl Backend {
         };
         for statement in statements {
             let (schema, batches) = self.run_one(&statement).await?;
-            print_out(&format_result(&schema, &batches)?)?;
+            print_out(&format_result(&schema, &batches, vector_values)?)?;
             if let Some(id) = started_job(&schema, &batches) {
                 self.follow(id).await?;
             }
@@ -216,7 +224,7 @@ fn is_complete(buffer: &str) -> bool {
 /// The shell: statements end with `;`, history is kept in `~/.quiver_history`. Fed a script
 /// (standard input not a terminal), it prints no banner and stops at the first error, which
 /// it returns (psql's `ON_ERROR_STOP`); at a terminal it reports an error and reads on.
-pub async fn shell(backend: &mut Backend) -> Result<(), CliError> {
+pub async fn shell(backend: &mut Backend, vector_values: usize) -> Result<(), CliError> {
     use std::io::IsTerminal;
     let interactive = std::io::stdin().is_terminal();
     let mut editor =
@@ -250,7 +258,7 @@ pub async fn shell(backend: &mut Backend) -> Result<(), CliError> {
                 if is_complete(&buffer) {
                     let sql = std::mem::take(&mut buffer);
                     let _ = editor.add_history_entry(sql.trim());
-                    match backend.run_and_print(&sql).await {
+                    match backend.run_and_print(&sql, vector_values).await {
                         Err(e) if e.is_closed_output() || !interactive => {
                             failed = Some(e);
                             break;
@@ -283,8 +291,8 @@ mod tests {
         use datafusion::arrow::array::Int64Array;
         use datafusion::arrow::datatypes::{DataType, Field};
         let schema = Schema::new(vec![Field::new("n", DataType::Int64, false)]);
-        assert_eq!(format_result(&Schema::empty(), &[]).expect("ok"), "OK");
-        let empty = format_result(&schema, &[]).expect("empty");
+        assert_eq!(format_result(&Schema::empty(), &[], 8).expect("ok"), "OK");
+        let empty = format_result(&schema, &[], 8).expect("empty");
         assert!(
             empty.contains("| n |") && empty.ends_with("(0 rows)"),
             "{empty}"
@@ -294,7 +302,7 @@ mod tests {
             vec![Arc::new(Int64Array::from(vec![7]))],
         )
         .expect("batch");
-        let one = format_result(&schema, &[batch]).expect("one");
+        let one = format_result(&schema, &[batch], 8).expect("one");
         assert!(one.contains("| 7 |") && one.ends_with("(1 row)"), "{one}");
     }
 
