@@ -11,7 +11,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use quiver_flight::auth::AuthConfig;
 use quiver_flight::build_info;
 use quiver_flight::cli::client::{ConnectOptions, RemoteClient};
-use quiver_flight::cli::sql::{open_session, shell, Backend};
+use quiver_flight::cli::sql::{open_session, shell, Backend, PrintOptions, TERMINAL_MAX_ROWS};
 use quiver_flight::cli::vectors::DEFAULT_VECTOR_VALUES;
 use quiver_flight::config::{
     parse_duration, parse_job_lease, parse_size, QueryLimits, ServerConfig, SessionLimits,
@@ -78,6 +78,10 @@ enum Command {
         /// How many values of each vector to print, followed by its dimension (0: all).
         #[arg(long, default_value_t = DEFAULT_VECTOR_VALUES)]
         vector_values: usize,
+        /// How many rows of a result to print, followed by how many there were (0: all; by
+        /// default 1000 when the output is a terminal, all otherwise).
+        #[arg(long)]
+        max_rows: Option<usize>,
     },
     /// Serve the data root over Arrow Flight SQL until Ctrl-C or SIGTERM.
     Serve {
@@ -142,16 +146,15 @@ async fn main() -> ExitCode {
             credentials,
             tls_ca,
             vector_values,
+            max_rows,
         } => {
-            sql(
-                &args.data,
-                statement,
-                connect,
-                credentials,
-                tls_ca,
+            use std::io::IsTerminal;
+            let terminal = std::io::stdout().is_terminal();
+            let print = PrintOptions {
                 vector_values,
-            )
-            .await
+                max_rows: max_rows.unwrap_or(if terminal { TERMINAL_MAX_ROWS } else { 0 }),
+            };
+            sql(&args.data, statement, connect, credentials, tls_ca, print).await
         }
         Command::Serve {
             bind,
@@ -260,7 +263,7 @@ async fn sql(
     connect: Option<String>,
     credentials: Credentials,
     tls_ca: Option<PathBuf>,
-    vector_values: usize,
+    print: PrintOptions,
 ) -> Result<(), String> {
     let mut backend = match connect {
         Some(url) => {
@@ -282,8 +285,8 @@ async fn sql(
         ),
     };
     let result = match statement {
-        Some(sql) => backend.run_and_print(&sql, vector_values).await,
-        None => shell(&mut backend, vector_values).await,
+        Some(sql) => backend.run_and_print(&sql, print).await,
+        None => shell(&mut backend, print).await,
     };
     // The server would drop an idle session on its own; closing it frees it now.
     if let Backend::Remote(client) = &mut backend {

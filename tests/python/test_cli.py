@@ -151,3 +151,37 @@ def test_vectors_print_abbreviated_unless_asked_for_every_value(tmp_path):
     assert "| [0.0, 0.25, 0.5, …] (384) |" in three.stdout, three.stdout
     whole = run(["sql", "--vector-values", "0", "SELECT v FROM e WHERE id = 1"], data)
     assert "95.75]" in whole.stdout and "…" not in whole.stdout, whole.stdout[:300]
+
+
+def test_rows_past_the_cap_are_left_out_with_a_note(tmp_path):
+    data = tmp_path / "root"
+    capped = run(["sql", "--max-rows", "5", "SELECT value FROM generate_series(1, 20)"], data)
+    assert capped.returncode == 0, capped.stderr
+    assert "| 5     |" in capped.stdout and "| 6     |" not in capped.stdout, capped.stdout
+    assert capped.stdout.rstrip().endswith("(20 rows, the first 5 shown; --max-rows 0 shows all)")
+    # Piped, every row prints unless capped.
+    piped = run(["sql", "SELECT value FROM generate_series(1, 1500)"], data)
+    assert piped.stdout.rstrip().endswith("(1500 rows)"), piped.stdout[-200:]
+    # On a terminal, the first 1000 print.
+    leader, follower = os.openpty()
+    process = subprocess.Popen(
+        [quiver_bin(), "sql", "SELECT value FROM generate_series(1, 1500)"],
+        env={**os.environ, "QUIVER_DATA": str(data)},
+        stdout=follower,
+        stderr=subprocess.PIPE,
+    )
+    os.close(follower)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        out.extend(chunk)
+    os.close(leader)
+    assert process.wait(timeout=120) == 0
+    text = out.decode()
+    assert "| 1000  |" in text and "| 1001  |" not in text, text[-300:]
+    assert "(1500 rows, the first 1000 shown; --max-rows 0 shows all)" in text, text[-300:]

@@ -20,7 +20,7 @@ use quiver_planner::QuiverSession;
 use rustyline::error::ReadlineError;
 
 use crate::cli::client::{split_statements, ClientError, RemoteClient};
-use crate::cli::vectors::abbreviate_vectors;
+use crate::cli::vectors::{abbreviate_vectors, DEFAULT_VECTOR_VALUES};
 
 /// Opens the catalog at `data` and a session over it.
 pub async fn open_session(data: &str) -> Result<QuiverSession> {
@@ -34,22 +34,71 @@ pub async fn open_session(data: &str) -> Result<QuiverSession> {
         .with_progress(Arc::new(crate::cli::progress::ProgressBars::default())))
 }
 
+/// How `quiver sql` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrintOptions {
+    /// How many values of each vector to print (0: all).
+    pub vector_values: usize,
+    /// How many rows of a result to print (0: all); the row count says how many were left out.
+    pub max_rows: usize,
+}
+
+impl Default for PrintOptions {
+    fn default() -> Self {
+        Self {
+            vector_values: DEFAULT_VECTOR_VALUES,
+            max_rows: 0,
+        }
+    }
+}
+
+/// How many rows the shell prints of a result when its output is a terminal, unless told.
+pub const TERMINAL_MAX_ROWS: usize = 1000;
+
 /// Formats one statement's result as the CLI prints it: `OK` for a result without columns,
-/// otherwise a table and its row count, each vector shown by its first `vector_values` values
-/// (all of them for 0).
+/// otherwise a table of its first `options.max_rows` rows, vectors abbreviated, and its row
+/// count.
 pub fn format_result(
     schema: &Schema,
     batches: &[RecordBatch],
-    vector_values: usize,
+    options: PrintOptions,
 ) -> Result<String, ArrowError> {
     if schema.fields().is_empty() {
         return Ok("OK".to_string());
     }
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let (schema, batches) = abbreviate_vectors(schema, batches, vector_values)?;
+    let shown_rows = match options.max_rows {
+        0 => rows,
+        max => rows.min(max),
+    };
+    let (schema, batches) = abbreviate_vectors(
+        schema,
+        &first_rows(batches, shown_rows),
+        options.vector_values,
+    )?;
     let table = pretty_format_batches_with_schema(schema, &batches)?.to_string();
     let noun = if rows == 1 { "row" } else { "rows" };
+    if shown_rows < rows {
+        return Ok(format!(
+            "{table}\n({rows} {noun}, the first {shown_rows} shown; --max-rows 0 shows all)"
+        ));
+    }
     Ok(format!("{table}\n({rows} {noun})"))
+}
+
+/// The first `n` rows of `batches`.
+fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
+    let mut left = n;
+    let mut out = Vec::new();
+    for batch in batches {
+        if left == 0 {
+            break;
+        }
+        let take = batch.num_rows().min(left);
+        out.push(batch.slice(0, take));
+        left -= take;
+    }
+    out
 }
 
 /// Where `quiver sql` runs statements.
@@ -121,10 +170,10 @@ impl Backend {
         }
     }
 
-    /// Runs a script and prints each statement's result (vectors by their first
-    /// `vector_values` values, all for 0); stops at the first error. A statement that starts a
-    /// job (`RESTORE`) is followed with a progress bar until the job finishes.
-    pub async fn run_and_print(&mut self, sql: &str, vector_values: usize) -> Result<(), CliError> {
+    /// Runs a script and prints each statement's result as `print` says; stops at the first
+    /// error. A statement that starts a job (`RESTORE`) is followed with a progress bar until
+    /// the job finishes.
+    pub async fn run_and_print(&mut self, sql: &str, print: PrintOptions) -> Result<(), CliError> {
         let statements = match self {
             Backend::Embedded(_) => {
                 quiver_planner::statements::parse_statements(sql)?;
@@ -134,7 +183,7 @@ impl Backend {
         };
         for statement in statements {
             let (schema, batches) = self.run_one(&statement).await?;
-            print_out(&format_result(&schema, &batches, vector_values)?)?;
+            print_out(&format_result(&schema, &batches, print)?)?;
             if let Some(id) = started_job(&schema, &batches) {
                 self.follow(id).await?;
             }
@@ -224,7 +273,7 @@ fn is_complete(buffer: &str) -> bool {
 /// The shell: statements end with `;`, history is kept in `~/.quiver_history`. Fed a script
 /// (standard input not a terminal), it prints no banner and stops at the first error, which
 /// it returns (psql's `ON_ERROR_STOP`); at a terminal it reports an error and reads on.
-pub async fn shell(backend: &mut Backend, vector_values: usize) -> Result<(), CliError> {
+pub async fn shell(backend: &mut Backend, print: PrintOptions) -> Result<(), CliError> {
     use std::io::IsTerminal;
     let interactive = std::io::stdin().is_terminal();
     let mut editor =
@@ -258,7 +307,7 @@ pub async fn shell(backend: &mut Backend, vector_values: usize) -> Result<(), Cl
                 if is_complete(&buffer) {
                     let sql = std::mem::take(&mut buffer);
                     let _ = editor.add_history_entry(sql.trim());
-                    match backend.run_and_print(&sql, vector_values).await {
+                    match backend.run_and_print(&sql, print).await {
                         Err(e) if e.is_closed_output() || !interactive => {
                             failed = Some(e);
                             break;
@@ -291,8 +340,12 @@ mod tests {
         use datafusion::arrow::array::Int64Array;
         use datafusion::arrow::datatypes::{DataType, Field};
         let schema = Schema::new(vec![Field::new("n", DataType::Int64, false)]);
-        assert_eq!(format_result(&Schema::empty(), &[], 8).expect("ok"), "OK");
-        let empty = format_result(&schema, &[], 8).expect("empty");
+        let print = PrintOptions::default();
+        assert_eq!(
+            format_result(&Schema::empty(), &[], print).expect("ok"),
+            "OK"
+        );
+        let empty = format_result(&schema, &[], print).expect("empty");
         assert!(
             empty.contains("| n |") && empty.ends_with("(0 rows)"),
             "{empty}"
@@ -302,8 +355,26 @@ mod tests {
             vec![Arc::new(Int64Array::from(vec![7]))],
         )
         .expect("batch");
-        let one = format_result(&schema, &[batch], 8).expect("one");
+        let one = format_result(&schema, std::slice::from_ref(&batch), print).expect("one");
         assert!(one.contains("| 7 |") && one.ends_with("(1 row)"), "{one}");
+        let three = RecordBatch::try_new(
+            Arc::new(schema.clone()),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
+        )
+        .expect("batch");
+        let capped = PrintOptions {
+            max_rows: 2,
+            ..print
+        };
+        let two = format_result(&schema, &[batch, three], capped).expect("capped");
+        assert!(
+            two.contains("| 7 |") && two.contains("| 1 |") && !two.contains("| 2 |"),
+            "{two}"
+        );
+        assert!(
+            two.ends_with("(4 rows, the first 2 shown; --max-rows 0 shows all)"),
+            "{two}"
+        );
     }
 
     #[test]

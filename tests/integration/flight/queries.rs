@@ -3,8 +3,7 @@
 
 use arrow::datatypes::DataType;
 use quiver_flight::cli::client::{ConnectOptions, RemoteClient};
-use quiver_flight::cli::sql::format_result;
-use quiver_flight::cli::vectors::DEFAULT_VECTOR_VALUES;
+use quiver_flight::cli::sql::{format_result, PrintOptions};
 
 use super::*;
 
@@ -125,7 +124,7 @@ async fn remote_cli_output_matches_the_embedded_engine() {
     for sql in script {
         let (schema, batches) = remote.run(sql).await.expect(sql);
         remote_output
-            .push(format_result(&schema, &batches, DEFAULT_VECTOR_VALUES).expect("format"));
+            .push(format_result(&schema, &batches, PrintOptions::default()).expect("format"));
     }
     server.shutdown().await;
 
@@ -136,7 +135,7 @@ async fn remote_cli_output_matches_the_embedded_engine() {
         let schema = df.schema().as_arrow().clone();
         let batches = df.collect().await.expect(sql);
         assert_eq!(
-            &format_result(&schema, &batches, DEFAULT_VECTOR_VALUES).expect("format"),
+            &format_result(&schema, &batches, PrintOptions::default()).expect("format"),
             remote,
             "{sql}"
         );
