@@ -65,7 +65,11 @@ enum Command {
     /// Run SQL statements and print the results; without a statement, open a shell.
     Sql {
         /// The statement(s) to run, separated by ';'.
+        #[arg(conflicts_with = "file")]
         statement: Option<String>,
+        /// Run the statements of this file (a script), stopping at the first error.
+        #[arg(short = 'f', long)]
+        file: Option<PathBuf>,
         /// Run on a server instead of the local data root: grpc://host:port or
         /// grpc+tls://host:port.
         #[arg(long)]
@@ -142,6 +146,7 @@ async fn main() -> ExitCode {
     let result = match args.command {
         Command::Sql {
             statement,
+            file,
             connect,
             credentials,
             tls_ca,
@@ -154,7 +159,12 @@ async fn main() -> ExitCode {
                 vector_values,
                 max_rows: max_rows.unwrap_or(if terminal { TERMINAL_MAX_ROWS } else { 0 }),
             };
-            sql(&args.data, statement, connect, credentials, tls_ca, print).await
+            match script(statement, file) {
+                Ok(statement) => {
+                    sql(&args.data, statement, connect, credentials, tls_ca, print).await
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::Serve {
             bind,
@@ -209,6 +219,17 @@ async fn main() -> ExitCode {
             eprintln!("ERROR: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The statements `quiver sql` runs: those given, or the text of the file given (`-f`); `None`
+/// opens the shell.
+fn script(statement: Option<String>, file: Option<PathBuf>) -> Result<Option<String>, String> {
+    match file {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(Some)
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        None => Ok(statement),
     }
 }
 

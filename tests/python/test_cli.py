@@ -185,3 +185,19 @@ def test_rows_past_the_cap_are_left_out_with_a_note(tmp_path):
     text = out.decode()
     assert "| 1000  |" in text and "| 1001  |" not in text, text[-300:]
     assert "(1500 rows, the first 1000 shown; --max-rows 0 shows all)" in text, text[-300:]
+
+
+def test_a_script_file_runs_until_its_first_error(tmp_path):
+    data = tmp_path / "root"
+    script = tmp_path / "load.sql"
+    script.write_text(
+        "CREATE TABLE f (id BIGINT);\nINSERT INTO f VALUES (1), (2);\n"
+        "INSERT INTO f VALUES ('x');\nINSERT INTO f VALUES (3);\n"
+    )
+    ran = run(["sql", "-f", str(script)], data)
+    assert ran.returncode == 1, (ran.stdout, ran.stderr)
+    assert "ERROR:" in ran.stderr, ran.stderr
+    count = run(["sql", "SELECT count(*) AS n FROM f"], data)
+    assert count.stdout.splitlines()[3] == "| 2 |", count.stdout
+    missing = run(["sql", "-f", str(tmp_path / "nowhere.sql")], data)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr, missing.stderr
