@@ -24,7 +24,7 @@ use object_store::path::Path;
 
 use crate::error::{CatalogError, Result};
 use crate::location::DataRoot;
-use crate::metastore::{MetaStore, Versioned};
+use crate::metastore::{MetaStore, Versioned, CATALOG_DIR};
 use crate::model::{
     validate_name, CatalogState, CollectionRecord, DatabaseRecord, DroppedLocation, SnapshotState,
     DEFAULT_DATABASE,
@@ -60,15 +60,45 @@ impl Catalog {
             session: Arc::new(Session::default()),
             refresh_interval: Duration::ZERO,
         };
-        if !catalog
-            .state()
-            .await?
-            .databases
-            .contains_key(DEFAULT_DATABASE)
-        {
+        let state = catalog.state().await?;
+        if state.databases.is_empty() {
+            catalog.check_holds_nothing_else().await?;
+        }
+        if !state.databases.contains_key(DEFAULT_DATABASE) {
             catalog.create_database(DEFAULT_DATABASE, true).await?;
         }
         Ok(catalog)
+    }
+
+    /// Refuses to make a catalog in a location that already holds other files (a Lance or
+    /// LanceDB dataset, or another program's folder given as `--data` by mistake): a new data
+    /// root is a new or empty directory or prefix.
+    async fn check_holds_nothing_else(&self) -> Result<()> {
+        let prefix = self.root.prefix();
+        let catalog_dir = self.root.path_of(CATALOG_DIR);
+        let mut listing = self.root.store().list(Some(prefix));
+        while let Some(object) = listing.try_next().await? {
+            if !object.location.prefix_matches(&catalog_dir) {
+                let file = object
+                    .location
+                    .prefix_match(prefix)
+                    .map(|parts| {
+                        parts
+                            .map(|p| p.as_ref().to_string())
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    })
+                    .unwrap_or_else(|| object.location.to_string());
+                return Err(CatalogError::InvalidLocation {
+                    location: self.root.display().to_string(),
+                    message: format!(
+                        "it holds files but no Quiver catalog (such as '{file}'; a Lance or \
+                         LanceDB dataset?): a new data root must be a new or empty directory"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The data root.

@@ -50,12 +50,15 @@ pub struct MetaStore {
     latest: Mutex<Option<(Versioned, Instant)>>,
 }
 
+/// The folder of a data root holding the catalog.
+pub const CATALOG_DIR: &str = "_catalog";
+
 impl MetaStore {
     /// Opens the log under `root/_catalog/log/`.
     pub fn new(store: Arc<dyn ObjectStore>, root: &Path) -> Self {
         Self {
             store,
-            log_dir: root.clone().join("_catalog").join("log"),
+            log_dir: root.clone().join(CATALOG_DIR).join("log"),
             latest: Mutex::new(None),
         }
     }

@@ -201,3 +201,20 @@ def test_a_script_file_runs_until_its_first_error(tmp_path):
     assert count.stdout.splitlines()[3] == "| 2 |", count.stdout
     missing = run(["sql", "-f", str(tmp_path / "nowhere.sql")], data)
     assert missing.returncode == 1 and "cannot read" in missing.stderr, missing.stderr
+
+
+def test_a_folder_of_other_files_is_not_made_a_data_root(tmp_path):
+    # A LanceDB folder given as the data root by mistake: refused, and left as it was.
+    lancedb = tmp_path / "lancedb"
+    (lancedb / "docs.lance" / "_versions").mkdir(parents=True)
+    (lancedb / "docs.lance" / "_versions" / "1.manifest").write_bytes(b"lance")
+    refused = run(["sql", "SHOW TABLES"], lancedb)
+    assert refused.returncode == 1, refused.stdout
+    assert "holds files but no Quiver catalog" in refused.stderr, refused.stderr
+    assert "docs.lance/_versions/1.manifest" in refused.stderr, refused.stderr
+    assert not (lancedb / "_catalog").exists()
+    # A new or empty directory becomes a data root.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(["sql", "SHOW TABLES"], empty).returncode == 0
+    assert run(["sql", "SHOW TABLES"], tmp_path / "new").returncode == 0
