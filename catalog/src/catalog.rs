@@ -79,16 +79,10 @@ impl Catalog {
         let mut listing = self.root.store().list(Some(prefix));
         while let Some(object) = listing.try_next().await? {
             if !object.location.prefix_matches(&catalog_dir) {
-                let file = object
-                    .location
-                    .prefix_match(prefix)
-                    .map(|parts| {
-                        parts
-                            .map(|p| p.as_ref().to_string())
-                            .collect::<Vec<_>>()
-                            .join("/")
-                    })
-                    .unwrap_or_else(|| object.location.to_string());
+                let file = object.location.as_ref();
+                let file = file
+                    .strip_prefix(prefix.as_ref())
+                    .map_or(file, |f| f.trim_start_matches('/'));
                 return Err(CatalogError::InvalidLocation {
                     location: self.root.display().to_string(),
                     message: format!(

@@ -109,10 +109,6 @@ pub struct ServerConfig {
     pub job_lease: Duration,
 }
 
-/// How long a running job may go without a heartbeat before a server takes it over, unless
-/// configured: long enough that a busy runner is never taken for a dead one.
-pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(60);
-
 /// The shortest job lease allowed: several heartbeats (every 500 ms) long.
 pub const MIN_JOB_LEASE: Duration = Duration::from_secs(2);
 
@@ -130,7 +126,7 @@ impl ServerConfig {
             catalog_refresh_interval: DEFAULT_CATALOG_REFRESH_INTERVAL,
             shutdown_grace: Duration::from_secs(10),
             gc_interval: Some(Duration::from_secs(3600)),
-            job_lease: DEFAULT_JOB_LEASE,
+            job_lease: quiver_planner::jobs::SchedulerConfig::default().lease,
         }
     }
 }

@@ -625,6 +625,8 @@ impl Executor {
                     return;
                 }
             }
+            // One consumer of the frame's pool, registered once; each batch reserves its share.
+            let sending = MemoryConsumer::new("result encoding").register(&pool);
             loop {
                 let item = tokio::select! {
                     biased;
@@ -632,7 +634,7 @@ impl Executor {
                     item = stream.next() => item,
                 };
                 let Some(item) = item else { break };
-                let item = item.and_then(|batch| Outgoing::reserve(batch, &pool));
+                let item = item.and_then(|batch| Outgoing::reserve(batch, &sending));
                 let failed = item.is_err();
                 if batches.send(item).await.is_err() || failed {
                     return;
@@ -688,15 +690,16 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    /// `batch`, reserving what sending it holds from `pool`: a result too large to send within
-    /// the query's memory limit fails with `RESOURCE_EXHAUSTED` before it is encoded.
-    fn reserve(batch: RecordBatch, pool: &Arc<dyn MemoryPool>) -> Result<Self> {
+    /// `batch`, reserving what sending it holds beside `sending` (the query's result encoding):
+    /// a result too large to send within the query's memory limit fails with
+    /// `RESOURCE_EXHAUSTED` before it is encoded.
+    fn reserve(batch: RecordBatch, sending: &MemoryReservation) -> Result<Self> {
         let bytes = batch
             .columns()
             .iter()
             .map(|column| column.to_data().get_slice_memory_size())
             .sum::<Result<usize, _>>()?;
-        let reservation = MemoryConsumer::new("result encoding").register(pool);
+        let reservation = sending.new_empty();
         reservation.try_grow(bytes.saturating_mul(SENDING_COPIES))?;
         Ok(Self { batch, reservation })
     }

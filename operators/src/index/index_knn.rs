@@ -123,7 +123,6 @@ impl IndexKnnTask {
         Ok(scan.try_into_stream().await?.try_collect().await?)
     }
 
-    /// The search's output.
     /// The search's output; loading an index counts against `pool` while it loads.
     async fn run(
         &self,

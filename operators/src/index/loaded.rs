@@ -171,7 +171,7 @@ impl LoadedIndices {
         // A query whose memory limit the index does not fit searches through Lance, and leaves
         // loading it to one it fits; once loaded, the index is the cache's, weighed against its
         // budget, and every search uses it.
-        let Some(_loading) = reserve(pool, "index loading", estimate) else {
+        let Some(_reserved) = reserve(pool, "index loading", estimate) else {
             return Ok(None);
         };
         let loaded = self
@@ -225,7 +225,7 @@ impl LoadedIndices {
         if bytes > self.budget_bytes / 8 || index.size_bytes() as u64 + bytes > self.budget_bytes {
             return Ok(None);
         }
-        let Some(_loading) = reserve(pool, "index column loading", bytes) else {
+        let Some(_reserved) = reserve(pool, "index column loading", bytes) else {
             return Ok(None);
         };
         let _loading = index.column_load.lock().await;
@@ -636,18 +636,12 @@ mod tests {
     use lance_index::IndexType;
     use rand::{Rng, SeedableRng};
 
-    use datafusion::execution::memory_pool::{GreedyMemoryPool, UnboundedMemoryPool};
-
     use super::*;
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, UnboundedMemoryPool};
 
     const ROWS: usize = 300;
     const DIM: usize = 8;
     const INDEX: &str = "embedding_idx";
-
-    /// A memory pool without a limit.
-    fn unbounded() -> Arc<dyn MemoryPool> {
-        Arc::new(UnboundedMemoryPool::default())
-    }
     /// The width of the `tags` column, four `Int64` a row.
     const TAGS: usize = 4;
 
@@ -768,6 +762,11 @@ mod tests {
             weight_before,
             weight_after: cache.entries.weighted_size(),
         }
+    }
+
+    /// A memory pool without a limit.
+    fn unbounded() -> Arc<dyn MemoryPool> {
+        Arc::new(UnboundedMemoryPool::default())
     }
 
     #[tokio::test]
