@@ -81,14 +81,18 @@ async fn search(db: &TestDb, query: &str) -> (Vec<(i64, f64)>, Path) {
     (id_distances(db, query).await, path(db, query).await)
 }
 
-/// The way `query`'s index search went.
-async fn path(db: &TestDb, query: &str) -> Path {
-    let plan: String = db
-        .rows(&format!("EXPLAIN ANALYZE {query}"))
+/// The text of `EXPLAIN ANALYZE query`.
+async fn analyzed(db: &TestDb, query: &str) -> String {
+    db.rows(&format!("EXPLAIN ANALYZE {query}"))
         .await
         .into_iter()
         .flatten()
-        .collect();
+        .collect()
+}
+
+/// The way `query`'s index search went.
+async fn path(db: &TestDb, query: &str) -> Path {
+    let plan = analyzed(db, query).await;
     match (
         counter(&plan, "direct_index_searches"),
         counter(&plan, "loaded_index_searches"),
@@ -185,23 +189,103 @@ async fn a_dot_product_index_is_searched_loaded_with_exact_distances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_scanner_answers_where_the_index_alone_cannot() {
+async fn a_loaded_index_follows_deletes_updates_and_appends() {
     let (db, data) = indexed_collection("VECTOR", "hnsw (embedding vector_l2_ops)").await;
+    // Wide enough that the top 3 are the exact ones.
+    db.sql("SET quiver.ef = 400").await;
+    let q = literal(&data[7 * DIM..8 * DIM]);
+    let query = format!("SELECT id, embedding <-> {q} AS d FROM docs ORDER BY d LIMIT 3");
+    let (rows, path) = search(&db, &query).await;
+    assert_eq!((rows[0].0, path), (7, Path::Loaded), "{rows:?}");
+    db.sql("CREATE SNAPSHOT before ON docs").await;
+
+    // A deleted row: passed over, never returned.
+    db.sql("DELETE FROM docs WHERE id = 7").await;
+    let (rows, path) = search(&db, &query).await;
+    assert_eq!(path, Path::Loaded);
+    assert_eq!(rows, exact(&db, &query).await);
+    assert!(rows.iter().all(|(id, _)| *id != 7), "{rows:?}");
+
+    // A row written after the index was built, and a row updated: held beside the index and
+    // searched exactly.
+    db.sql(&format!("INSERT INTO docs VALUES (100000, {q})"))
+        .await;
+    db.sql(&format!("UPDATE docs SET embedding = {q} WHERE id = 8"))
+        .await;
+    let (rows, path) = search(&db, &query).await;
+    assert_eq!(path, Path::Loaded);
+    assert_eq!(rows, exact(&db, &query).await);
+    let nearest: HashSet<(i64, u64)> = rows[..2].iter().map(|(id, d)| (*id, d.to_bits())).collect();
+    assert_eq!(nearest, HashSet::from([(8, 0), (100000, 0)]), "{rows:?}");
+    let plan = analyzed(&db, &query).await;
+    assert_eq!(counter(&plan, "rows_outside_index"), 2, "{plan}");
+
+    // The snapshot still holds exactly its rows.
+    let pinned = query.replace("FROM docs", "FROM snapshot('docs', 'before')");
+    let (rows, path) = search(&db, &pinned).await;
+    assert_eq!(path, Path::Loaded);
+    assert_eq!(rows[0], (7, 0.0));
+    assert_eq!(rows, exact(&db, &pinned).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_search_of_a_loaded_index_returns_k_matching_rows() {
+    let (db, data) = indexed_collection("VECTOR", "hnsw (embedding vector_l2_ops)").await;
+    db.sql("SET quiver.ef = 20").await;
+    db.sql("DELETE FROM docs WHERE id % 11 = 0").await;
+    db.sql(&format!(
+        "INSERT INTO docs VALUES (100000, {}), (100002, {})",
+        literal(&data[..DIM]),
+        literal(&data[DIM..2 * DIM])
+    ))
+    .await;
+    let q = literal(&data[..DIM]);
+    // 50% of the rows: the graph walked (a beam of 20 keeps 20 matching rows); 10% and 1%:
+    // every matching row scored.
+    for (filter, graph) in [
+        ("id % 2 = 0", true),
+        ("id % 10 = 2", false),
+        ("id < 30 OR id = 100000", false),
+    ] {
+        let query = format!(
+            "SELECT id, embedding <-> {q} AS d FROM docs WHERE {filter} ORDER BY d LIMIT {K}"
+        );
+        let (rows, path) = search(&db, &query).await;
+        assert_eq!(path, Path::Loaded, "{filter}");
+        assert_eq!(rows.len(), K, "{filter}: {rows:?}");
+        let truth = exact(&db, &query).await;
+        let plan = analyzed(&db, &query).await;
+        assert_eq!(counter(&plan, "filtered_graph_searches"), u64::from(graph));
+        assert_eq!(counter(&plan, "filtered_exact_searches"), u64::from(!graph));
+        let ids: HashSet<i64> = truth.iter().map(|(id, _)| *id).collect();
+        if graph {
+            let found = rows.iter().filter(|(id, _)| ids.contains(id)).count();
+            assert!(found >= 8, "{filter}: {rows:?} where exact says {truth:?}");
+        } else {
+            assert_eq!(rows, truth, "{filter}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scanner_answers_what_an_index_not_loaded_cannot_alone() {
+    let (db, data) = indexed_collection(
+        "VECTOR",
+        "IVF_PQ (embedding) WITH (num_partitions = 2, num_sub_vectors = 4)",
+    )
+    .await;
+    db.sql("SET quiver.nprobes = 2").await;
     let q = literal(&data[7 * DIM..8 * DIM]);
     let query = format!("SELECT id, embedding <-> {q} AS d FROM docs ORDER BY d LIMIT 3");
 
     // A filter: Lance pre-filters.
-    let (rows, path) = search(
-        &db,
-        &format!("SELECT id, embedding <-> {q} AS d FROM docs WHERE id <> 7 ORDER BY d LIMIT 3"),
-    )
-    .await;
-    assert_eq!(path, Path::Scanner);
+    let filtered = query.replace("ORDER BY", "WHERE id <> 7 ORDER BY");
+    let (rows, went) = search(&db, &filtered).await;
+    assert_eq!(went, Path::Scanner);
     assert!(rows.iter().all(|(id, _)| *id != 7), "{rows:?}");
 
     // A deleted row: the index still holds it, the scanner masks it.
-    let (rows, path) = search(&db, &query).await;
-    assert_eq!((rows[0].0, path), (7, Path::Loaded), "{rows:?}");
+    assert_eq!(path(&db, &query).await, Path::Direct);
     db.sql("DELETE FROM docs WHERE id = 7").await;
     let (rows, path) = search(&db, &query).await;
     assert_eq!(path, Path::Scanner);
@@ -213,8 +297,6 @@ async fn the_scanner_answers_where_the_index_alone_cannot() {
     let (rows, path) = search(&db, &query).await;
     assert_eq!(path, Path::Scanner);
     assert_eq!(rows[0], (100000, 0.0), "{rows:?}");
-    let ids: HashSet<i64> = rows.iter().map(|(id, _)| *id).collect();
-    assert!(!ids.contains(&7));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,12 @@
 //! scanner does inside: the `nprobes` IVF partitions nearest the query, each searched with `ef`,
 //! the candidates merged by the index's distance, and their rows taken by row id.
 //!
-//! That is the case when there is no filter, the index is one segment covering every fragment of
-//! the version, no row of the version is deleted, and the column stores `f32` or `f16`.
-//! Otherwise (rows written after the index was built, deleted rows, a pre-filter) the scanner's
+//! That is the case when there is no filter, the index is one segment, and the column stores
+//! `f32` or `f16`. An HNSW index is then loaded in memory (`loaded`), which follows later
+//! versions itself (`index_version`: rows deleted since are passed over, rows written since are
+//! searched exactly beside it). Otherwise Lance's own search of the index answers alone only
+//! where the segment covers every fragment of the version and no row of it is deleted; where it
+//! does not (rows written after the index was built, deleted rows, a pre-filter) the scanner's
 //! merging of an exact search of the unindexed rows and its deletion mask are needed, and the
 //! scanner is used.
 
@@ -29,8 +32,12 @@ use lance_index::prefilter::NoFilter;
 use lance_index::vector::{ApproxMode, Query, VectorIndex, DIST_COL};
 use lance_linalg::distance::DistanceType;
 
-use crate::index::loaded::{metric_distance, LoadedIndex, LoadedIndices};
+use crate::index::filtered::Admitted;
+use crate::index::index_knn::IndexKnnTask;
+use crate::index::index_version::LoadedVersion;
+use crate::index::loaded::{metric_distance, IndexSegment, LoadedIndices};
 use crate::index::search::IndexSearch;
+use crate::index::search_metrics::SearchMetrics;
 
 /// An index segment that alone answers searches of one dataset version (see the module docs).
 pub(crate) struct DirectIndex {
@@ -59,8 +66,8 @@ pub(crate) enum Candidates {
 /// What searches the segment.
 enum Searcher {
     /// Quiver's graph search over the index loaded in memory (`loaded`): an HNSW index
-    /// that fits the budget.
-    Loaded(Arc<LoadedIndex>),
+    /// that fits the budget, as it is in the version searched.
+    Loaded(LoadedVersion),
     /// Lance's search of the index.
     Lance(Arc<dyn VectorIndex>),
 }
@@ -74,12 +81,13 @@ impl DirectIndex {
         distance_type: DistanceType,
         pool: &Arc<dyn MemoryPool>,
     ) -> Result<Option<Self>> {
-        // An index is only loaded once it has been found to answer alone (below), and a version
-        // never changes: a loaded index needs no more checks, nor anything of Lance's.
+        // A version never changes: once an index is loaded and what it shows of a version
+        // known, a search of that version needs no more checks, nor anything of Lance's.
         let loaded_indices = LoadedIndices::global();
         if let Some(loaded) = loaded_indices.cached(dataset, &search.index).await {
-            return Ok((loaded.distance_type() == distance_type).then(|| Self {
-                element: loaded.element(),
+            let index = Arc::clone(loaded.index());
+            return Ok((index.distance_type() == distance_type).then(|| Self {
+                element: index.element(),
                 searcher: Searcher::Loaded(loaded),
                 distance_type,
             }));
@@ -107,21 +115,24 @@ impl DirectIndex {
             fragment.deletion_file.is_none()
                 && u32::try_from(fragment.id).is_ok_and(|id| covered.contains(id))
         });
-        if !answers_alone {
-            return Ok(None);
-        }
         let index = dataset
             .open_vector_index(&search.column, &segment.uuid, &NoOpMetricsCollector)
             .await?;
+        let indexed = IndexSegment {
+            name: &search.index,
+            uuid: segment.uuid.to_string(),
+            covered: covered.iter().collect(),
+        };
         let searcher = match loaded_indices
-            .get_or_load(dataset, &search.index, &index, &search.column, pool)
+            .get_or_load(dataset, &indexed, &index, &search.column, pool)
             .await?
         {
             Some(loaded) => Searcher::Loaded(loaded),
-            None => Searcher::Lance(index),
+            None if answers_alone => Searcher::Lance(index),
+            None => return Ok(None),
         };
         let metric = match &searcher {
-            Searcher::Loaded(loaded) => loaded.distance_type(),
+            Searcher::Loaded(loaded) => loaded.index().distance_type(),
             Searcher::Lance(index) => index.metric_type(),
         };
         if metric != distance_type {
@@ -139,18 +150,27 @@ impl DirectIndex {
         matches!(self.searcher, Searcher::Loaded(_))
     }
 
-    /// The rows of the `candidates` best matches of `search.query` by the index's distance,
-    /// with the dataset columns `columns`; `None` where the query cannot be searched here (a
-    /// cosine query of zero length, which only the scanner's handling defines). A loaded index
-    /// scores exactly, so of its candidates only the `search.k` nearest are returned.
+    /// The rows of the `candidates` best matches of `task`'s query by the index's distance,
+    /// among the rows its filter admits, with the dataset columns it projects; `None` where the
+    /// query cannot be searched here (a cosine query of zero length, which only the scanner's
+    /// handling defines; a filter on an index not loaded, or one the loaded index cannot
+    /// evaluate). A loaded index scores exactly, so of its candidates only the `search.k`
+    /// nearest are returned; its searches are counted in `metrics`.
     pub(crate) async fn search(
         &self,
-        dataset: &Dataset,
-        search: &IndexSearch,
+        task: &IndexKnnTask,
         candidates: usize,
-        columns: &[String],
+        metrics: &SearchMetrics,
         pool: &Arc<dyn MemoryPool>,
     ) -> Result<Option<Candidates>> {
+        let IndexKnnTask {
+            dataset,
+            search,
+            filter,
+            columns,
+            ..
+        } = task;
+        let filter = filter.as_ref();
         // The scanner normalises a cosine query before ranking partitions.
         let norm = match self.distance_type {
             DistanceType::Cosine => {
@@ -167,13 +187,28 @@ impl DirectIndex {
         let ef = search.params.ef.max(candidates);
         let index = match &self.searcher {
             Searcher::Loaded(loaded) => {
-                let probed = loaded.partitions(key, nprobes)?;
+                let cache = LoadedIndices::global();
+                let admitted = match filter {
+                    Some(filter) => {
+                        match Admitted::evaluate(loaded, cache, dataset, filter, pool).await? {
+                            Some(admitted) => Some(admitted),
+                            None => return Ok(None),
+                        }
+                    }
+                    None => None,
+                };
+                let probed = loaded.index().partitions(key, nprobes)?;
                 // Scored by the query as given: the distance functions' exact values, so the
                 // k nearest candidates are the answer and no other row is fetched.
-                let found = loaded.search(&search.query, &probed, ef, search.k);
+                let (found, filtered) =
+                    loaded.search(&search.query, &probed, ef, search.k, admitted.as_ref());
+                metrics.record_rows_outside_index(loaded.unindexed_rows());
+                if let Some(path) = filtered {
+                    metrics.record_filtered_search(path);
+                }
                 let positions: Vec<usize> = found.iter().map(|(_, p)| *p).collect();
                 let rows = loaded
-                    .rows(LoadedIndices::global(), dataset, &positions, columns, pool)
+                    .rows(cache, dataset, &positions, columns, pool)
                     .await?;
                 let distances = found
                     .into_iter()
@@ -181,6 +216,8 @@ impl DirectIndex {
                     .collect();
                 return Ok(Some(Candidates::Ranked { rows, distances }));
             }
+            // Lance's search of the index alone applies no filter.
+            Searcher::Lance(_) if filter.is_some() => return Ok(None),
             Searcher::Lance(index) => index,
         };
         let mut query = index_query(

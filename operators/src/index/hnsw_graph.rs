@@ -219,13 +219,14 @@ pub struct HnswGraph {
     len: usize,
 }
 
-/// A node of a level's beam: its score (smaller is nearer), and whether its neighbours have
-/// been scored.
+/// A node of a level's beam: its score (smaller is nearer), whether its neighbours have been
+/// scored, and whether it may be in the answer ([`HnswGraph::search_admitting`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct BeamEntry {
     score: f32,
     node: u32,
     expanded: bool,
+    admitted: bool,
 }
 
 impl BeamEntry {
@@ -388,8 +389,30 @@ impl HnswGraph {
         ef: usize,
         upper_beam: usize,
         scratch: &mut SearchScratch,
+        score: impl FnMut(u32) -> f32,
+        prefetch_node: impl Fn(u32),
+    ) -> Vec<(f32, u32)> {
+        self.search_admitting(ef, upper_beam, scratch, score, prefetch_node, |_| true)
+    }
+
+    /// As [`Self::search`], but the answer holds only nodes `admit` admits (rows that match a
+    /// filter and are not deleted): the (up to) `ef` admitted nodes nearest the query.
+    ///
+    /// The search still walks through the nodes it does not admit, so the graph stays as
+    /// connected as it was built (as hnswlib's filtered search and pgvector's iterative scans
+    /// do): the beam keeps `ef` admitted nodes and, among them, the others nearer than the
+    /// farthest of those, which are expanded like any other. The fewer nodes are admitted, the
+    /// more the beam holds; it is bounded at [`MAX_BEAM_PER_ADMITTED`] times `ef`, past which
+    /// the farthest node not admitted leaves it. A caller with few admitted nodes scores them
+    /// all instead.
+    pub fn search_admitting(
+        &self,
+        ef: usize,
+        upper_beam: usize,
+        scratch: &mut SearchScratch,
         mut score: impl FnMut(u32) -> f32,
         prefetch_node: impl Fn(u32),
+        admit: impl Fn(u32) -> bool,
     ) -> Vec<(f32, u32)> {
         if self.is_empty() || ef == 0 {
             return Vec::new();
@@ -400,19 +423,31 @@ impl HnswGraph {
             score: score(entry),
             node: entry,
             expanded: false,
+            admitted: true,
         });
+        let admit_all = |_: u32| true;
         for level in self.upper.iter().rev() {
             // The level's search runs between positions in the level; a level none of the nodes
             // so far is in (which HNSW never makes) is passed over.
             if scratch.relabel(|node| level.position(node)) {
-                scratch.search_level(level, upper_beam.max(1), &mut score, &prefetch_node);
+                let width = upper_beam.max(1);
+                scratch.search_level(level, width, &mut score, &prefetch_node, &admit_all);
                 scratch.relabel(|p| Some(level.id(p)));
             }
         }
-        scratch.search_level(&self.bottom, ef, &mut score, &prefetch_node);
-        scratch.beam.iter().map(|e| (e.score, e.node)).collect()
+        scratch.search_level(&self.bottom, ef, &mut score, &prefetch_node, &admit);
+        scratch
+            .beam
+            .iter()
+            .filter(|e| e.admitted)
+            .map(|e| (e.score, e.node))
+            .collect()
     }
 }
+
+/// How many nodes a beam of width `ef` holds at most, as a multiple of `ef`, when few of the
+/// nodes are admitted ([`HnswGraph::search_admitting`]).
+pub(crate) const MAX_BEAM_PER_ADMITTED: usize = 128;
 
 /// What a search needs besides the graph (the visited set, the beam, the neighbours to score),
 /// kept between searches.
@@ -449,18 +484,21 @@ impl SearchScratch {
     }
 
     /// The beam search of `level` (the HNSW paper's algorithm 2), from the nodes in the beam,
-    /// leaving there the `width` nearest it found.
+    /// leaving there the `width` nearest it found that `admit` admits, and those it does not
+    /// admit that are nearer than the farthest of them.
     ///
     /// The beam is one sorted list, as DiskANN's search list: the node expanded next is the
     /// nearest not yet expanded, and the search ends when every node in the beam has been. That
     /// is the paper's pair of heaps (candidates, nearest) without the candidates that fell out
-    /// of the nearest, which the paper's search stops at rather than expands.
+    /// of the nearest, which the paper's search stops at rather than expands. When every node is
+    /// admitted, the beam is exactly the paper's nearest `width`.
     fn search_level(
         &mut self,
         level: &impl LevelView,
         width: usize,
         score: &mut impl FnMut(u32) -> f32,
         prefetch_node: &impl Fn(u32),
+        admit: &impl Fn(u32) -> bool,
     ) {
         let Self {
             visited,
@@ -469,11 +507,15 @@ impl SearchScratch {
             ..
         } = self;
         visited.start(level.len());
+        let mut admitted = 0;
         for entry in beam.iter_mut() {
             visited.insert(entry.node);
             entry.expanded = false;
+            entry.admitted = admit(level.id(entry.node));
+            admitted += usize::from(entry.admitted);
         }
-        beam.truncate(width);
+        trim(beam, &mut admitted, width);
+        let most = width.saturating_mul(MAX_BEAM_PER_ADMITTED).max(width + 1);
         let mut next = 0;
         while next < beam.len() {
             beam[next].expanded = true;
@@ -487,35 +529,60 @@ impl SearchScratch {
             fresh.extend(neighbors.iter().copied().filter(|n| visited.insert(*n)));
             fresh.iter().for_each(|n| prefetch_node(level.id(*n)));
             for &n in fresh.iter() {
-                let s = score(level.id(n));
+                let id = level.id(n);
+                let s = score(id);
                 // As the paper's search: a node enters a full beam only if it is strictly nearer
-                // than the beam's farthest.
-                let full = beam.len() >= width;
-                if full
+                // than the beam's farthest (which, once full, is admitted).
+                if admitted >= width
                     && beam
                         .last()
                         .is_some_and(|worst| s.total_cmp(&worst.score).is_ge())
                 {
                     continue;
                 }
+                let is_admitted = admit(id);
                 let at = beam.partition_point(|e| e.rank(s, n).is_lt());
-                if full {
-                    beam.pop();
-                }
                 beam.insert(
                     at,
                     BeamEntry {
                         score: s,
                         node: n,
                         expanded: false,
+                        admitted: is_admitted,
                     },
                 );
+                admitted += usize::from(is_admitted);
+                trim(beam, &mut admitted, width);
                 next = next.min(at);
+                if beam.len() > most {
+                    // The farthest node not admitted leaves (there is one: at most `width` are).
+                    if let Some(drop) = beam.iter().rposition(|e| !e.admitted) {
+                        beam.remove(drop);
+                        next = next.min(drop);
+                    }
+                }
             }
             while next < beam.len() && beam[next].expanded {
                 next += 1;
             }
         }
+    }
+}
+
+/// Cuts `beam` (sorted, `admitted` of its entries admitted) after its `width`-th admitted
+/// entry, keeping `admitted` up to date.
+#[inline]
+fn trim(beam: &mut Vec<BeamEntry>, admitted: &mut usize, width: usize) {
+    if *admitted < width {
+        return;
+    }
+    while *admitted > width {
+        if beam.pop().is_some_and(|e| e.admitted) {
+            *admitted -= 1;
+        }
+    }
+    while beam.last().is_some_and(|e| !e.admitted) {
+        beam.pop();
     }
 }
 
@@ -607,6 +674,47 @@ mod tests {
                 .map(|(_, n)| Some(n.iter().map(|v| Some(*v)).collect::<Vec<_>>())),
         );
         RecordBatch::try_new(Arc::new(schema), vec![Arc::new(ids), Arc::new(neighbors)]).unwrap()
+    }
+
+    /// A path over the points `0..n` (node `i` at `i`), each node linked to the two on either
+    /// side: a graph whose only routes between far nodes run through the nodes between them.
+    fn path(n: u32) -> HnswGraph {
+        let bottom = (0..n)
+            .map(|i| {
+                let near = [i.wrapping_sub(2), i.wrapping_sub(1), i + 1, i + 2];
+                (i, near.into_iter().filter(|j| *j < n).collect())
+            })
+            .collect();
+        HnswGraph::from_lance(&lance_batch(&[bottom], n / 2)).unwrap()
+    }
+
+    #[test]
+    fn a_search_admitting_some_nodes_walks_through_the_others_to_them() {
+        let graph = path(100);
+        let mut scratch = SearchScratch::default();
+        let query = 3.3f32;
+        let score = |i: u32| (i as f32 - query).abs();
+        // A tenth of the nodes admitted: reached from the entry point (50) only through nodes
+        // that are not.
+        let tenth = |i: u32| i.is_multiple_of(10);
+        let found = graph.search_admitting(3, 1, &mut scratch, score, |_| {}, tenth);
+        let nodes: Vec<u32> = found.iter().map(|(_, n)| *n).collect();
+        assert_eq!(nodes, [0, 10, 20]);
+        assert_eq!(found[0].0, score(0));
+        // Fewer admitted nodes than the beam: every one of them, nearest first.
+        let two = |i: u32| i == 97 || i == 1;
+        let found = graph.search_admitting(5, 1, &mut scratch, score, |_| {}, two);
+        assert_eq!(found.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [1, 97]);
+        // None admitted: nothing.
+        let none = graph.search_admitting(5, 1, &mut scratch, score, |_| {}, |_| false);
+        assert!(none.is_empty());
+        // Every node admitted: the search without a filter.
+        let all = graph.search_admitting(4, 1, &mut scratch, score, |_| {}, |_| true);
+        assert_eq!(all, graph.search(4, 1, &mut scratch, score, |_| {}));
+        assert_eq!(
+            all.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            [3, 4, 2, 5]
+        );
     }
 
     #[test]

@@ -132,27 +132,22 @@ impl IndexKnnTask {
         let Self {
             dataset,
             search,
-            filter,
             columns,
             schema,
             with_distance,
+            ..
         } = self;
         let distance_type =
             index_distance_type(search.metric, search.descending).unwrap_or(DistanceType::L2);
-        // Without a filter, the index alone may answer (`direct`); otherwise, or where it
-        // cannot, Lance's scanner searches.
-        let direct = match &filter {
-            None => DirectIndex::open(dataset, search, distance_type, pool).await?,
-            Some(_) => None,
-        };
+        // The index alone may answer (`direct`; with a filter, only loaded); where it cannot,
+        // Lance's scanner searches.
+        let direct = DirectIndex::open(dataset, search, distance_type, pool).await?;
         let direct_rows = match direct {
             Some(index) => {
                 // As Lance's refine: k * refine_factor candidates, ranked exactly (below, or
                 // by the loaded index's own exact scores).
                 let candidates = search.k * search.params.refine_factor.max(1);
-                let found = index
-                    .search(dataset, search, candidates, columns, pool)
-                    .await?;
+                let found = index.search(self, candidates, metrics, pool).await?;
                 found.map(|found| (found, index.is_loaded()))
             }
             None => None,

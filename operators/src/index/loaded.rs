@@ -11,21 +11,25 @@
 //! takes the rows from the files (`take_rows`), which costs more than the search itself; see
 //! `benchmarks/README.md`.
 //!
-//! Loaded indices live in one process-wide cache, keyed by dataset, version and index name (a
-//! version never changes, so neither do its indices nor what was loaded from them; an index is
-//! only loaded once it is known to answer its searches alone), and bounded in bytes
-//! ([`LoadedIndices::global`], `QUIVER_LOADED_INDEX_MB`), least recently used first out. An
-//! index too large for the budget is not loaded, and is searched through Lance. Columns a search
-//! projects besides the vectors are loaded too, into the index's entry, where their values have
-//! a fixed width and fit; others are taken from the files by row id.
+//! Loaded indices live in one process-wide cache, keyed by dataset and index segment (a segment
+//! never changes, so neither does what was loaded from it), and bounded in bytes
+//! ([`LoadedIndices::global`], `QUIVER_LOADED_INDEX_MB`), least recently used first out. A
+//! loaded segment follows its dataset from version to version: what it shows of each version
+//! ([`IndexVersion`]: its rows the version deleted hidden, the version's rows written after it
+//! held beside it) is cached by dataset, version and index name, so a search of a version seen
+//! before looks up one entry, and a write never loads the graph again. An index too large for
+//! the budget is not loaded, and is searched through Lance. Columns a search projects besides
+//! the vectors are loaded too, into the index's entry, where their values have a fixed width
+//! and fit; others are taken from the files by row id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch, RecordBatchOptions, UInt32Array,
 };
-use datafusion::arrow::buffer::ScalarBuffer;
+use datafusion::arrow::buffer::{BooleanBuffer, ScalarBuffer};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Float16Type, Float32Type, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
@@ -34,6 +38,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use lance::dataset::ProjectionRequest;
 use lance::index::vector::ivf::v2::IVFIndex;
+use lance::table::format::Fragment;
 use lance::Dataset;
 use lance_index::metrics::NoOpMetricsCollector;
 use lance_index::vector::flat::index::FlatQuantizer;
@@ -51,10 +56,15 @@ use moka::policy::EvictionPolicy;
 
 use crate::distance::{cosine_from_parts, kernels, Metric};
 use crate::index::hnsw_graph::{prefetch, HnswGraph, SearchScratch};
+use crate::index::index_version::{FragmentFiles, IndexVersion, LoadedVersion, UnindexedRows};
 use crate::index::scalar_quantized::ScalarQuantized;
 
 /// The default budget of [`LoadedIndices::global`]: 4 GiB.
 const DEFAULT_BUDGET_MB: u64 = 4096;
+
+/// Bytes a value of a column without a fixed width (text, binary) is assumed to take before
+/// the column is loaded and measured.
+const VARIABLE_WIDTH_GUESS: usize = 16;
 
 /// Bytes a graph node is assumed to cost before the graph is loaded: an HNSW node with M = 16
 /// keeps a block of 32 bottom-level edges, its row id, and a few upper-level edges.
@@ -74,22 +84,46 @@ fn estimated_bytes(rows: u64, dim: usize) -> u64 {
 /// less than with a larger `ef` alone; see `benchmarks/README.md`.
 const UPPER_BEAM: usize = 3;
 
-/// The cache key of one index of one dataset version.
+/// The cache key of one index segment of one dataset.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct LoadKey {
+pub(crate) struct LoadKey {
+    dataset: String,
+    /// The segment's UUID.
+    segment: String,
+}
+
+/// The cache key of what a loaded index shows of one dataset version.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct VersionKey {
     dataset: String,
     version: u64,
     /// The index's name.
     index: String,
 }
 
-/// Loaded indices, weighed in bytes against a budget, the least recently used out first.
+/// One segment of a vector index, as a dataset version lists it.
+pub(crate) struct IndexSegment<'a> {
+    /// The index's name.
+    pub(crate) name: &'a str,
+    /// The segment's UUID.
+    pub(crate) uuid: String,
+    /// The fragments the segment covers in the version.
+    pub(crate) covered: HashSet<u32>,
+}
+
+/// Loaded indices, weighed in bytes against a budget, the least recently used out first, and
+/// what they show of the dataset versions searched.
 pub(crate) struct LoadedIndices {
     budget_bytes: u64,
     entries: Cache<LoadKey, Arc<LoadedIndex>>,
     /// Indices that were loaded and measured larger than the budget, which their estimate
     /// fitted: searched through Lance from then on, not loaded again by every search.
     too_large: Cache<LoadKey, ()>,
+    /// What each loaded index shows of each version searched, weighed against an eighth of the
+    /// budget (the rows held beside the index).
+    versions: Cache<VersionKey, Arc<IndexVersion>>,
+    /// How many indices this cache has loaded.
+    loads: AtomicU64,
 }
 
 /// How many indices [`LoadedIndices`] remembers as too large to load.
@@ -118,10 +152,19 @@ impl LoadedIndices {
                 u32::try_from(loaded.size_bytes() / 1024 + 1).unwrap_or(u32::MAX)
             })
             .build();
+        let versions = Cache::builder()
+            .eviction_policy(EvictionPolicy::lru())
+            .max_capacity(budget_bytes / 8 / 1024)
+            .weigher(|_, version: &Arc<IndexVersion>| {
+                u32::try_from(version.size_bytes() / 1024 + 1).unwrap_or(u32::MAX)
+            })
+            .build();
         Self {
             budget_bytes,
             entries,
             too_large: Cache::new(TOO_LARGE_REMEMBERED),
+            versions,
+            loads: AtomicU64::new(0),
         }
     }
 
@@ -131,23 +174,32 @@ impl LoadedIndices {
         &GLOBAL
     }
 
-    /// Index `name` of `dataset`, if a search has loaded it.
-    pub(crate) async fn cached(&self, dataset: &Dataset, name: &str) -> Option<Arc<LoadedIndex>> {
-        self.entries.get(&index_key(dataset, name)).await
+    /// Index `name` as it is in `dataset`'s version, if a search of that version loaded it.
+    pub(crate) async fn cached(&self, dataset: &Dataset, name: &str) -> Option<LoadedVersion> {
+        let version = self.versions.get(&version_key(dataset, name)).await?;
+        let index = self.entries.get(&version.index).await?;
+        Some(LoadedVersion::of(index, version))
     }
 
-    /// `index` (index `name` on `column` of `dataset`, which must answer its searches alone:
-    /// one segment, covering every row), loaded, if it is an HNSW index and fits the budget;
-    /// loaded now if no search has loaded it before and it fits what `pool` (the loading
-    /// query's) has left, which it counts against while it loads.
+    /// How many indices this cache has loaded.
+    #[cfg(test)]
+    pub(crate) fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    /// `index` (`segment` of `dataset`'s index on `column`), loaded, with what it shows of
+    /// `dataset`'s version, if it is an HNSW index that fits the budget and follows the
+    /// version ([`IndexVersion::build`]); loaded now if no search has loaded the segment before
+    /// and it fits what `pool` (the loading query's) has left, which it counts against while it
+    /// loads.
     pub(crate) async fn get_or_load(
         &self,
         dataset: &Dataset,
-        name: &str,
+        segment: &IndexSegment<'_>,
         index: &Arc<dyn VectorIndex>,
         column: &str,
         pool: &Arc<dyn MemoryPool>,
-    ) -> Result<Option<Arc<LoadedIndex>>> {
+    ) -> Result<Option<LoadedVersion>> {
         let DataType::FixedSizeList(_, dim) = dataset
             .schema()
             .field(column)
@@ -156,48 +208,81 @@ impl LoadedIndices {
         else {
             return Ok(None);
         };
+        // A loaded index finds its rows' fragments from their row ids, which stable row ids
+        // are not.
+        if dataset.manifest().uses_stable_row_ids() {
+            return Ok(None);
+        }
         let dim = dim as usize;
         let estimate = estimated_bytes(index.num_rows(), dim);
         if estimate > self.budget_bytes {
             return Ok(None);
         }
-        let key = index_key(dataset, name);
+        let key = LoadKey {
+            dataset: dataset.uri().to_string(),
+            segment: segment.uuid.clone(),
+        };
         if self.too_large.contains_key(&key) {
             return Ok(None);
         }
-        let Some(graphs) = partition_graphs(index.as_ref()) else {
+        let loaded = match self.entries.get(&key).await {
+            Some(loaded) => loaded,
+            None => {
+                let Some(graphs) = partition_graphs(index.as_ref()) else {
+                    return Ok(None);
+                };
+                // A query whose memory limit the index does not fit searches through Lance, and
+                // leaves loading it to one it fits; once loaded, the index is the cache's,
+                // weighed against its budget, and every search uses it.
+                let Some(_reserved) = reserve(pool, "index loading", estimate) else {
+                    return Ok(None);
+                };
+                let loaded = self
+                    .entries
+                    .try_get_with(key.clone(), async {
+                        self.loads.fetch_add(1, Ordering::Relaxed);
+                        let load = LoadedIndex::load(
+                            key.clone(),
+                            dataset,
+                            index.as_ref(),
+                            graphs,
+                            column,
+                            dim,
+                        );
+                        load.await.map(Arc::new)
+                    })
+                    .await
+                    .map_err(DataFusionError::Shared)?;
+                if loaded.size_bytes() as u64 > self.budget_bytes {
+                    // The estimate assumes 32 bottom-level edges a node (m = 16); a denser graph
+                    // may not fit after all, and the cache would drop it only for the next
+                    // search to load it again.
+                    self.entries.invalidate(&key).await;
+                    self.too_large.insert(key, ()).await;
+                    return Ok(None);
+                }
+                loaded
+            }
+        };
+        let Some(version) =
+            IndexVersion::build(&loaded, dataset, &segment.covered, self.budget_bytes / 8).await?
+        else {
             return Ok(None);
         };
-        // A query whose memory limit the index does not fit searches through Lance, and leaves
-        // loading it to one it fits; once loaded, the index is the cache's, weighed against its
-        // budget, and every search uses it.
-        let Some(_reserved) = reserve(pool, "index loading", estimate) else {
-            return Ok(None);
-        };
-        let loaded = self
-            .entries
-            .try_get_with(key.clone(), async {
-                let load =
-                    LoadedIndex::load(key.clone(), dataset, index.as_ref(), graphs, column, dim);
-                load.await.map(Arc::new)
-            })
-            .await
-            .map_err(DataFusionError::Shared)?;
-        if loaded.size_bytes() as u64 > self.budget_bytes {
-            // The estimate assumes 32 bottom-level edges a node (m = 16); a denser graph may
-            // not fit after all, and the cache would drop it only for the next search to load
-            // it again.
-            self.entries.invalidate(&key).await;
-            self.too_large.insert(key, ()).await;
-            return Ok(None);
-        }
-        Ok(Some(loaded))
+        let version = Arc::new(version);
+        self.versions
+            .insert(version_key(dataset, segment.name), Arc::clone(&version))
+            .await;
+        // Weighed again, with the rows it now holds beside it.
+        self.entries.insert(key, Arc::clone(&loaded)).await;
+        Ok(Some(LoadedVersion::of(loaded, version)))
     }
 
-    /// Column `name` of `index` at every position, loaded if its values have a fixed width and
-    /// it fits an eighth of the budget, and the index with it the whole budget; `None` otherwise.
-    /// A loaded column is part of the index's entry, which is weighed again with it.
-    async fn column(
+    /// Column `name` of `index` at every position, loaded if it fits an eighth of the budget,
+    /// and the index with it the whole budget; `None` otherwise. A loaded column is part of the
+    /// index's entry, which is weighed again with it. A column whose values have no fixed width
+    /// is measured once loaded, and one found too large is not loaded again.
+    pub(crate) async fn column(
         &self,
         index: &Arc<LoadedIndex>,
         dataset: &Dataset,
@@ -214,30 +299,46 @@ impl LoadedIndices {
         if let Some(values) = loaded() {
             return Ok(Some(values));
         }
-        let Some(width) = index
-            .schema
-            .column_with_name(name)
-            .and_then(|(_, f)| fixed_width(f.data_type()))
-        else {
+        let Some((_, field)) = index.schema.column_with_name(name) else {
             return Ok(None);
         };
-        let bytes = (index.row_ids.len() * width) as u64;
-        if bytes > self.budget_bytes / 8 || index.size_bytes() as u64 + bytes > self.budget_bytes {
+        let too_large = |bytes: u64| {
+            bytes > self.budget_bytes / 8 || index.size_bytes() as u64 + bytes > self.budget_bytes
+        };
+        let width = fixed_width(field.data_type()).unwrap_or(VARIABLE_WIDTH_GUESS);
+        let estimate = (index.row_ids.len() * width) as u64;
+        let refused = index
+            .too_large_columns
+            .lock()
+            .is_ok_and(|c| c.contains(name));
+        if refused || too_large(estimate) {
             return Ok(None);
         }
-        let Some(_reserved) = reserve(pool, "index column loading", bytes) else {
+        let Some(reserved) = reserve(pool, "index column loading", estimate) else {
             return Ok(None);
         };
         let _loading = index.column_load.lock().await;
         if let Some(values) = loaded() {
             return Ok(Some(values));
         }
-        let request = ProjectionRequest::from_columns([name], dataset.schema());
-        let values = dataset
-            .take_rows(&index.row_ids, request)
-            .await?
-            .column(0)
-            .clone();
+        // Only from a version that still holds every fragment the index was loaded from, so
+        // that the column has a value at every position another version may show.
+        let Some(values) = index.take(dataset, name).await? else {
+            return Ok(None);
+        };
+        let bytes = values.get_array_memory_size() as u64;
+        if too_large(bytes) {
+            if let Ok(mut refused) = index.too_large_columns.lock() {
+                refused.insert(name.to_string());
+            }
+            return Ok(None);
+        }
+        if reserved
+            .try_grow(bytes.saturating_sub(estimate) as usize)
+            .is_err()
+        {
+            return Ok(None);
+        }
         if let Ok(mut columns) = index.columns.lock() {
             columns.insert(name.to_string(), values.clone());
         }
@@ -294,6 +395,23 @@ pub(crate) struct LoadedIndex {
     columns: Mutex<HashMap<String, ArrayRef>>,
     /// Held while a column is loaded, so that concurrent searches load it once.
     column_load: tokio::sync::Mutex<()>,
+    /// Columns without a fixed width found too large to load.
+    too_large_columns: Mutex<HashSet<String>>,
+    /// The fragments the index's rows are in, by id: what they held when the index was loaded,
+    /// and the positions of their rows.
+    fragments: HashMap<u32, LoadedFragment>,
+    /// Rows outside the index that versions searched hold, by fragment id: read once, shared
+    /// by the versions ([`IndexVersion`]) that hold the same fragment.
+    pub(crate) unindexed: Mutex<HashMap<u64, Arc<UnindexedRows>>>,
+}
+
+/// A fragment the rows of a [`LoadedIndex`] are in.
+pub(crate) struct LoadedFragment {
+    /// Its files when the index was loaded; `None` where the version loaded from no longer held
+    /// the fragment, whose positions then hold no vectors.
+    pub(crate) files: Option<FragmentFiles>,
+    /// `(offset in the fragment, position in the index)` of its rows, by offset.
+    pub(crate) positions: Vec<(u32, u32)>,
 }
 
 impl LoadedIndex {
@@ -325,18 +443,15 @@ impl LoadedIndex {
             });
             row_ids.extend(rows);
         }
-        let projection = ProjectionRequest::from_columns([column], dataset.schema());
-        let batch = dataset.take_rows(&row_ids, projection).await?;
-        let vectors = batch.column(0).clone();
+        let fragments = fragment_positions(dataset, &row_ids);
+        let Some(vectors) = take_positions(dataset, &row_ids, &fragments, column).await? else {
+            return Err(DataFusionError::Execution(format!(
+                "index rows of column {column} could not be read"
+            )));
+        };
         let list = vectors.as_fixed_size_list();
         let values = f32_values(list)?;
-        let norms = (distance_type == DistanceType::Cosine).then(|| {
-            let k = kernels();
-            values
-                .chunks_exact(dim)
-                .map(|v| (k.dot)(v, v))
-                .collect::<Vec<f32>>()
-        });
+        let norms = norms_for(distance_type, &values, dim);
         let quantized = ScalarQuantized::new(&values, dim, distance_type, norms.as_deref());
         Ok(Self {
             key,
@@ -354,7 +469,59 @@ impl LoadedIndex {
             scratch: Mutex::new(Vec::new()),
             columns: Mutex::new(HashMap::new()),
             column_load: tokio::sync::Mutex::new(()),
+            too_large_columns: Mutex::new(HashSet::new()),
+            fragments,
+            unindexed: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Its key in the cache.
+    pub(crate) fn key(&self) -> &LoadKey {
+        &self.key
+    }
+
+    /// The number of positions (indexed rows).
+    pub(crate) fn len(&self) -> usize {
+        self.row_ids.len()
+    }
+
+    /// The row id at `position`.
+    pub(crate) fn row_id(&self, position: usize) -> u64 {
+        self.row_ids[position]
+    }
+
+    /// The indexed column's name.
+    pub(crate) fn column(&self) -> &str {
+        &self.column
+    }
+
+    /// The indexed column's vectors, one per position.
+    pub(crate) fn vectors(&self) -> &ArrayRef {
+        &self.vectors
+    }
+
+    /// The fragments the index's rows are in, by id.
+    pub(crate) fn fragments(&self) -> &HashMap<u32, LoadedFragment> {
+        &self.fragments
+    }
+
+    /// Column `name` at every position, read from `dataset`, if it still holds every fragment
+    /// the index was loaded from (see [`take_positions`]).
+    async fn take(&self, dataset: &Dataset, name: &str) -> Result<Option<ArrayRef>> {
+        let held = dataset
+            .fragments()
+            .iter()
+            .filter_map(|f| u32::try_from(f.id).ok());
+        let held: HashSet<u32> = held.collect();
+        let complete = self
+            .fragments
+            .iter()
+            .all(|(id, f)| f.files.is_none() || held.contains(id));
+        if !complete {
+            return Ok(None);
+        }
+        let fragments = fragment_positions(dataset, &self.row_ids);
+        take_positions(dataset, &self.row_ids, &fragments, name).await
     }
 
     /// The indexed column's element type (`Float32` or `Float16`).
@@ -410,34 +577,26 @@ impl LoadedIndex {
     }
 
     /// The `candidates` vectors nearest `query` that a search with breadth `ef` finds in each of
-    /// `partitions`, nearest first (ties by position), as `(score, position)`. The beam scores
-    /// the 8-bit codes; the `ef` nodes it finds in a partition are then scored exactly, and
-    /// those scores are returned. Smaller is nearer: the squared L2 distance, the cosine
-    /// distance, or the negative dot product ([`metric_distance`] turns them into the distance
-    /// functions' values). NULL vectors are never found.
+    /// `partitions`, nearest first (ties by position), as `(score, position)`, of the positions
+    /// `admitted` admits (all where `None`). The beam scores the 8-bit codes; the `ef` nodes it
+    /// finds in a partition are then scored exactly, and those scores are returned. Smaller is
+    /// nearer: the squared L2 distance, the cosine distance, or the negative dot product
+    /// ([`metric_distance`] turns them into the distance functions' values). NULL vectors are
+    /// never found.
     pub(crate) fn search(
         &self,
         query: &[f32],
         partitions: &[u32],
         ef: usize,
         candidates: usize,
+        admitted: Option<&BooleanBuffer>,
     ) -> Vec<(f32, usize)> {
-        let k = kernels();
+        let scorer = ExactScorer::new(self.distance_type, query);
         let (dim, values) = (self.dim, &self.values[..]);
-        let query_norm = (k.dot)(query, query);
         let valid = self.vectors.logical_nulls();
         let is_null = |position: usize| valid.as_ref().is_some_and(|v| v.is_null(position));
         let row = |position: usize| &values[position * dim..(position + 1) * dim];
-        let exact = |position: usize| {
-            let row = row(position);
-            match (self.distance_type, &self.norms) {
-                (DistanceType::Cosine, Some(norms)) => {
-                    cosine_from_parts((k.dot)(query, row), query_norm, norms[position])
-                }
-                (DistanceType::Dot, _) => -(k.dot)(query, row),
-                _ => (k.l2_squared)(query, row),
-            }
-        };
+        let norm = |position: usize| self.norms.as_ref().map_or(0.0, |n| n[position]);
         let approximate = self.quantized.query(query);
         let mut scratch = self
             .scratch
@@ -461,9 +620,22 @@ impl LoadedIndex {
                 }
             };
             let prefetch_node = |node: u32| prefetch(self.quantized.codes(start + node as usize));
-            let nearest: Vec<usize> = partition
-                .graph
-                .search(ef, UPPER_BEAM, &mut scratch, score, prefetch_node)
+            let graph = &partition.graph;
+            let nearest = match admitted {
+                None => graph.search(ef, UPPER_BEAM, &mut scratch, score, prefetch_node),
+                Some(admitted) => {
+                    let admit = |node: u32| admitted.value(start + node as usize);
+                    graph.search_admitting(
+                        ef,
+                        UPPER_BEAM,
+                        &mut scratch,
+                        score,
+                        prefetch_node,
+                        admit,
+                    )
+                }
+            };
+            let nearest: Vec<usize> = nearest
                 .into_iter()
                 .map(|(_, node)| start + node as usize)
                 .filter(|position| !is_null(*position))
@@ -472,7 +644,7 @@ impl LoadedIndex {
             found.extend(
                 nearest
                     .into_iter()
-                    .map(|position| (exact(position), position)),
+                    .map(|p| (scorer.score(row(p), norm(p)), p)),
             );
         }
         if let Ok(mut pool) = self.scratch.lock() {
@@ -481,6 +653,32 @@ impl LoadedIndex {
         found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         found.truncate(candidates);
         found
+    }
+
+    /// The scores of the positions `admitted` admits, each scored exactly, as `(score,
+    /// position)` in position order; NULL vectors left out.
+    pub(crate) fn score_admitted(
+        &self,
+        query: &[f32],
+        admitted: &BooleanBuffer,
+    ) -> Vec<(f32, usize)> {
+        let scorer = ExactScorer::new(self.distance_type, query);
+        let valid = self.vectors.logical_nulls();
+        let dim = self.dim;
+        admitted
+            .set_indices()
+            .filter(|p| valid.as_ref().is_none_or(|v| v.is_valid(*p)))
+            .map(|p| {
+                let row = &self.values[p * dim..(p + 1) * dim];
+                let norm = self.norms.as_ref().map_or(0.0, |n| n[p]);
+                (scorer.score(row, norm), p)
+            })
+            .collect()
+    }
+
+    /// The dataset's columns.
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
     }
 
     /// The rows at `positions`, with the dataset columns `projection`, the fixed-width ones
@@ -517,42 +715,127 @@ impl LoadedIndex {
             let request = ProjectionRequest::from_columns(&from_files, dataset.schema());
             Some(dataset.take_rows(&row_ids, request).await?)
         };
-        let mut fields = Vec::with_capacity(projection.len());
-        let mut arrays = Vec::with_capacity(projection.len());
-        for (name, loaded) in projection.iter().zip(columns) {
-            let array = match loaded {
-                Some(array) => array,
-                None => taken
-                    .as_ref()
-                    .and_then(|t| t.column_by_name(name))
-                    .cloned()
-                    .ok_or_else(|| {
-                        DataFusionError::Internal(format!("take_rows returned no column {name}"))
-                    })?,
-            };
-            let (_, field) = self.schema.fields().find(name).ok_or_else(|| {
-                DataFusionError::Plan(format!("the collection has no column {name}"))
-            })?;
-            fields.push(field.clone());
-            arrays.push(array);
-        }
-        let options = RecordBatchOptions::new().with_row_count(Some(positions.len()));
-        Ok(RecordBatch::try_new_with_options(
-            Arc::new(Schema::new(fields)),
-            arrays,
-            &options,
-        )?)
+        let mut columns = columns.into_iter();
+        projected_batch(
+            &self.schema,
+            projection,
+            positions.len(),
+            |name| match columns.next().flatten() {
+                Some(array) => Ok(array),
+                None => taken_column(taken.as_ref(), name),
+            },
+        )
     }
 }
 
-/// The cache key of index `name` of `dataset`.
-fn index_key(dataset: &Dataset, name: &str) -> LoadKey {
-    LoadKey {
+/// A batch of `rows` rows of the columns `projection`, typed as `schema` has them, each
+/// column's values given by `values(name)`, in order.
+pub(crate) fn projected_batch(
+    schema: &Schema,
+    projection: &[String],
+    rows: usize,
+    mut values: impl FnMut(&str) -> Result<ArrayRef>,
+) -> Result<RecordBatch> {
+    let mut fields = Vec::with_capacity(projection.len());
+    let mut arrays = Vec::with_capacity(projection.len());
+    for name in projection {
+        arrays.push(values(name)?);
+        let (_, field) = schema
+            .fields()
+            .find(name)
+            .ok_or_else(|| DataFusionError::Plan(format!("the collection has no column {name}")))?;
+        fields.push(field.clone());
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        arrays,
+        &options,
+    )?)
+}
+
+/// Column `name` of the rows `taken` from the files by row id.
+pub(crate) fn taken_column(taken: Option<&RecordBatch>, name: &str) -> Result<ArrayRef> {
+    taken
+        .and_then(|t| t.column_by_name(name))
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal(format!("take_rows returned no column {name}")))
+}
+
+/// The cache key of what index `name` shows of `dataset`'s version.
+fn version_key(dataset: &Dataset, name: &str) -> VersionKey {
+    VersionKey {
         dataset: dataset.uri().to_string(),
         // Not `dataset.version()`, which copies the manifest's summary into a map.
         version: dataset.manifest().version,
         index: name.to_string(),
     }
+}
+
+/// The fragments of the rows `row_ids` (a row id is its fragment id and offset: the dataset
+/// does not use stable row ids), with the files `dataset` holds of each.
+fn fragment_positions(dataset: &Dataset, row_ids: &[u64]) -> HashMap<u32, LoadedFragment> {
+    let held: HashMap<u64, &Fragment> = dataset.fragments().iter().map(|f| (f.id, f)).collect();
+    let mut out: HashMap<u32, LoadedFragment> = HashMap::new();
+    for (position, row_id) in row_ids.iter().enumerate() {
+        let (fragment, offset) = ((row_id >> 32) as u32, *row_id as u32);
+        out.entry(fragment)
+            .or_insert_with(|| LoadedFragment {
+                files: held.get(&u64::from(fragment)).map(|f| FragmentFiles::of(f)),
+                positions: Vec::new(),
+            })
+            .positions
+            .push((offset, position as u32));
+    }
+    for fragment in out.values_mut() {
+        fragment.positions.sort_unstable();
+    }
+    out
+}
+
+/// Column `name` of the rows `row_ids` of `dataset`, one value per position (rows the version
+/// deleted with their stored values, so positions keep their rows), NULL at the positions of
+/// `fragments` the version no longer holds; `None` where it holds none of them, or the rows
+/// read are not the rows asked for.
+async fn take_positions(
+    dataset: &Dataset,
+    row_ids: &[u64],
+    fragments: &HashMap<u32, LoadedFragment>,
+    name: &str,
+) -> Result<Option<ArrayRef>> {
+    let held = |row_id: &u64| {
+        fragments
+            .get(&((row_id >> 32) as u32))
+            .is_some_and(|f| f.files.is_some())
+    };
+    let present: Vec<u64> = row_ids.iter().copied().filter(held).collect();
+    if present.is_empty() {
+        return Ok(None);
+    }
+    let projection = ProjectionRequest::from_columns([name], dataset.schema());
+    let batch = Arc::new(dataset.clone())
+        .take_builder(&present, projection)?
+        .with_ignore_deletions(true)
+        .execute()
+        .await?;
+    if batch.num_rows() != present.len() {
+        return Ok(None);
+    }
+    let values = batch.column(0).clone();
+    if present.len() == row_ids.len() {
+        return Ok(Some(values));
+    }
+    let mut next = 0u32;
+    let indices: UInt32Array = row_ids
+        .iter()
+        .map(|row_id| {
+            held(row_id).then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect();
+    Ok(Some(take(&values, &indices, None)?))
 }
 
 /// The value of `metric`'s distance function for a [`LoadedIndex::search`] score of an index
@@ -563,6 +846,56 @@ pub(crate) fn metric_distance(metric: Metric, score: f32) -> f32 {
         Metric::Cosine | Metric::NegativeInnerProduct => score,
         Metric::InnerProduct => -score,
     }
+}
+
+/// Scores rows against one query exactly, as a [`LoadedIndex::search`] scores them.
+pub(crate) struct ExactScorer<'a> {
+    distance_type: DistanceType,
+    query: &'a [f32],
+    /// The query's squared norm, for a cosine index.
+    query_norm: f32,
+}
+
+impl<'a> ExactScorer<'a> {
+    /// A scorer of `query` for an index of `distance_type`.
+    pub(crate) fn new(distance_type: DistanceType, query: &'a [f32]) -> Self {
+        let query_norm = (kernels().dot)(query, query);
+        Self {
+            distance_type,
+            query,
+            query_norm,
+        }
+    }
+
+    /// The query's dimension.
+    pub(crate) fn dim(&self) -> usize {
+        self.query.len()
+    }
+
+    /// The score of `row`, whose squared norm is `norm` (read only for a cosine index).
+    #[inline]
+    pub(crate) fn score(&self, row: &[f32], norm: f32) -> f32 {
+        let k = kernels();
+        match self.distance_type {
+            DistanceType::Cosine => {
+                cosine_from_parts((k.dot)(self.query, row), self.query_norm, norm)
+            }
+            DistanceType::Dot => -(k.dot)(self.query, row),
+            _ => (k.l2_squared)(self.query, row),
+        }
+    }
+}
+
+/// The squared norms of `dim`-long vectors `values`, where `distance_type` needs them (cosine).
+pub(crate) fn norms_for(
+    distance_type: DistanceType,
+    values: &[f32],
+    dim: usize,
+) -> Option<Vec<f32>> {
+    (distance_type == DistanceType::Cosine).then(|| {
+        let k = kernels();
+        values.chunks_exact(dim).map(|v| (k.dot)(v, v)).collect()
+    })
 }
 
 /// The reading of each IVF partition's graph and the row ids of its nodes.
@@ -599,7 +932,7 @@ async fn read_partition_graphs<Q: Quantization + 'static>(
 }
 
 /// The values of a list of `f32` or `f16` vectors as `f32`.
-fn f32_values(list: &FixedSizeListArray) -> Result<ScalarBuffer<f32>> {
+pub(crate) fn f32_values(list: &FixedSizeListArray) -> Result<ScalarBuffer<f32>> {
     let values = list.values();
     match values.data_type() {
         DataType::Float32 => Ok(values.as_primitive::<Float32Type>().values().clone()),
@@ -628,6 +961,7 @@ fn fixed_width(data_type: &DataType) -> Option<usize> {
 mod tests {
     use datafusion::arrow::array::{Float32Array, Int64Array, RecordBatchIterator};
     use datafusion::arrow::datatypes::{Field, Int64Type};
+    use futures::TryStreamExt;
     use lance::index::vector::VectorIndexParams;
     use lance::index::{DatasetIndexExt, DatasetIndexInternalExt};
     use lance_index::vector::hnsw::builder::HnswBuildParams;
@@ -645,13 +979,9 @@ mod tests {
     /// The width of the `tags` column, four `Int64` a row.
     const TAGS: usize = 4;
 
-    /// A dataset of `ROWS` rows (`id`, `embedding`, and `tags`: `id * TAGS + j` for `j` in
-    /// `0..TAGS`) in `dir`, with an IVF_HNSW_SQ index on the embeddings, and that index opened.
-    async fn indexed(dir: &tempfile::TempDir, m: usize) -> (Dataset, Arc<dyn VectorIndex>) {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let values: Vec<f32> = (0..ROWS * DIM)
-            .map(|_| rng.random_range(-1.0..1.0))
-            .collect();
+    /// The rows `ids` (`id`, `embedding`: `values`, `DIM` a row, and `tags`: `id * TAGS + j` for
+    /// `j` in `0..TAGS`).
+    fn rows_of(ids: std::ops::Range<i64>, values: Vec<f32>) -> RecordBatch {
         let item = Arc::new(Field::new("item", DataType::Float32, true));
         let tag = Arc::new(Field::new("item", DataType::Int64, false));
         let schema = Arc::new(Schema::new(vec![
@@ -667,7 +997,7 @@ mod tests {
                 false,
             ),
         ]));
-        let tags = (0..(ROWS * TAGS) as i64).collect::<Int64Array>();
+        let tags = (ids.start * TAGS as i64..ids.end * TAGS as i64).collect::<Int64Array>();
         let tags = FixedSizeListArray::try_new(tag, TAGS as i32, Arc::new(tags), None).unwrap();
         let vectors = FixedSizeListArray::try_new(
             item,
@@ -676,17 +1006,31 @@ mod tests {
             None,
         )
         .unwrap();
-        let batch = RecordBatch::try_new(
-            schema.clone(),
+        RecordBatch::try_new(
+            schema,
             vec![
-                Arc::new(Int64Array::from_iter_values(0..ROWS as i64)),
+                Arc::new(Int64Array::from_iter_values(ids)),
                 Arc::new(vectors),
                 Arc::new(tags),
             ],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// `rows` random vectors, the same for the same `seed`.
+    fn random_vectors(rows: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..rows * DIM)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect()
+    }
+
+    /// A dataset of `ROWS` rows ([`rows_of`], ids `0..ROWS`) in `dir`, with an IVF_HNSW_SQ index
+    /// on the embeddings, and that index opened.
+    async fn indexed(dir: &tempfile::TempDir, m: usize) -> (Dataset, Arc<dyn VectorIndex>) {
+        let batch = rows_of(0..ROWS as i64, random_vectors(ROWS, 3));
         let uri = dir.path().to_str().unwrap();
-        let reader = RecordBatchIterator::new([Ok(batch)], schema);
+        let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
         let mut dataset = Dataset::write(reader, uri, None).await.unwrap();
         let params = VectorIndexParams::with_ivf_hnsw_sq_params(
             DistanceType::L2,
@@ -707,14 +1051,44 @@ mod tests {
         (dataset, index)
     }
 
+    /// The index's one segment as `dataset`'s version lists it.
+    async fn segment(dataset: &Dataset) -> IndexSegment<'static> {
+        let indices = dataset.load_indices().await.unwrap();
+        let segment = indices.iter().find(|i| i.name == INDEX).unwrap();
+        IndexSegment {
+            name: INDEX,
+            uuid: segment.uuid.to_string(),
+            covered: segment.fragment_bitmap.as_ref().unwrap().iter().collect(),
+        }
+    }
+
+    /// `index` of `dataset` from `cache`, loaded if it is not, as it is in `dataset`'s version.
+    async fn load(
+        cache: &LoadedIndices,
+        dataset: &Dataset,
+        index: &Arc<dyn VectorIndex>,
+        pool: &Arc<dyn MemoryPool>,
+    ) -> Result<Option<LoadedVersion>> {
+        let segment = segment(dataset).await;
+        cache
+            .get_or_load(dataset, &segment, index, "embedding", pool)
+            .await
+    }
+
+    /// The cache key of the index's segment in `dataset`.
+    async fn load_key(dataset: &Dataset) -> LoadKey {
+        LoadKey {
+            dataset: dataset.uri().to_string(),
+            segment: segment(dataset).await.uuid,
+        }
+    }
+
     /// The bytes `index` of `dataset` holds once loaded, or that loading it is estimated at
     /// beforehand, whichever is more: a cache of this budget loads it.
     async fn loaded_size(dataset: &Dataset, index: &Arc<dyn VectorIndex>) -> u64 {
         let cache = LoadedIndices::new(1 << 30);
-        let loaded = cache
-            .get_or_load(dataset, INDEX, index, "embedding", &unbounded())
-            .await;
-        let size = loaded.unwrap().unwrap().size_bytes() as u64;
+        let loaded = load(&cache, dataset, index, &unbounded()).await;
+        let size = loaded.unwrap().unwrap().index().size_bytes() as u64;
         size.max(estimated_bytes(ROWS as u64, DIM))
     }
 
@@ -737,10 +1111,8 @@ mod tests {
         positions: &[usize],
     ) -> Taken {
         let cache = LoadedIndices::new(budget);
-        let loaded = cache
-            .get_or_load(dataset, INDEX, index, "embedding", &unbounded())
-            .await;
-        let loaded = loaded.unwrap().unwrap();
+        let loaded = load(&cache, dataset, index, &unbounded()).await;
+        let loaded = Arc::clone(loaded.unwrap().unwrap().index());
         cache.entries.run_pending_tasks().await;
         let weight_before = cache.entries.weighted_size();
         let rows = loaded
@@ -774,9 +1146,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (dataset, index) = indexed(&dir, 16).await;
         let cache = LoadedIndices::new(4096);
-        let loaded = cache
-            .get_or_load(&dataset, INDEX, &index, "embedding", &unbounded())
-            .await;
+        let loaded = load(&cache, &dataset, &index, &unbounded()).await;
         assert!(loaded.unwrap().is_none());
         assert!(cache.cached(&dataset, INDEX).await.is_none());
     }
@@ -788,17 +1158,13 @@ mod tests {
         let cache = LoadedIndices::new(1 << 30);
         let estimate = estimated_bytes(ROWS as u64, DIM) as usize;
         let small: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(estimate / 2));
-        let loaded = cache
-            .get_or_load(&dataset, INDEX, &index, "embedding", &small)
-            .await;
+        let loaded = load(&cache, &dataset, &index, &small).await;
         assert!(loaded.unwrap().is_none());
         assert!(cache.cached(&dataset, INDEX).await.is_none());
         assert_eq!(small.reserved(), 0);
 
         let fits: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(estimate));
-        let loaded = cache
-            .get_or_load(&dataset, INDEX, &index, "embedding", &fits)
-            .await;
+        let loaded = load(&cache, &dataset, &index, &fits).await;
         assert!(loaded.unwrap().is_some());
         // Released once loaded: the index is the cache's now.
         assert_eq!(fits.reserved(), 0);
@@ -812,20 +1178,16 @@ mod tests {
         let (dataset, index) = indexed(&dir, 32).await;
         let estimate = estimated_bytes(ROWS as u64, DIM);
         let roomy = LoadedIndices::new(1 << 30);
-        let loaded = roomy
-            .get_or_load(&dataset, INDEX, &index, "embedding", &unbounded())
-            .await;
-        let size = loaded.unwrap().unwrap().size_bytes() as u64;
+        let loaded = load(&roomy, &dataset, &index, &unbounded()).await;
+        let size = loaded.unwrap().unwrap().index().size_bytes() as u64;
         assert!(size > estimate + 2048, "{size} bytes, estimated {estimate}");
         let cache = LoadedIndices::new((estimate + size) / 2);
         for _ in 0..2 {
-            let loaded = cache
-                .get_or_load(&dataset, INDEX, &index, "embedding", &unbounded())
-                .await;
+            let loaded = load(&cache, &dataset, &index, &unbounded()).await;
             assert!(loaded.unwrap().is_none());
             cache.entries.run_pending_tasks().await;
             assert_eq!(cache.entries.entry_count(), 0);
-            assert!(cache.too_large.contains_key(&index_key(&dataset, INDEX)));
+            assert!(cache.too_large.contains_key(&load_key(&dataset).await));
         }
     }
 
@@ -836,15 +1198,11 @@ mod tests {
         let (b, index_b) = indexed(&dir_b, 16).await;
         // Room for one of the two.
         let cache = LoadedIndices::new(loaded_size(&a, &index_a).await * 5 / 4);
-        let first = cache
-            .get_or_load(&a, INDEX, &index_a, "embedding", &unbounded())
-            .await;
+        let first = load(&cache, &a, &index_a, &unbounded()).await;
         assert!(first.unwrap().is_some());
         cache.entries.run_pending_tasks().await;
         assert!(cache.cached(&a, INDEX).await.is_some());
-        let second = cache
-            .get_or_load(&b, INDEX, &index_b, "embedding", &unbounded())
-            .await;
+        let second = load(&cache, &b, &index_b, &unbounded()).await;
         assert!(second.unwrap().is_some());
         cache.entries.run_pending_tasks().await;
         assert!(cache.cached(&a, INDEX).await.is_none());
@@ -882,5 +1240,200 @@ mod tests {
         assert_eq!(tight.tags, expected(&tight.loaded));
         assert_eq!(tight.weight_after, tight.weight_before);
         assert!(tight.loaded.columns.lock().unwrap().is_empty());
+    }
+
+    /// The `(id, score)` of the `k` rows of `loaded`'s version of `dataset` nearest `query`,
+    /// nearest first, from a search wide enough to visit every node, with each row's `tags`
+    /// checked against its id.
+    async fn searched(
+        cache: &LoadedIndices,
+        loaded: &LoadedVersion,
+        dataset: &Dataset,
+        query: &[f32],
+        k: usize,
+    ) -> Vec<(i64, f32)> {
+        let (found, _) = loaded.search(query, &[0], 4 * ROWS, k, None);
+        let positions: Vec<usize> = found.iter().map(|(_, p)| *p).collect();
+        let projection = ["id".to_string(), "tags".to_string()];
+        let rows = loaded
+            .rows(cache, dataset, &positions, &projection, &unbounded())
+            .await
+            .unwrap();
+        let ids = rows.column(0).as_primitive::<Int64Type>().values().to_vec();
+        let tags = rows.column(1).as_fixed_size_list().values();
+        let tags = tags.as_primitive::<Int64Type>().values();
+        for (i, id) in ids.iter().enumerate() {
+            let expected: Vec<i64> = (0..TAGS as i64).map(|j| id * TAGS as i64 + j).collect();
+            assert_eq!(tags[i * TAGS..(i + 1) * TAGS], expected[..], "row {id}");
+        }
+        ids.into_iter().zip(found.iter().map(|(s, _)| *s)).collect()
+    }
+
+    /// The ids of the `k` rows of `dataset`'s version nearest `query` by squared L2, by brute
+    /// force over a scan.
+    async fn exact(dataset: &Dataset, query: &[f32], k: usize) -> Vec<i64> {
+        exact_where(dataset, query, k, |_| true).await
+    }
+
+    /// The ids of the `k` rows of `dataset`'s version whose id `admits`, nearest `query` by
+    /// squared L2, by brute force over a scan.
+    async fn exact_where(
+        dataset: &Dataset,
+        query: &[f32],
+        k: usize,
+        admits: impl Fn(i64) -> bool,
+    ) -> Vec<i64> {
+        let batches: Vec<RecordBatch> = dataset
+            .scan()
+            .project(&["id", "embedding"])
+            .unwrap()
+            .try_into_stream()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let mut all: Vec<(f32, i64)> = Vec::new();
+        for batch in &batches {
+            let ids = batch.column(0).as_primitive::<Int64Type>();
+            let vectors = batch.column(1).as_fixed_size_list().values().clone();
+            let values = vectors.as_primitive::<Float32Type>().values();
+            for (i, id) in ids.values().iter().enumerate() {
+                if !admits(*id) {
+                    continue;
+                }
+                let row = &values[i * DIM..(i + 1) * DIM];
+                let d: f32 = row.iter().zip(query).map(|(a, b)| (a - b) * (a - b)).sum();
+                all.push((d, *id));
+            }
+        }
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        all.into_iter().take(k).map(|(_, id)| id).collect()
+    }
+
+    /// The ids of `found`.
+    fn ids(found: &[(i64, f32)]) -> Vec<i64> {
+        found.iter().map(|(id, _)| *id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_loaded_index_follows_appends_and_deletes_without_loading_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut dataset, index) = indexed(&dir, 16).await;
+        let cache = LoadedIndices::new(1 << 30);
+        let first = load(&cache, &dataset, &index, &unbounded()).await;
+        let first = first.unwrap().unwrap();
+        assert_eq!(cache.loads(), 1);
+        let before = dataset.manifest().version;
+
+        // Rows appended (one of them the query itself), and rows deleted: the indexed row
+        // nearest the query, and the first ten.
+        let appended = random_vectors(20, 11);
+        let query = appended[5 * DIM..6 * DIM].to_vec();
+        let nearest_indexed = exact(&dataset, &query, 1).await[0];
+        let batch = rows_of(ROWS as i64..ROWS as i64 + 20, appended);
+        let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
+        dataset.append(reader, None).await.unwrap();
+        let deleted = format!("id = {nearest_indexed} OR id < 10");
+        dataset.delete(&deleted).await.unwrap();
+
+        let loaded = load(&cache, &dataset, &index, &unbounded()).await;
+        let loaded = loaded.unwrap().unwrap();
+        assert_eq!(cache.loads(), 1, "a write does not load the index again");
+        assert!(Arc::ptr_eq(loaded.index(), first.index()));
+        assert_eq!(loaded.unindexed_rows(), 20);
+        let found = searched(&cache, &loaded, &dataset, &query, 10).await;
+        assert_eq!(found[0], (ROWS as i64 + 5, 0.0));
+        assert_eq!(ids(&found), exact(&dataset, &query, 10).await);
+        assert!(found
+            .iter()
+            .all(|(id, _)| *id >= 10 && *id != nearest_indexed));
+        // The version is now cached: looked up, not built again.
+        let cached = cache.cached(&dataset, INDEX).await.unwrap();
+        assert_eq!(searched(&cache, &cached, &dataset, &query, 10).await, found);
+
+        // The version before the writes still finds exactly its rows.
+        let old = dataset.checkout_version(before).await.unwrap();
+        let old_loaded = load(&cache, &old, &index, &unbounded()).await;
+        let old_loaded = old_loaded.unwrap().unwrap();
+        assert_eq!(old_loaded.unindexed_rows(), 0);
+        let found_before = searched(&cache, &old_loaded, &old, &query, 10).await;
+        assert_eq!(ids(&found_before), exact(&old, &query, 10).await);
+        assert_eq!(found_before[0].0, nearest_indexed);
+        assert_eq!(cache.loads(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_index_loaded_after_a_delete_still_holds_the_deleted_rows_for_earlier_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut dataset, index) = indexed(&dir, 16).await;
+        let before = dataset.manifest().version;
+        dataset.delete("id % 3 = 0").await.unwrap();
+        let cache = LoadedIndices::new(1 << 30);
+        let query = random_vectors(1, 5);
+        // Loaded first at the version after the delete.
+        let loaded = load(&cache, &dataset, &index, &unbounded()).await;
+        let found = searched(&cache, &loaded.unwrap().unwrap(), &dataset, &query, 10).await;
+        assert_eq!(ids(&found), exact(&dataset, &query, 10).await);
+        assert!(found.iter().all(|(id, _)| id % 3 != 0));
+        // The rows it deleted were loaded with their stored vectors and values.
+        let old = dataset.checkout_version(before).await.unwrap();
+        let old_loaded = load(&cache, &old, &index, &unbounded()).await;
+        let found = searched(&cache, &old_loaded.unwrap().unwrap(), &old, &query, 10).await;
+        assert_eq!(ids(&found), exact(&old, &query, 10).await);
+        assert!(found.iter().any(|(id, _)| id % 3 == 0));
+        assert_eq!(cache.loads(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_filter_admits_live_rows_in_and_outside_the_index_and_both_searches_honour_it() {
+        use crate::index::filtered::{Admitted, FilteredPath};
+        use datafusion::prelude::{col, lit};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (mut dataset, index) = indexed(&dir, 16).await;
+        let batch = rows_of(ROWS as i64..ROWS as i64 + 40, random_vectors(40, 12));
+        let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
+        dataset.append(reader, None).await.unwrap();
+        dataset.delete("id % 7 = 0").await.unwrap();
+        let cache = LoadedIndices::new(1 << 30);
+        let loaded = load(&cache, &dataset, &index, &unbounded()).await;
+        let loaded = loaded.unwrap().unwrap();
+        let admits = |id: i64| id % 3 == 1 && id > 20;
+        let filter = (col("id") % lit(3i64))
+            .eq(lit(1i64))
+            .and(col("id").gt(lit(20i64)));
+        let admitted = Admitted::evaluate(&loaded, &cache, &dataset, &filter, &unbounded()).await;
+        let admitted = admitted.unwrap().unwrap();
+        let live_admitted = (0..ROWS as i64 + 40)
+            .filter(|id| id % 7 != 0 && admits(*id))
+            .count();
+        assert_eq!(admitted.count, live_admitted);
+
+        let query = random_vectors(1, 13);
+        for k in [1, 10, live_admitted, live_admitted + 5] {
+            let (found, path) = loaded.search(&query, &[0], 20, k, Some(&admitted));
+            assert_eq!(path, Some(FilteredPath::Exact));
+            let positions: Vec<usize> = found.iter().map(|(_, p)| *p).collect();
+            let projection = ["id".to_string()];
+            let rows = loaded
+                .rows(&cache, &dataset, &positions, &projection, &unbounded())
+                .await
+                .unwrap();
+            let ids = rows.column(0).as_primitive::<Int64Type>().values().to_vec();
+            let expected = exact_where(&dataset, &query, k, |id| id % 7 != 0 && admits(id));
+            assert_eq!(ids, expected.await, "k = {k}");
+        }
+        // The graph search, wide enough to visit every node, finds the same admitted rows of
+        // the index.
+        let found = loaded
+            .index()
+            .search(&query, &[0], 4 * ROWS, 10, Some(&admitted.indexed));
+        let ids: Vec<i64> = found
+            .iter()
+            .map(|(_, p)| loaded.index().row_id(*p) as i64)
+            .collect();
+        let indexed = |id: i64| id < ROWS as i64 && id % 7 != 0 && admits(id);
+        assert_eq!(ids, exact_where(&dataset, &query, 10, indexed).await);
     }
 }

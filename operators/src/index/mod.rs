@@ -5,15 +5,20 @@
 //! - [`search`]: what a search looks for (query, metric, `k`, settings);
 //! - [`direct`]: the search of the index alone, without Lance's scanner;
 //! - `loaded`: indices loaded in memory, their cache and their search;
+//! - `filtered`: a filter evaluated over a loaded index's columns, and the filtered search;
+//! - `index_version`: what a loaded index shows of one dataset version (rows deleted since,
+//!   rows written since), and its search;
 //! - `hnsw_graph`: an HNSW graph in flat arrays, and its beam search;
 //! - `scalar_quantized`: the 8-bit codes a loaded graph search scores;
 //! - `search_metrics`: what a search counts, reported as DataFusion metrics;
 //! - `huge_pages`: arrays backed by transparent huge pages.
 
 pub mod direct;
+mod filtered;
 mod hnsw_graph;
 pub(crate) mod huge_pages;
 pub mod index_knn;
+mod index_version;
 mod loaded;
 mod scalar_quantized;
 pub mod search;

@@ -20,6 +20,8 @@ use datafusion::physical_plan::metrics::{
     Count, Metric, MetricCategory, MetricType, MetricValue, MetricsSet, Time,
 };
 
+use crate::index::filtered::FilteredPath;
+
 /// The counts of the searches of one plan (it has one partition).
 #[derive(Debug, Default)]
 pub(crate) struct SearchMetrics {
@@ -31,6 +33,13 @@ pub(crate) struct SearchMetrics {
     direct_index_searches: AtomicUsize,
     /// Of those, searches of the index loaded in memory (`loaded`).
     loaded_index_searches: AtomicUsize,
+    /// Rows written after the index was built, searched exactly beside the loaded index
+    /// (`index_version`), summed over the searches.
+    rows_outside_index: AtomicUsize,
+    /// Filtered searches of a loaded index that walked the graph (`filtered`).
+    filtered_graph_searches: AtomicUsize,
+    /// Filtered searches of a loaded index that scored every admitted row.
+    filtered_exact_searches: AtomicUsize,
 }
 
 /// The partition the metrics are reported for.
@@ -64,7 +73,22 @@ impl SearchMetrics {
         }
     }
 
-    /// The counts as the metrics `BaselineMetrics` and two counters would have registered.
+    /// Counts `rows` searched exactly beside a loaded index.
+    pub(crate) fn record_rows_outside_index(&self, rows: usize) {
+        self.rows_outside_index.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Counts a filtered search of a loaded index that went `path`.
+    pub(crate) fn record_filtered_search(&self, path: FilteredPath) {
+        let counter = match path {
+            FilteredPath::Graph => &self.filtered_graph_searches,
+            FilteredPath::Exact => &self.filtered_exact_searches,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts as the metrics `BaselineMetrics` and the path counters would have
+    /// registered.
     pub(crate) fn to_metrics_set(&self) -> MetricsSet {
         let count = |value: &AtomicUsize| {
             let count = Count::new();
@@ -96,25 +120,23 @@ impl SearchMetrics {
                 MetricType::Dev,
                 Some(MetricCategory::Rows),
             ),
-            (
-                MetricValue::Count {
-                    name: Cow::Borrowed("direct_index_searches"),
-                    count: count(&self.direct_index_searches),
-                },
-                MetricType::Dev,
-                None,
-            ),
-            (
-                MetricValue::Count {
-                    name: Cow::Borrowed("loaded_index_searches"),
-                    count: count(&self.loaded_index_searches),
-                },
-                MetricType::Dev,
-                None,
-            ),
         ];
+        let counters = [
+            ("direct_index_searches", &self.direct_index_searches),
+            ("loaded_index_searches", &self.loaded_index_searches),
+            ("rows_outside_index", &self.rows_outside_index),
+            ("filtered_graph_searches", &self.filtered_graph_searches),
+            ("filtered_exact_searches", &self.filtered_exact_searches),
+        ]
+        .map(|(name, value)| {
+            let value = MetricValue::Count {
+                name: Cow::Borrowed(name),
+                count: count(value),
+            };
+            (value, MetricType::Dev, None)
+        });
         let mut set = MetricsSet::new();
-        for (value, metric_type, category) in metrics {
+        for (value, metric_type, category) in metrics.into_iter().chain(counters) {
             let mut metric = Metric::new(value, Some(PARTITION)).with_type(metric_type);
             if let Some(category) = category {
                 metric = metric.with_category(category);
@@ -141,6 +163,11 @@ mod tests {
         metrics.record_output(&batch.slice(0, 1));
         metrics.record_direct_search(true);
         metrics.record_direct_search(false);
+        metrics.record_rows_outside_index(5);
+        metrics.record_rows_outside_index(2);
+        metrics.record_filtered_search(FilteredPath::Exact);
+        metrics.record_filtered_search(FilteredPath::Graph);
+        metrics.record_filtered_search(FilteredPath::Graph);
         metrics.add_elapsed_compute(Instant::now() - Duration::from_millis(3));
         let set = metrics.to_metrics_set();
         assert_eq!(set.output_rows(), Some(4));
@@ -153,6 +180,9 @@ mod tests {
         );
         assert_eq!(value("direct_index_searches"), Some(2));
         assert_eq!(value("loaded_index_searches"), Some(1));
+        assert_eq!(value("rows_outside_index"), Some(7));
+        assert_eq!(value("filtered_graph_searches"), Some(2));
+        assert_eq!(value("filtered_exact_searches"), Some(1));
         for metric in set.iter() {
             assert_eq!(metric.partition(), Some(PARTITION));
         }

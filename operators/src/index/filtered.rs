@@ -1,0 +1,156 @@
+//! Filtered search of a loaded index: a `WHERE` on the collection's columns evaluated into the
+//! rows it admits ([`Admitted`]), over columns loaded beside the index, and the choice between
+//! searching the graph for the admitted rows and scoring them all.
+//!
+//! The filter is evaluated over whole columns held in memory (loaded into the index's entry,
+//! and for rows outside the index beside them), not through Lance's scanner, so it costs a pass
+//! over a few columns rather than a scan. The graph search then walks the whole graph and
+//! answers only with admitted rows ([`HnswGraph::search_admitting`](super::hnsw_graph)); where
+//! few rows are admitted, that walk would score many rows for each one it finds, and scoring the
+//! admitted rows directly is cheaper and exact ([`Admitted::prefers_exact`]). A graph search that
+//! finds fewer rows than asked for, where enough are admitted, is answered by the exact one, so
+//! a filtered query returns `k` rows whenever `k` match.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::buffer::BooleanBuffer;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::{DFSchema, DataFusionError, Result};
+use datafusion::execution::memory_pool::MemoryPool;
+use datafusion::logical_expr::execution_props::ExecutionProps;
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
+use lance::Dataset;
+
+use crate::index::index_version::LoadedVersion;
+use crate::index::loaded::LoadedIndices;
+
+/// A filtered search scores every admitted row rather than walk the graph where at most this
+/// many rows are admitted for each node of the search's beam: a graph search of beam `ef`
+/// scores some tens of nodes for each node of its beam.
+const EXACT_ROWS_PER_BEAM_NODE: usize = 32;
+
+/// A filtered search scores every admitted row rather than walk the graph where at most one
+/// row in this many is admitted: the walk would score about as many rows as it passes over for
+/// each one it keeps.
+const SPARSEST_GRAPH_SEARCH: usize = 32;
+
+/// How a filtered search of a loaded index found its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FilteredPath {
+    /// The graph walked, answering with admitted rows only.
+    Graph,
+    /// Every admitted row scored.
+    Exact,
+}
+
+/// The rows of a loaded index's version that a filter admits.
+pub(crate) struct Admitted {
+    /// The positions of the index admitted (and live in the version).
+    pub(crate) indexed: BooleanBuffer,
+    /// The rows outside the index admitted, a fragment at a time.
+    pub(crate) unindexed: Vec<BooleanBuffer>,
+    /// How many rows are admitted in all.
+    pub(crate) count: usize,
+}
+
+impl Admitted {
+    /// Whether scoring every admitted row costs less than a graph search with a beam of `beam`
+    /// over an index of `indexed` rows.
+    pub(crate) fn prefers_exact(&self, indexed: usize, beam: usize) -> bool {
+        self.count <= beam.saturating_mul(EXACT_ROWS_PER_BEAM_NODE)
+            || self.count.saturating_mul(SPARSEST_GRAPH_SEARCH) <= indexed
+    }
+
+    /// The rows of `loaded`'s version that `filter` admits, evaluated over the index's loaded
+    /// columns (loading those it needs into `cache`, counted against `pool`) and the columns
+    /// of the rows outside the index; `None` where a column it needs cannot be loaded, or the
+    /// filter cannot be evaluated outside Lance.
+    pub(crate) async fn evaluate(
+        loaded: &LoadedVersion,
+        cache: &LoadedIndices,
+        dataset: &Dataset,
+        filter: &Expr,
+        pool: &Arc<dyn MemoryPool>,
+    ) -> Result<Option<Self>> {
+        let index = loaded.index();
+        let filter = unnormalize_col(filter.clone());
+        let names: BTreeSet<String> = filter
+            .column_refs()
+            .into_iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let mut fields: Vec<Field> = Vec::with_capacity(names.len());
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(names.len());
+        for name in &names {
+            let Some((_, field)) = index.schema().column_with_name(name) else {
+                return Ok(None);
+            };
+            let values = if name == index.column() {
+                Arc::clone(index.vectors())
+            } else {
+                match cache.column(index, dataset, name, pool).await? {
+                    Some(values) => values,
+                    None => return Ok(None),
+                }
+            };
+            fields.push(field.clone());
+            columns.push(values);
+        }
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let Ok(predicate) = DFSchema::try_from(schema.as_ref().clone())
+            .and_then(|s| create_physical_expr(&filter, &s, &ExecutionProps::new()))
+        else {
+            return Ok(None);
+        };
+        let mut indexed = admitted_by(&predicate, &schema, columns, index.len())?;
+        if let Some(live) = loaded.live() {
+            indexed = &indexed & live;
+        }
+        let mut unindexed = Vec::with_capacity(loaded.unindexed().len());
+        for rows in loaded.unindexed() {
+            let mut columns = Vec::with_capacity(names.len());
+            for name in &names {
+                columns.push(if name == index.column() {
+                    Arc::clone(rows.vectors())
+                } else {
+                    rows.column(dataset, name).await?
+                });
+            }
+            unindexed.push(admitted_by(&predicate, &schema, columns, rows.len())?);
+        }
+        let count =
+            indexed.count_set_bits() + unindexed.iter().map(|a| a.count_set_bits()).sum::<usize>();
+        Ok(Some(Self {
+            indexed,
+            unindexed,
+            count,
+        }))
+    }
+}
+
+/// The rows of `columns` (`rows` long, as `schema` names them) for which `predicate` is true
+/// (not false, not NULL).
+fn admitted_by(
+    predicate: &Arc<dyn PhysicalExpr>,
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<BooleanBuffer> {
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    let batch = RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?;
+    let value = predicate.evaluate(&batch)?.into_array(rows)?;
+    let mask = value.as_boolean_opt().ok_or_else(|| {
+        DataFusionError::Plan(format!(
+            "a filter must be a boolean, not {}",
+            value.data_type()
+        ))
+    })?;
+    Ok(match mask.nulls() {
+        Some(valid) => mask.values() & valid.inner(),
+        None => mask.values().clone(),
+    })
+}
