@@ -12,6 +12,7 @@ Usage (normally through benchmarks/compare/e2e.sh, which makes the venv and buil
         [--systems quiver,pgvector,milvus,lancedb,hnswlib]
         [--quiver-modes prepared,literal,literal-direct] [--quiver-bin PATH] [--quiver-load ingest|copy]
         [--warmup 20] [--max-seconds 60]
+        [--selectivities 0.5,0.1,0.01,0.001] [--filter-ef 16,64,256] [--filter-clients 1]
 
     # a smoke run (small data, short sweep, a debug build):
     QUIVER_BIN=~/.cache/quiver-target/debug/quiver python benchmarks/compare/e2e.py \
@@ -39,6 +40,15 @@ What runs (k = 10, L2, every HNSW built with M = 16, ef_construction = 200):
   thread of a host process, and the clients connect to its loopback URI;
 - lancedb: LanceDB embedded, an IVF_HNSW_SQ index of one partition (as Quiver's `hnsw`);
 - hnswlib: hnswlib in the client process (the bare search).
+
+Filtered search: every row has a `category` in 0..999 (`id * 761 mod 1000`, so each value
+holds a thousandth of the rows), and for each of `--selectivities` the systems that search with a
+filter run `category < T` (T = selectivity * 1000) with each system's own filter: Quiver's and
+pgvector's `WHERE` (pgvector with a B-tree on `category`, and `hnsw.iterative_scan =
+relaxed_order` where its version has it), Milvus Lite's filter expression, LanceDB's
+`where(..., prefilter=True)` with a B-tree scalar index, hnswlib's `filter` callback. Recall is
+against the exact nearest rows among those the filter admits. Series are named
+`<series> where <pct>`, at `--filter-ef` and `--filter-clients`.
 
 Quiver's `ef` is the session setting `SET quiver.ef = N`, sent on each client's connection
 (with ADBC's cookie middleware on; `--no-cookies` turns it off) before each sweep point; the
@@ -79,8 +89,11 @@ import numpy as np
 K = 10
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
-QUIVER_KNN_SQL = "SELECT id FROM docs ORDER BY l2_distance(embedding, $1) LIMIT 10"
-PG_KNN_SQL = "SELECT id FROM docs ORDER BY embedding <-> %b LIMIT 10"
+QUIVER_KNN_SQL = "SELECT id FROM docs{where} ORDER BY l2_distance(embedding, $1) LIMIT 10"
+PG_KNN_SQL = "SELECT id FROM docs{where} ORDER BY embedding <-> %b LIMIT 10"
+# Each row's category: a thousandth of the rows each, spread over the ids.
+CATEGORIES = 1000
+CATEGORY_STEP = 761
 COOKIE_OPTION = "adbc.flight.sql.rpc.with_cookie_middleware"
 # Bounded waits (seconds).
 WORKER_START_TIMEOUT = 300
@@ -233,13 +246,40 @@ def make_synthetic(rows, nq, dim, clusters, seed, cache_dir: Path | None) -> Dat
     return Dataset("synthetic", base, queries, gt, source)
 
 
+def categories(n: int) -> np.ndarray:
+    """Each row's `category`: `id * 761 mod 1000` (761 is prime to 1000, so every value holds
+    a thousandth of the rows)."""
+    return ((np.arange(n, dtype=np.int64) * CATEGORY_STEP) % CATEGORIES).astype(np.int32)
+
+
+def threshold(selectivity: float) -> int:
+    """The T of `category < T` that admits `selectivity` of the rows."""
+    return max(1, round(selectivity * CATEGORIES))
+
+
+def where_clause(limit) -> str:
+    return "" if limit is None else f" WHERE category < {int(limit)}"
+
+
+def filtered_gt(ds: "Dataset", limit: int) -> np.ndarray:
+    """The exact `K` nearest ids among the rows with `category < limit`."""
+    admitted = np.flatnonzero(categories(ds.rows) < limit)
+    return admitted[exact_knn(ds.base[admitted], ds.queries, K)]
+
+
 def arrow_table(base: np.ndarray):
     import pyarrow as pa
 
     n, dim = base.shape
     values = pa.array(base.reshape(-1), type=pa.float32())
     emb = pa.FixedSizeListArray.from_arrays(values, dim)
-    return pa.table({"id": pa.array(np.arange(n, dtype=np.int64)), "embedding": emb})
+    return pa.table(
+        {
+            "id": pa.array(np.arange(n, dtype=np.int64)),
+            "category": pa.array(categories(n)),
+            "embedding": emb,
+        }
+    )
 
 
 def vector_literal(q: np.ndarray) -> str:
@@ -272,6 +312,8 @@ class QuiverClient:
         self.ctl = self.conn.cursor()  # SET / SHOW, so the measured cursor stays prepared
         self.check_method = spec.get("check_method")
         dim = queries.shape[1]
+        where = where_clause(spec.get("filter"))
+        self.sql = QUIVER_KNN_SQL.format(where=where)
         if self.mode == "prepared":
             self.inputs = [
                 pa.record_batch(
@@ -280,10 +322,10 @@ class QuiverClient:
                 )
                 for q in queries
             ]
-            self.cur.adbc_prepare(QUIVER_KNN_SQL)
+            self.cur.adbc_prepare(self.sql)
         elif self.mode in ("literal", "literal-direct"):
             self.inputs = [
-                f"SELECT id FROM docs ORDER BY l2_distance(embedding, {vector_literal(q)}) LIMIT 10"
+                f"SELECT id FROM docs{where} ORDER BY l2_distance(embedding, {vector_literal(q)}) LIMIT 10"
                 for q in queries
             ]
             if self.mode == "literal-direct":
@@ -321,7 +363,7 @@ class QuiverClient:
 
     def query(self, i):
         if self.mode == "prepared":
-            self.cur.execute(QUIVER_KNN_SQL, self.inputs[i])
+            self.cur.execute(self.sql, self.inputs[i])
             return self.cur.fetch_arrow_table().column(0).to_pylist()
         if self.mode == "literal":
             self.cur.execute(self.inputs[i])
@@ -424,6 +466,7 @@ class PgClient:
         for stmt in spec.get("session", []):
             self.conn.execute(stmt)
         self.inputs = [np.ascontiguousarray(q, dtype=np.float32) for q in queries]
+        self.sql = PG_KNN_SQL.format(where=where_clause(spec.get("filter")))
 
     def set_param(self, ef):
         self.conn.execute(f"SET hnsw.ef_search = {int(ef)}")
@@ -431,7 +474,7 @@ class PgClient:
         return {"requested": ef, "observed": observed, "applied": int(observed) == int(ef)}
 
     def query(self, i):
-        rows = self.conn.execute(PG_KNN_SQL, (self.inputs[i],), prepare=True).fetchall()
+        rows = self.conn.execute(self.sql, (self.inputs[i],), prepare=True).fetchall()
         return [r[0] for r in rows]
 
     def close(self):
@@ -445,6 +488,8 @@ class MilvusClientWrap:
         self.client = MilvusClient(uri=spec["uri"])
         self.inputs = [q.tolist() for q in queries]
         self.params = {"metric_type": "L2", "params": {"ef": 64}}
+        limit = spec.get("filter")
+        self.filter = "" if limit is None else f"category < {int(limit)}"
 
     def set_param(self, ef):
         self.params = {"metric_type": "L2", "params": {"ef": int(ef)}}
@@ -458,6 +503,7 @@ class MilvusClientWrap:
             limit=K,
             search_params=self.params,
             output_fields=["id"],
+            filter=self.filter,
         )
         return [hit["id"] for hit in res[0]]
 
@@ -476,15 +522,18 @@ class LanceClient:
         self.table = self.db.open_table("docs")
         self.inputs = [np.ascontiguousarray(q, dtype=np.float32) for q in queries]
         self.ef = 64
+        self.filter = spec.get("filter")
 
     def set_param(self, ef):
         self.ef = int(ef)
         return {"requested": ef, "applied": True}
 
     def query(self, i):
+        search = self.table.search(self.inputs[i], vector_column_name="embedding")
+        if self.filter is not None:
+            search = search.where(f"category < {int(self.filter)}", prefilter=True)
         t = (
-            self.table.search(self.inputs[i], vector_column_name="embedding")
-            .distance_type("l2")
+            search.distance_type("l2")
             .limit(K)
             .ef(self.ef)
             .select(["id", "_distance"])  # naming _distance spares a warning log line per query
@@ -504,13 +553,18 @@ class HnswlibClient:
         self.index.load_index(spec["path"], max_elements=spec["rows"])
         self.index.set_num_threads(1)
         self.inputs = [np.ascontiguousarray(q, dtype=np.float32) for q in queries]
+        limit = spec.get("filter")
+        self.filter = None
+        if limit is not None:
+            admitted = categories(spec["rows"]) < int(limit)
+            self.filter = lambda label: bool(admitted[label])
 
     def set_param(self, ef):
         self.index.set_ef(int(ef))
         return {"requested": ef, "applied": True}
 
     def query(self, i):
-        labels, _ = self.index.knn_query(self.inputs[i], k=K)
+        labels, _ = self.index.knn_query(self.inputs[i], k=K, filter=self.filter)
         return labels[0].tolist()
 
     def close(self):
@@ -813,6 +867,10 @@ class System:
         """[(series name, client spec, swept)]"""
         raise NotImplementedError
 
+    def filtered_series(self):
+        """[(series name, client spec)] that search with a filter (the spec's `filter`)."""
+        return [(name, spec) for name, spec, swept in self.series() if swept]
+
     def teardown(self):
         pass
 
@@ -845,7 +903,10 @@ class QuiverSystem(System):
         cookies = "false" if args.no_cookies else "true"
         with flight_sql.connect(self.uri, db_kwargs={COOKIE_OPTION: cookies}, autocommit=True) as conn:
             cur = conn.cursor()
-            cur.execute(f"CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, embedding VECTOR({ds.dim}))")
+            cur.execute(
+                f"CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, category INT NOT NULL, "
+                f"embedding VECTOR({ds.dim}))"
+            )
             t = time.perf_counter()
             if args.quiver_load == "copy":
                 import pyarrow.parquet as pq
@@ -935,11 +996,15 @@ class QuiverSystem(System):
             "cookies": not self.args.no_cookies,
         }
         out = [(f"quiver/{m}", {**spec, "mode": m}, True) for m in self.args.quiver_modes]
+        self.spec = spec
         out.append(("quiver/select1", {**spec, "mode": "select1"}, False))
         out.append(
             ("quiver/select1-flight", {"kind": "floor", "uri": self.uri, "command": flight_sql_query("SELECT 1")}, False)
         )
         return out
+
+    def filtered_series(self):
+        return [("quiver/prepared", {**self.spec, "mode": "prepared"})]
 
     def teardown(self):
         if getattr(self, "server", None):
@@ -971,13 +1036,16 @@ class PgvectorSystem(System):
             ).fetchone()[0]
             self.setup_info["shared_buffers"] = conn.execute("SHOW shared_buffers").fetchone()[0]
             register_vector(conn)
-            conn.execute(f"CREATE TABLE docs (id bigint PRIMARY KEY, embedding vector({ds.dim}))")
+            conn.execute(
+                f"CREATE TABLE docs (id bigint PRIMARY KEY, category int NOT NULL, embedding vector({ds.dim}))"
+            )
             t = time.perf_counter()
+            cats = categories(ds.rows)
             with conn.cursor() as cur:
-                with cur.copy("COPY docs (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-                    copy.set_types(["int8", "vector"])
+                with cur.copy("COPY docs (id, category, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+                    copy.set_types(["int8", "int4", "vector"])
                     for i in range(ds.rows):
-                        copy.write_row((i, ds.base[i]))
+                        copy.write_row((i, int(cats[i]), ds.base[i]))
             self.setup_info["ingest_s"] = time.perf_counter() - t
             self.setup_info["load"] = "COPY ... FROM STDIN (FORMAT BINARY) through psycopg"
             conn.execute(f"SET maintenance_work_mem = '{args.pg_maintenance_work_mem}'")
@@ -987,9 +1055,11 @@ class PgvectorSystem(System):
                 f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
             )
             self.setup_info["index_s"] = time.perf_counter() - t
+            conn.execute("CREATE INDEX ON docs (category)")
             conn.execute("ANALYZE docs")
+            knn_sql = PG_KNN_SQL.format(where="")
             plan = "\n".join(
-                r[0] for r in conn.execute("EXPLAIN " + PG_KNN_SQL, (ds.queries[0],)).fetchall()
+                r[0] for r in conn.execute("EXPLAIN " + knn_sql, (ds.queries[0],)).fetchall()
             )
             self.setup_info["version"] += f", pgvector {self.setup_info['pgvector']}"
             self.session = []
@@ -998,11 +1068,23 @@ class PgvectorSystem(System):
                 self.session = ["SET enable_seqscan = off"]
                 self.notes.append("the planner chose a sequential scan; clients run with enable_seqscan = off")
             t = time.perf_counter()
-            conn.execute(PG_KNN_SQL, (ds.queries[0],)).fetchall()
+            conn.execute(knn_sql, (ds.queries[0],)).fetchall()
             self.setup_info["first_search_s"] = time.perf_counter() - t
+            # Filtered searches iterate the index scan until enough rows pass, where pgvector
+            # has iterative scans (0.8 and later).
+            self.filtered_session = list(self.session)
+            version = tuple(int(x) for x in re.findall(r"\d+", self.setup_info["pgvector"])[:2])
+            if version >= (0, 8):
+                self.filtered_session.append("SET hnsw.iterative_scan = relaxed_order")
+                self.notes.append("filtered searches with hnsw.iterative_scan = relaxed_order")
+            else:
+                self.notes.append("no hnsw.iterative_scan before pgvector 0.8: a filter applies after the index scan")
 
     def series(self):
         return [("pgvector", {"kind": "pgvector", "uri": self.uri, "session": self.session}, True)]
+
+    def filtered_series(self):
+        return [("pgvector", {"kind": "pgvector", "uri": self.uri, "session": self.filtered_session})]
 
     def teardown(self):
         if getattr(self, "srv", None):
@@ -1053,13 +1135,18 @@ class MilvusSystem(System):
         client = MilvusClient(uri=self.uri)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("category", DataType.INT32)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=ds.dim)
         client.create_collection("docs", schema=schema)
         t = time.perf_counter()
         step = min(10000, batch_rows(ds.dim))
+        cats = categories(ds.rows).tolist()
         for s in range(0, ds.rows, step):
             chunk = ds.base[s : s + step]
-            client.insert("docs", [{"id": s + i, "embedding": v} for i, v in enumerate(chunk.tolist())])
+            client.insert(
+                "docs",
+                [{"id": s + i, "category": cats[s + i], "embedding": v} for i, v in enumerate(chunk.tolist())],
+            )
         client.flush("docs")
         self.setup_info["ingest_s"] = time.perf_counter() - t
         self.setup_info["load"] = f"MilvusClient.insert in batches of {step} rows, then flush"
@@ -1128,6 +1215,7 @@ class LancedbSystem(System):
                 ef_construction=HNSW_EF_CONSTRUCTION,
                 vector_column_name="embedding",
             )
+        tbl.create_scalar_index("category", index_type="BTREE")
         self.setup_info["index_s"] = time.perf_counter() - t
         self.notes.append("IVF_HNSW_SQ with one partition (as Quiver's hnsw), so nprobes has no effect; ef swept")
         t = time.perf_counter()
@@ -1241,6 +1329,42 @@ def target_checks(points, clients_list):
     ok = None if (qp4 is None or pg4 is None) else qp4["qps"] > pg4["qps"]
     add(f"Quiver {cn}-client QPS > pgvector {cn}-client QPS (recall@10 >= 0.95)", ok,
         f"Quiver prepared: {desc(qp4, 'quiver/prepared', cn)}; pgvector: {desc(pg4, 'pgvector', cn)}")
+    return checks
+
+
+def filtered_name(series: str, selectivity: float) -> str:
+    return f"{series} where {selectivity * 100:g}%"
+
+
+def filter_checks(points, selectivities, clients_list):
+    """The filtered-search targets: recall@10 >= 0.95 at every selectivity, QPS at 10% and 50%
+    at least half of Quiver's unfiltered QPS, and more QPS than every peer at that recall."""
+    checks = []
+    if not selectivities:
+        return checks
+    c1 = 1 if 1 in clients_list else min(clients_list)
+    unfiltered = cheapest(points, "quiver/prepared", c1)
+    peers = sorted({p["series"].split(" where ")[0] for p in points if " where " in p["series"]} - {"quiver/prepared"})
+    for selectivity in selectivities:
+        q = cheapest(points, filtered_name("quiver/prepared", selectivity), c1)
+        label = f"{selectivity * 100:g}%"
+        detail = "recall@10 >= 0.95 not reached" if q is None else (
+            f"p50 {fmt(q['p50_ms'])} ms, {fmt(q['qps'], '.0f')} QPS at ef {q['param']}, recall {q['recall']:.3f}"
+        )
+        checks.append({"target": f"Quiver filtered ({label}) reaches recall@10 >= 0.95", "met": q is not None, "detail": detail})
+        if selectivity in (0.5, 0.1):
+            ok = None if (q is None or unfiltered is None) else q["qps"] >= 0.5 * unfiltered["qps"]
+            base = "-" if unfiltered is None else f"{fmt(unfiltered['qps'], '.0f')} QPS unfiltered"
+            checks.append({"target": f"Quiver filtered ({label}) QPS >= 0.5x its unfiltered QPS", "met": ok,
+                           "detail": f"{detail}; {base}"})
+        for peer in peers:
+            other = cheapest(points, filtered_name(peer, selectivity), c1)
+            ok = None if q is None else (other is None or q["qps"] > other["qps"])
+            theirs = "recall@10 >= 0.95 not reached" if other is None else (
+                f"{fmt(other['qps'], '.0f')} QPS at ef {other['param']}, recall {other['recall']:.3f}"
+            )
+            checks.append({"target": f"Quiver filtered ({label}) QPS > {peer} at recall@10 >= 0.95", "met": ok,
+                           "detail": f"Quiver: {detail}; {peer}: {theirs}"})
     return checks
 
 
@@ -1361,6 +1485,10 @@ def csv_ints(s):
     return [int(x) for x in s.split(",") if x.strip()]
 
 
+def csv_floats(s):
+    return [float(x) for x in s.split(",") if x.strip()]
+
+
 def csv_strs(s):
     return [x.strip() for x in s.split(",") if x.strip()]
 
@@ -1394,6 +1522,10 @@ def parse_args(argv=None):
     p.add_argument("--no-cookies", action="store_true",
                    help="open Quiver's ADBC connections without the cookie middleware (no sessions)")
     p.add_argument("--no-floor", action="store_true", help="skip the bare pyarrow.flight round trip")
+    p.add_argument("--selectivities", type=csv_floats, default=[0.5, 0.1, 0.01, 0.001],
+                   help="fractions of the rows a filtered search admits ('' for no filtered search)")
+    p.add_argument("--filter-ef", type=csv_ints, default=[16, 64, 256], help="search breadths of the filtered searches")
+    p.add_argument("--filter-clients", type=csv_ints, default=[1], help="concurrent clients of the filtered searches")
     p.add_argument("--warmup", type=int, default=20, help="untimed queries per client before each point")
     p.add_argument("--max-seconds", type=float, default=60.0, help="time cap of one point's timed pass")
     p.add_argument("--pg-shared-buffers", default="2GB")
@@ -1405,7 +1537,9 @@ def parse_args(argv=None):
     bad = [m for m in args.quiver_modes if m not in ("prepared", "literal", "literal-direct")]
     if bad:
         p.error(f"unknown quiver modes {bad}")
-    if any(e < K for e in args.ef):
+    if any(not 0 < f <= 1 for f in args.selectivities):
+        p.error("every selectivity must be in (0, 1]")
+    if any(e < K for e in args.ef + args.filter_ef):
         p.error(f"every ef must be at least k = {K}")
     if str(args.cache_dir) in ("", "."):
         args.cache_dir = None
@@ -1428,6 +1562,12 @@ def run_dataset(args, ds, root, floor, report):
     report["datasets"][ds.name] = d
     ctx = {"name": ds.name, "nq": len(ds.queries), "queries_path": queries_path, "gt": ds.gt}
     warnings = report["warnings"]
+    filtered = {}
+    for selectivity in args.selectivities:
+        t = time.perf_counter()
+        filtered[selectivity] = filtered_gt(ds, threshold(selectivity))
+        log(f"{ds.name}: exact ground truth of category < {threshold(selectivity)} "
+            f"in {time.perf_counter() - t:.1f} s")
     if floor is not None:
         for c in args.clients:
             measure({"kind": "floor", "uri": floor.uri}, "flight-floor", c, [None], ctx, args, d["points"], warnings)
@@ -1453,6 +1593,13 @@ def run_dataset(args, ds, root, floor, report):
             for series, spec, swept in system.series():
                 for c in args.clients:
                     measure(spec, series, c, args.ef if swept else [None], ctx, args, d["points"], warnings)
+            for selectivity, gt in filtered.items():
+                fctx = {**ctx, "gt": gt}
+                spec_filter = {"filter": threshold(selectivity), "rows": ds.rows}
+                for series, spec in system.filtered_series():
+                    name = filtered_name(series, selectivity)
+                    for c in args.filter_clients:
+                        measure({**spec, **spec_filter}, name, c, args.filter_ef, fctx, args, d["points"], warnings)
         except Exception as e:  # noqa: BLE001
             entry["status"] = "failed"
             entry["error"] = f"{type(e).__name__}: {e}"[:3000]
@@ -1465,7 +1612,9 @@ def run_dataset(args, ds, root, floor, report):
                 log(f"  {sname} teardown: {e}")
             if not args.keep_work:
                 shutil.rmtree(swork, ignore_errors=True)
-    d["targets"] = target_checks(d["points"], args.clients)
+    d["targets"] = target_checks(d["points"], args.clients) + filter_checks(
+        d["points"], args.selectivities, args.filter_clients
+    )
 
 
 def main(argv=None):
