@@ -120,8 +120,9 @@ pub(crate) struct LoadedIndices {
     /// fitted: searched through Lance from then on, not loaded again by every search.
     too_large: Cache<LoadKey, ()>,
     /// What each loaded index shows of each version searched, weighed against an eighth of the
-    /// budget (the rows held beside the index).
-    versions: Cache<VersionKey, Arc<IndexVersion>>,
+    /// budget (the rows held beside the index); `None` for a version the index does not follow,
+    /// searched through Lance without trying again.
+    versions: Cache<VersionKey, Option<Arc<IndexVersion>>>,
     /// How many indices this cache has loaded.
     loads: AtomicU64,
 }
@@ -155,8 +156,9 @@ impl LoadedIndices {
         let versions = Cache::builder()
             .eviction_policy(EvictionPolicy::lru())
             .max_capacity(budget_bytes / 8 / 1024)
-            .weigher(|_, version: &Arc<IndexVersion>| {
-                u32::try_from(version.size_bytes() / 1024 + 1).unwrap_or(u32::MAX)
+            .weigher(|_, version: &Option<Arc<IndexVersion>>| {
+                let bytes = version.as_ref().map_or(0, |v| v.size_bytes());
+                u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX)
             })
             .build();
         Self {
@@ -176,7 +178,7 @@ impl LoadedIndices {
 
     /// Index `name` as it is in `dataset`'s version, if a search of that version loaded it.
     pub(crate) async fn cached(&self, dataset: &Dataset, name: &str) -> Option<LoadedVersion> {
-        let version = self.versions.get(&version_key(dataset, name)).await?;
+        let version = self.versions.get(&version_key(dataset, name)).await??;
         let index = self.entries.get(&version.index).await?;
         Some(LoadedVersion::of(index, version))
     }
@@ -264,15 +266,19 @@ impl LoadedIndices {
                 loaded
             }
         };
-        let Some(version) =
-            IndexVersion::build(&loaded, dataset, &segment.covered, self.budget_bytes / 8).await?
-        else {
+        // Built once, however many searches of the version arrive together.
+        let version = self
+            .versions
+            .try_get_with(version_key(dataset, segment.name), async {
+                let budget = self.budget_bytes / 8;
+                let built = IndexVersion::build(&loaded, dataset, &segment.covered, budget).await?;
+                Ok::<_, DataFusionError>(built.map(Arc::new))
+            })
+            .await
+            .map_err(DataFusionError::Shared)?;
+        let Some(version) = version.filter(|v| v.index == key) else {
             return Ok(None);
         };
-        let version = Arc::new(version);
-        self.versions
-            .insert(version_key(dataset, segment.name), Arc::clone(&version))
-            .await;
         // Weighed again, with the rows it now holds beside it.
         self.entries.insert(key, Arc::clone(&loaded)).await;
         Ok(Some(LoadedVersion::of(loaded, version)))
