@@ -154,3 +154,30 @@ fn admitted_by(
         None => mask.values().clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Admitted rows counted `count`, of an index of `indexed` rows.
+    fn admitted(count: usize) -> Admitted {
+        Admitted {
+            indexed: BooleanBuffer::new_unset(0),
+            unindexed: Vec::new(),
+            count,
+        }
+    }
+
+    #[test]
+    fn few_or_sparse_admitted_rows_are_scored_and_others_searched_in_the_graph() {
+        // A beam of 64 walks past about 32 rows for each it keeps: up to 2,048 are scored.
+        assert!(admitted(2_048).prefers_exact(1_000_000, 64));
+        assert!(!admitted(2_049).prefers_exact(10_000, 64));
+        // One row in 32 or fewer: scored, however many.
+        assert!(admitted(31_250).prefers_exact(1_000_000, 64));
+        assert!(!admitted(31_251).prefers_exact(1_000_000, 64));
+        // A wider beam walks further before scoring every row pays.
+        assert!(!admitted(5_000).prefers_exact(50_000, 64));
+        assert!(admitted(5_000).prefers_exact(50_000, 256));
+    }
+}

@@ -478,7 +478,7 @@ impl LoadedVersion {
 }
 
 /// Leaves in `found` its `candidates` smallest scores, nearest first (ties by position).
-pub(crate) fn nearest(found: &mut Vec<(f32, usize)>, candidates: usize) {
+fn nearest(found: &mut Vec<(f32, usize)>, candidates: usize) {
     let order = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
     if found.len() > candidates && candidates > 0 {
         found.select_nth_unstable_by(candidates - 1, order);

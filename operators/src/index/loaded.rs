@@ -1442,4 +1442,24 @@ mod tests {
         let indexed = |id: i64| id < ROWS as i64 && id % 7 != 0 && admits(id);
         assert_eq!(ids, exact_where(&dataset, &query, 10, indexed).await);
     }
+
+    #[tokio::test]
+    async fn a_version_with_more_rows_outside_the_index_than_in_it_is_searched_through_lance() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut dataset, index) = indexed(&dir, 16).await;
+        let rows = ROWS as i64 + 1;
+        let batch = rows_of(
+            ROWS as i64..ROWS as i64 + rows,
+            random_vectors(rows as usize, 14),
+        );
+        let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
+        dataset.append(reader, None).await.unwrap();
+        let cache = LoadedIndices::new(1 << 30);
+        let loaded = load(&cache, &dataset, &index, &unbounded()).await;
+        assert!(loaded.unwrap().is_none());
+        assert!(cache.cached(&dataset, INDEX).await.is_none());
+        // Remembered: its searches go to Lance without building the version again.
+        let remembered = cache.versions.get(&version_key(&dataset, INDEX)).await;
+        assert!(matches!(remembered, Some(None)));
+    }
 }
