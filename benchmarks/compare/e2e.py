@@ -13,6 +13,7 @@ Usage (normally through benchmarks/compare/e2e.sh, which makes the venv and buil
         [--quiver-modes prepared,literal,literal-direct] [--quiver-bin PATH] [--quiver-load ingest|copy]
         [--warmup 20] [--max-seconds 60]
         [--selectivities 0.5,0.1,0.01,0.001] [--filter-ef 16,64,256] [--filter-clients 1]
+        [--appends 0.01] [--append-batch 5] [--append-ef 64]
 
     # a smoke run (small data, short sweep, a debug build):
     QUIVER_BIN=~/.cache/quiver-target/debug/quiver python benchmarks/compare/e2e.py \
@@ -49,6 +50,12 @@ relaxed_order` where its version has it), Milvus Lite's filter expression, Lance
 `where(..., prefilter=True)` with a B-tree scalar index, hnswlib's `filter` callback. Recall is
 against the exact nearest rows among those the filter admits. Series are named
 `<series> where <pct>`, at `--filter-ef` and `--filter-clients`.
+
+Appends: after its other series, each system that takes writes runs its queries once more (one
+client, `--append-ef`) while `--appends` of the rows (new rows, each a blend of a stored row and
+a query, so they are near the queries) are written in batches of `--append-batch` between them,
+spread over the run (untimed); series `<series> +appends`. Recall is against the exact nearest
+rows among those stored when the query ran.
 
 Quiver's `ef` is the session setting `SET quiver.ef = N`, sent on each client's connection
 (with ADBC's cookie middleware on; `--no-cookies` turns it off) before each sweep point; the
@@ -267,6 +274,44 @@ def filtered_gt(ds: "Dataset", limit: int) -> np.ndarray:
     return admitted[exact_knn(ds.base[admitted], ds.queries, K)]
 
 
+def appended_rows(ds: "Dataset", fraction: float) -> np.ndarray:
+    """`fraction` of the rows again as new rows: row j is the mean of stored row `j * 97 mod
+    rows` and query `j mod queries`, so the new rows are near the queries."""
+    n = max(1, round(fraction * ds.rows))
+    j = np.arange(n)
+    return np.ascontiguousarray(
+        0.5 * ds.base[(j * 97) % ds.rows] + 0.5 * ds.queries[j % len(ds.queries)], dtype=np.float32
+    )
+
+
+def appended_table(first_id: int, vectors: np.ndarray):
+    """The rows `vectors` as an Arrow table of `docs`, ids from `first_id`."""
+    import pyarrow as pa
+
+    n, dim = vectors.shape
+    ids = np.arange(first_id, first_id + n, dtype=np.int64)
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), dim)
+    cats = ((ids * CATEGORY_STEP) % CATEGORIES).astype(np.int32)
+    return pa.table({"id": pa.array(ids), "category": pa.array(cats), "embedding": emb})
+
+
+def stream_recall(ds: "Dataset", appended: np.ndarray, runs) -> float | None:
+    """Recall@10 of a stream's results, each against the exact nearest rows among the stored
+    ones and the first `a` appended rows, `a` as many as were written before that query."""
+    recalls = []
+    for r in runs:
+        for (j, ids), a in zip(r["ids"], r["appended"]):
+            q = ds.queries[j]
+            base_ids = ds.gt[j][:K].astype(np.int64)
+            d_base = ((ds.base[base_ids] - q) ** 2).sum(axis=1)
+            d_new = ((appended[:a] - q) ** 2).sum(axis=1)
+            ids_all = np.concatenate([base_ids, ds.rows + np.arange(a)])
+            d_all = np.concatenate([d_base, d_new])
+            truth = set(int(x) for x in ids_all[np.argsort(d_all, kind="stable")[:K]])
+            recalls.append(len(truth.intersection(int(x) for x in (ids or [])[:K])) / K)
+    return float(np.mean(recalls)) if recalls else None
+
+
 def arrow_table(base: np.ndarray):
     import pyarrow as pa
 
@@ -360,6 +405,9 @@ class QuiverClient:
             except ValueError:
                 info["applied"] = False
         return info
+
+    def append(self, table):
+        self.ctl.adbc_ingest("docs", table, mode="append")
 
     def query(self, i):
         if self.mode == "prepared":
@@ -473,6 +521,14 @@ class PgClient:
         observed = self.conn.execute("SHOW hnsw.ef_search").fetchone()[0]
         return {"requested": ef, "observed": observed, "applied": int(observed) == int(ef)}
 
+    def append(self, table):
+        rows = table.to_pydict()
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO docs (id, category, embedding) VALUES (%s, %s, %s)",
+                [(i, c, np.asarray(v, dtype=np.float32)) for i, c, v in zip(rows["id"], rows["category"], rows["embedding"])],
+            )
+
     def query(self, i):
         rows = self.conn.execute(self.sql, (self.inputs[i],), prepare=True).fetchall()
         return [r[0] for r in rows]
@@ -494,6 +550,9 @@ class MilvusClientWrap:
     def set_param(self, ef):
         self.params = {"metric_type": "L2", "params": {"ef": int(ef)}}
         return {"requested": ef, "applied": True}
+
+    def append(self, table):
+        self.client.insert("docs", table.to_pylist())
 
     def query(self, i):
         res = self.client.search(
@@ -528,6 +587,9 @@ class LanceClient:
         self.ef = int(ef)
         return {"requested": ef, "applied": True}
 
+    def append(self, table):
+        self.table.add(table)
+
     def query(self, i):
         search = self.table.search(self.inputs[i], vector_column_name="embedding")
         if self.filter is not None:
@@ -550,7 +612,7 @@ class HnswlibClient:
         import hnswlib
 
         self.index = hnswlib.Index(space="l2", dim=queries.shape[1])
-        self.index.load_index(spec["path"], max_elements=spec["rows"])
+        self.index.load_index(spec["path"], max_elements=spec["rows"] + spec.get("room", 0))
         self.index.set_num_threads(1)
         self.inputs = [np.ascontiguousarray(q, dtype=np.float32) for q in queries]
         limit = spec.get("filter")
@@ -562,6 +624,10 @@ class HnswlibClient:
     def set_param(self, ef):
         self.index.set_ef(int(ef))
         return {"requested": ef, "applied": True}
+
+    def append(self, table):
+        rows = table.to_pydict()
+        self.index.add_items(np.asarray(rows["embedding"], dtype=np.float32), np.asarray(rows["id"]))
 
     def query(self, i):
         labels, _ = self.index.knn_query(self.inputs[i], k=K, filter=self.filter)
@@ -623,6 +689,35 @@ def worker_main(spec, queries_path, conn, barrier, offset):
                             break
                     t1 = time.perf_counter()
                     conn.send(("ok", {"t0": t0, "t1": t1, "lat": lat, "ids": ids, "truncated": truncated}))
+                elif cmd == "stream":
+                    warmup, max_seconds, appends_path, first_id, batch = arg
+                    appended_vectors = np.load(appends_path)
+                    batches = -(-len(appended_vectors) // batch)
+                    every = max(1, n // (batches + 1))
+                    for j in order[:warmup]:
+                        client.query(j)
+                    lat, ids, appended = [], [], []
+                    done = 0
+                    t0 = time.perf_counter()
+                    deadline = t0 + max_seconds
+                    truncated = False
+                    for t, j in enumerate(order):
+                        if t > 0 and t % every == 0 and done < len(appended_vectors):
+                            chunk = appended_vectors[done : done + batch]
+                            client.append(appended_table(first_id + done, chunk))
+                            done += len(chunk)
+                        s_ = time.perf_counter()
+                        r = client.query(j)
+                        e = time.perf_counter()
+                        lat.append(e - s_)
+                        ids.append((j, r))
+                        appended.append(done)
+                        if e > deadline and len(lat) < n:
+                            truncated = True
+                            break
+                    t1 = time.perf_counter()
+                    conn.send(("ok", {"t0": t0, "t1": t1, "lat": lat, "ids": ids, "appended": appended,
+                                      "truncated": truncated}))
                 else:
                     conn.send(("error", f"unknown command {cmd}"))
             except Exception:  # noqa: BLE001
@@ -771,6 +866,37 @@ def measure(spec, series, clients, params, ds_ctx, args, results, warnings):
                 f"{ds_ctx['name']}: {series} ({clients} client(s)): the setting did not stick at "
                 f"{', '.join(str(p) for p, _ in not_stuck)} (first read-back: {not_stuck[0][1]})"
             )
+
+
+def measure_stream(spec, series, ds, appended, ds_ctx, args, results):
+    """Runs one client of `spec` once over the queries at `--append-ef` while the rows
+    `appended` are written between them (see the module docs); appends the point to results."""
+    log(f"  {series}: 1 client, {len(appended)} rows appended in batches of {args.append_batch}")
+    point = {"series": series, "clients": 1, "param": args.append_ef, "appended_rows": len(appended)}
+    group = None
+    try:
+        group = WorkerGroup(spec, 1, ds_ctx["queries_path"], ds_ctx["nq"])
+        infos = group.command("param", args.append_ef, 120, "set ef")
+        point["param_applied"] = all(bool(i.get("applied")) for i in infos)
+        runs = group.command(
+            "stream",
+            (min(args.warmup, ds_ctx["nq"]), args.max_seconds, str(ds_ctx["appends_path"]), ds.rows, args.append_batch),
+            args.max_seconds + 600,
+            "stream",
+        )
+        point.update(summarize(runs, ds_ctx["gt"]))
+        point["recall"] = stream_recall(ds, appended, runs)
+        # The queries' own time: the writes between them are not timed.
+        point["qps"] = point["n"] / sum(sum(r["lat"]) for r in runs)
+        log(f"    qps={point['qps']:.1f} p50={point['p50_ms']:.2f} ms p99={point['p99_ms']:.2f} ms "
+            f"recall={point['recall']:.3f}")
+    except Exception as e:  # noqa: BLE001
+        point["error"] = str(e)[-2000:]
+        log(f"    FAILED: {str(e)[-500:]}")
+    finally:
+        if group is not None:
+            group.close()
+    results.append(point)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1368,6 +1494,26 @@ def filter_checks(points, selectivities, clients_list):
     return checks
 
 
+def append_checks(points, ef):
+    """The append-stream targets: Quiver's p99 while rows are written within 2x of its p99 on
+    the frozen collection at the same ef, and its recall as high."""
+    stream = [p for p in points if p["series"] == "quiver/prepared +appends" and "error" not in p]
+    frozen = [p for p in points if p["series"] == "quiver/prepared" and p["clients"] == 1 and p["param"] == ef
+              and "error" not in p]
+    if not stream:
+        return []
+    s, f = stream[0], (frozen[0] if frozen else None)
+    detail = (f"with appends: p50 {fmt(s['p50_ms'])} ms, p99 {fmt(s['p99_ms'])} ms, recall {fmt(s['recall'], '.3f')}"
+              + ("" if f is None else f"; frozen: p50 {fmt(f['p50_ms'])} ms, p99 {fmt(f['p99_ms'])} ms, "
+                 f"recall {fmt(f['recall'], '.3f')}"))
+    ok = None if f is None else s["p99_ms"] <= 2 * f["p99_ms"]
+    okr = None if f is None else s["recall"] >= f["recall"] - 0.01
+    return [
+        {"target": f"Quiver p99 while rows are appended within 2x of the frozen collection's (ef {ef})", "met": ok, "detail": detail},
+        {"target": "Quiver recall while rows are appended within 0.01 of the frozen collection's", "met": okr, "detail": detail},
+    ]
+
+
 def render_markdown(report):
     lines = []
     cfg = report["config"]
@@ -1526,6 +1672,10 @@ def parse_args(argv=None):
                    help="fractions of the rows a filtered search admits ('' for no filtered search)")
     p.add_argument("--filter-ef", type=csv_ints, default=[16, 64, 256], help="search breadths of the filtered searches")
     p.add_argument("--filter-clients", type=csv_ints, default=[1], help="concurrent clients of the filtered searches")
+    p.add_argument("--appends", type=float, default=0.01,
+                   help="fraction of the rows written as new rows between the queries of the append stream (0: none)")
+    p.add_argument("--append-batch", type=int, default=5, help="rows a write of the append stream holds")
+    p.add_argument("--append-ef", type=int, default=64, help="search breadth of the append stream")
     p.add_argument("--warmup", type=int, default=20, help="untimed queries per client before each point")
     p.add_argument("--max-seconds", type=float, default=60.0, help="time cap of one point's timed pass")
     p.add_argument("--pg-shared-buffers", default="2GB")
@@ -1560,7 +1710,12 @@ def run_dataset(args, ds, root, floor, report):
         "points": [],
     }
     report["datasets"][ds.name] = d
-    ctx = {"name": ds.name, "nq": len(ds.queries), "queries_path": queries_path, "gt": ds.gt}
+    appended = appended_rows(ds, args.appends) if args.appends > 0 else None
+    appends_path = dwork / "appended.npy"
+    if appended is not None:
+        np.save(appends_path, appended)
+    ctx = {"name": ds.name, "nq": len(ds.queries), "queries_path": queries_path, "gt": ds.gt,
+           "appends_path": appends_path}
     warnings = report["warnings"]
     filtered = {}
     for selectivity in args.selectivities:
@@ -1600,6 +1755,11 @@ def run_dataset(args, ds, root, floor, report):
                     name = filtered_name(series, selectivity)
                     for c in args.filter_clients:
                         measure({**spec, **spec_filter}, name, c, args.filter_ef, fctx, args, d["points"], warnings)
+            if appended is not None:
+                # Last: the appends change the collection.
+                for series, spec in system.filtered_series():
+                    room = {"rows": ds.rows, "room": len(appended)}
+                    measure_stream({**spec, **room}, f"{series} +appends", ds, appended, ctx, args, d["points"])
         except Exception as e:  # noqa: BLE001
             entry["status"] = "failed"
             entry["error"] = f"{type(e).__name__}: {e}"[:3000]
@@ -1612,8 +1772,10 @@ def run_dataset(args, ds, root, floor, report):
                 log(f"  {sname} teardown: {e}")
             if not args.keep_work:
                 shutil.rmtree(swork, ignore_errors=True)
-    d["targets"] = target_checks(d["points"], args.clients) + filter_checks(
-        d["points"], args.selectivities, args.filter_clients
+    d["targets"] = (
+        target_checks(d["points"], args.clients)
+        + filter_checks(d["points"], args.selectivities, args.filter_clients)
+        + append_checks(d["points"], args.append_ef)
     )
 
 
