@@ -1114,23 +1114,25 @@ class QuiverSystem(System):
                 self.session_ok = False
             cur.close()
 
-    def series(self):
-        spec = {
+    def client_spec(self, mode):
+        return {
             "kind": "quiver",
             "uri": self.uri,
             "check_method": self.check_method,
             "cookies": not self.args.no_cookies,
+            "mode": mode,
         }
-        out = [(f"quiver/{m}", {**spec, "mode": m}, True) for m in self.args.quiver_modes]
-        self.spec = spec
-        out.append(("quiver/select1", {**spec, "mode": "select1"}, False))
+
+    def series(self):
+        out = [(f"quiver/{m}", self.client_spec(m), True) for m in self.args.quiver_modes]
+        out.append(("quiver/select1", self.client_spec("select1"), False))
         out.append(
             ("quiver/select1-flight", {"kind": "floor", "uri": self.uri, "command": flight_sql_query("SELECT 1")}, False)
         )
         return out
 
     def filtered_series(self):
-        return [("quiver/prepared", {**self.spec, "mode": "prepared"})]
+        return [("quiver/prepared", self.client_spec("prepared"))]
 
     def teardown(self):
         if getattr(self, "server", None):

@@ -345,8 +345,8 @@ async fn a_loaded_search_returns_every_projected_column_of_its_rows() {
         assert_eq!(rows[0][0], row.to_string(), "{rows:?}");
         for r in &rows {
             let id: usize = r[0].parse().unwrap();
-            // A text column (taken from the files) and a number (loaded with the vectors) belong
-            // to the row found, and so does its vector.
+            // A text column and a number (both loaded beside the index) belong to the row found,
+            // and so does its vector.
             assert_eq!(r[2], format!("doc {id}"));
             assert_eq!(r[3].parse::<f64>().unwrap(), id as f64 / 2.0);
             let stored: Vec<f32> = r[4]
@@ -376,4 +376,18 @@ async fn a_loaded_search_returns_every_projected_column_of_its_rows() {
             "{distances:?}"
         );
     }
+    // A filter on the text column, evaluated over it loaded beside the index.
+    let q = literal(&data[..DIM]);
+    let query = format!(
+        "SELECT id, embedding <-> {q} AS d FROM docs WHERE title LIKE 'doc 1%' ORDER BY d LIMIT {K}"
+    );
+    let (rows, went) = search(&db, &query).await;
+    assert_eq!(went, Path::Loaded);
+    assert_eq!(rows, exact(&db, &query).await);
+    assert!(
+        rows.iter().all(|(id, _)| id.to_string().starts_with('1')),
+        "{rows:?}"
+    );
+    let plan = analyzed(&db, &query).await;
+    assert_eq!(counter(&plan, "filtered_exact_searches"), 1, "{plan}");
 }

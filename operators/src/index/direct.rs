@@ -8,14 +8,14 @@
 //! scanner does inside: the `nprobes` IVF partitions nearest the query, each searched with `ef`,
 //! the candidates merged by the index's distance, and their rows taken by row id.
 //!
-//! That is the case when there is no filter, the index is one segment, and the column stores
-//! `f32` or `f16`. An HNSW index is then loaded in memory (`loaded`), which follows later
-//! versions itself (`index_version`: rows deleted since are passed over, rows written since are
-//! searched exactly beside it). Otherwise Lance's own search of the index answers alone only
-//! where the segment covers every fragment of the version and no row of it is deleted; where it
-//! does not (rows written after the index was built, deleted rows, a pre-filter) the scanner's
-//! merging of an exact search of the unindexed rows and its deletion mask are needed, and the
-//! scanner is used.
+//! That is the case when the index is one segment and the column stores `f32` or `f16`, and an
+//! HNSW index is then loaded in memory (`loaded`): it follows later versions itself
+//! (`index_version`: rows deleted since are passed over, rows written since are searched exactly
+//! beside it) and evaluates a filter itself (`filtered`). Otherwise Lance's own search of the
+//! index answers alone only without a filter, where the segment covers every fragment of the
+//! version and no row of it is deleted; where it does not (rows written after the index was
+//! built, deleted rows, a pre-filter) the scanner's merging of an exact search of the unindexed
+//! rows and its deletion mask are needed, and the scanner is used.
 
 use std::sync::Arc;
 
@@ -73,12 +73,13 @@ enum Searcher {
 }
 
 impl DirectIndex {
-    /// The segment of index `search.index` on `dataset`, if it alone answers an unfiltered
-    /// search with `distance_type`.
+    /// The segment of index `search.index` on `dataset`, if it alone answers a search with
+    /// `distance_type` (`filtered`: a search with a filter, which only a loaded index answers).
     pub(crate) async fn open(
         dataset: &Dataset,
         search: &IndexSearch,
         distance_type: DistanceType,
+        filtered: bool,
         pool: &Arc<dyn MemoryPool>,
     ) -> Result<Option<Self>> {
         // A version never changes: once an index is loaded and what it shows of a version
@@ -128,7 +129,7 @@ impl DirectIndex {
             .await?
         {
             Some(loaded) => Searcher::Loaded(loaded),
-            None if answers_alone => Searcher::Lance(index),
+            None if answers_alone && !filtered => Searcher::Lance(index),
             None => return Ok(None),
         };
         let metric = match &searcher {
@@ -153,8 +154,7 @@ impl DirectIndex {
     /// The rows of the `candidates` best matches of `task`'s query by the index's distance,
     /// among the rows its filter admits, with the dataset columns it projects; `None` where the
     /// query cannot be searched here (a cosine query of zero length, which only the scanner's
-    /// handling defines; a filter on an index not loaded, or one the loaded index cannot
-    /// evaluate). A loaded index scores exactly, so of its candidates only the `search.k`
+    /// handling defines; a filter the loaded index cannot evaluate). A loaded index scores exactly, so of its candidates only the `search.k`
     /// nearest are returned; its searches are counted in `metrics`.
     pub(crate) async fn search(
         &self,
@@ -216,8 +216,6 @@ impl DirectIndex {
                     .collect();
                 return Ok(Some(Candidates::Ranked { rows, distances }));
             }
-            // Lance's search of the index alone applies no filter.
-            Searcher::Lance(_) if filter.is_some() => return Ok(None),
             Searcher::Lance(index) => index,
         };
         let mut query = index_query(

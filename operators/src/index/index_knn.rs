@@ -141,7 +141,8 @@ impl IndexKnnTask {
             index_distance_type(search.metric, search.descending).unwrap_or(DistanceType::L2);
         // The index alone may answer (`direct`; with a filter, only loaded); where it cannot,
         // Lance's scanner searches.
-        let direct = DirectIndex::open(dataset, search, distance_type, pool).await?;
+        let filtered = self.filter.is_some();
+        let direct = DirectIndex::open(dataset, search, distance_type, filtered, pool).await?;
         let direct_rows = match direct {
             Some(index) => {
                 // As Lance's refine: k * refine_factor candidates, ranked exactly (below, or

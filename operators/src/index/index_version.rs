@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanBufferBuilder, RecordBatch};
 use datafusion::arrow::buffer::{BooleanBuffer, ScalarBuffer};
-use datafusion::arrow::compute::{concat, interleave};
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::compute::{concat_batches, interleave};
+use datafusion::arrow::datatypes::{DataType, Schema, UInt64Type};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::memory_pool::MemoryPool;
 use futures::TryStreamExt;
@@ -31,8 +31,8 @@ use lance_linalg::distance::DistanceType;
 
 use crate::index::filtered::{Admitted, FilteredPath};
 use crate::index::loaded::{
-    f32_values, norms_for, projected_batch, taken_column, ExactScorer, LoadKey, LoadedIndex,
-    LoadedIndices,
+    f32_values, nearest, norms_for, projected_batch, taken_column, ExactScorer, LoadKey,
+    LoadedIndex, LoadedIndices,
 };
 
 /// What a fragment held, as far as the rows of a loaded index in it are concerned: its data
@@ -83,32 +83,21 @@ impl UnindexedRows {
         scan.with_fragments(vec![fragment.clone()])
             .project(&[column])?
             .with_row_id();
+        let schema = scan.schema().await?;
         let batches: Vec<RecordBatch> = scan.try_into_stream().await?.try_collect().await?;
-        let (vectors, row_ids) = match batches.first() {
-            Some(first) => {
-                let schema = first.schema();
-                let column_of = |name: &str| -> Result<ArrayRef> {
-                    let index = schema.index_of(name)?;
-                    let arrays: Vec<&dyn Array> =
-                        batches.iter().map(|b| b.column(index).as_ref()).collect();
-                    Ok(concat(&arrays)?)
-                };
-                let row_ids = column_of(ROW_ID)?;
-                let row_ids = row_ids
-                    .as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>()
-                    .ok_or_else(|| DataFusionError::Internal("row ids are not u64".into()))?
-                    .values()
-                    .to_vec();
-                (column_of(column)?, row_ids)
-            }
-            None => {
-                let field = dataset.schema().field(column).ok_or_else(|| {
-                    DataFusionError::Plan(format!("the collection has no column {column}"))
-                })?;
-                let empty = datafusion::arrow::array::new_empty_array(&field.data_type());
-                (empty, Vec::new())
-            }
+        let all = concat_batches(&schema, &batches)?;
+        let column_of = |name: &str| {
+            all.column_by_name(name).cloned().ok_or_else(|| {
+                DataFusionError::Internal(format!("the scan of a fragment returned no {name}"))
+            })
         };
+        let row_ids = column_of(ROW_ID)?;
+        let row_ids = row_ids
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| DataFusionError::Internal("row ids are not u64".into()))?
+            .values()
+            .to_vec();
+        let vectors = column_of(column)?;
         let values = f32_values(vectors.as_fixed_size_list())?;
         let norms = norms_for(distance_type, &values, dim);
         Ok(Self {
@@ -475,14 +464,4 @@ impl LoadedVersion {
             "position {position} is past the rows of the loaded index"
         )))
     }
-}
-
-/// Leaves in `found` its `candidates` smallest scores, nearest first (ties by position).
-fn nearest(found: &mut Vec<(f32, usize)>, candidates: usize) {
-    let order = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-    if found.len() > candidates && candidates > 0 {
-        found.select_nth_unstable_by(candidates - 1, order);
-    }
-    found.truncate(candidates);
-    found.sort_by(order);
 }

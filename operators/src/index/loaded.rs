@@ -526,8 +526,7 @@ impl LoadedIndex {
         if !complete {
             return Ok(None);
         }
-        let fragments = fragment_positions(dataset, &self.row_ids);
-        take_positions(dataset, &self.row_ids, &fragments, name).await
+        take_positions(dataset, &self.row_ids, &self.fragments, name).await
     }
 
     /// The indexed column's element type (`Float32` or `Float16`).
@@ -656,8 +655,7 @@ impl LoadedIndex {
         if let Ok(mut pool) = self.scratch.lock() {
             pool.push(scratch);
         }
-        found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        found.truncate(candidates);
+        nearest(&mut found, candidates);
         found
     }
 
@@ -852,6 +850,17 @@ pub(crate) fn metric_distance(metric: Metric, score: f32) -> f32 {
         Metric::Cosine | Metric::NegativeInnerProduct => score,
         Metric::InnerProduct => -score,
     }
+}
+
+/// Leaves in `found` (`(score, position)`) its `candidates` smallest scores, nearest first (ties
+/// by position).
+pub(crate) fn nearest(found: &mut Vec<(f32, usize)>, candidates: usize) {
+    let order = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if found.len() > candidates && candidates > 0 {
+        found.select_nth_unstable_by(candidates - 1, order);
+    }
+    found.truncate(candidates);
+    found.sort_by(order);
 }
 
 /// Scores rows against one query exactly, as a [`LoadedIndex::search`] scores them.
@@ -1461,5 +1470,28 @@ mod tests {
         // Remembered: its searches go to Lance without building the version again.
         let remembered = cache.versions.get(&version_key(&dataset, INDEX)).await;
         assert!(matches!(remembered, Some(None)));
+    }
+
+    #[tokio::test]
+    async fn a_filter_on_a_column_that_does_not_fit_is_left_to_lance() {
+        use crate::index::filtered::Admitted;
+        use datafusion::prelude::col;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (dataset, index) = indexed(&dir, 16).await;
+        let filter = col("tags").is_not_null();
+        let pool = unbounded();
+        // The tags take more than an eighth of this budget: not loaded, so not evaluated here.
+        let tight = LoadedIndices::new(loaded_size(&dataset, &index).await + 512);
+        let loaded = load(&tight, &dataset, &index, &unbounded()).await;
+        let loaded = loaded.unwrap().unwrap();
+        let admitted = Admitted::evaluate(&loaded, &tight, &dataset, &filter, &pool);
+        assert!(admitted.await.unwrap().is_none());
+        // With room for them, every row is admitted.
+        let roomy = LoadedIndices::new(1 << 30);
+        let loaded = load(&roomy, &dataset, &index, &unbounded()).await;
+        let loaded = loaded.unwrap().unwrap();
+        let admitted = Admitted::evaluate(&loaded, &roomy, &dataset, &filter, &pool);
+        assert_eq!(admitted.await.unwrap().unwrap().count, ROWS);
     }
 }
