@@ -73,6 +73,54 @@ pub async fn vector_indices(dataset: &Dataset) -> Result<Vec<VectorIndexInfo>> {
     Ok(out)
 }
 
+/// How far one index of a dataset version is behind its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexCoverage {
+    /// The index name.
+    pub name: String,
+    /// Its segments: one after a build, one more for each delta Lance adds beside it.
+    pub segments: usize,
+    /// Live rows of the version in fragments a segment covers.
+    pub rows_indexed: u64,
+    /// Live rows of the version in fragments no segment covers: written after the index,
+    /// searched exactly beside it.
+    pub rows_unindexed: u64,
+}
+
+/// The coverage of each vector index of `dataset`'s version, by name.
+pub async fn vector_index_coverage(dataset: &Dataset) -> Result<Vec<IndexCoverage>> {
+    let mut out = Vec::new();
+    for index in dataset.describe_indices(None).await? {
+        if !is_vector_index(index.index_type()) {
+            continue;
+        }
+        let covered = |id: u64| {
+            index.segments().iter().any(|s| {
+                s.fragment_bitmap
+                    .as_ref()
+                    .is_some_and(|b| u32::try_from(id).is_ok_and(|id| b.contains(id)))
+            })
+        };
+        let (mut rows_indexed, mut rows_unindexed) = (0, 0);
+        for fragment in dataset.fragments().iter() {
+            let rows = fragment.num_rows().unwrap_or(0) as u64;
+            if covered(fragment.id) {
+                rows_indexed += rows;
+            } else {
+                rows_unindexed += rows;
+            }
+        }
+        out.push(IndexCoverage {
+            name: index.name().to_string(),
+            segments: index.segments().len(),
+            rows_indexed,
+            rows_unindexed,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,34 +22,25 @@ impl Catalog {
         target: String,
         spec: serde_json::Value,
     ) -> Result<JobRecord> {
+        self.commit(|state| Ok(new_job(state, kind, &target, &spec)))
+            .await
+    }
+
+    /// Records a new PENDING job, unless a job of the same kind on the same target is pending
+    /// or running: checked in the same commit, so of several servers asking at once exactly one
+    /// submits it. `None` where one was already there.
+    pub async fn submit_job_unless_active(
+        &self,
+        kind: JobKind,
+        target: String,
+        spec: serde_json::Value,
+    ) -> Result<Option<JobRecord>> {
         self.commit(|state| {
-            state.next_job_id = state.next_job_id.max(1);
-            let id = state.next_job_id;
-            state.next_job_id += 1;
-            let job = JobRecord {
-                id,
-                kind,
-                target: target.clone(),
-                spec: spec.clone(),
-                state: JobState::Pending,
-                progress: 0,
-                files_done: 0,
-                files_total: 0,
-                bytes_done: 0,
-                bytes_total: 0,
-                rows_done: 0,
-                rows_total: 0,
-                error: None,
-                created_at: Utc::now(),
-                started_at: None,
-                finished_at: None,
-                owner: None,
-                heartbeat_at: None,
-                cancel_requested: false,
-                result: None,
-            };
-            state.jobs.insert(id, job.clone());
-            Ok(job)
+            let active = state
+                .jobs
+                .values()
+                .any(|j| j.kind == kind && j.target == target && !j.state.is_terminal());
+            Ok((!active).then(|| new_job(state, kind, &target, &spec)))
         })
         .await
     }
@@ -148,6 +139,42 @@ impl Catalog {
         })
         .await
     }
+}
+
+/// Adds a new PENDING job to `state`.
+fn new_job(
+    state: &mut CatalogState,
+    kind: JobKind,
+    target: &str,
+    spec: &serde_json::Value,
+) -> JobRecord {
+    state.next_job_id = state.next_job_id.max(1);
+    let id = state.next_job_id;
+    state.next_job_id += 1;
+    let job = JobRecord {
+        id,
+        kind,
+        target: target.to_string(),
+        spec: spec.clone(),
+        state: JobState::Pending,
+        progress: 0,
+        files_done: 0,
+        files_total: 0,
+        bytes_done: 0,
+        bytes_total: 0,
+        rows_done: 0,
+        rows_total: 0,
+        error: None,
+        created_at: Utc::now(),
+        started_at: None,
+        finished_at: None,
+        owner: None,
+        heartbeat_at: None,
+        cancel_requested: false,
+        result: None,
+    };
+    state.jobs.insert(id, job.clone());
+    job
 }
 
 #[cfg(test)]

@@ -137,6 +137,8 @@ pub enum JobKind {
     Restore,
     /// Remove unreferenced files.
     Gc,
+    /// Bring a collection's indices up to date with its rows.
+    Optimize,
 }
 
 impl JobKind {
@@ -145,6 +147,7 @@ impl JobKind {
         match self {
             Self::Restore => "RESTORE",
             Self::Gc => "GC",
+            Self::Optimize => "OPTIMIZE",
         }
     }
 }

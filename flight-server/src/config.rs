@@ -104,6 +104,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How often garbage collection runs on its own (`None`: only on `VACUUM`).
     pub gc_interval: Option<Duration>,
+    /// How often collections are checked for indices behind their rows, which are then
+    /// optimised as a job (`None`: only on `OPTIMIZE`).
+    pub index_maintenance_interval: Option<Duration>,
     /// How long a running job may go without a heartbeat before a server takes it over (its
     /// runner died); heartbeats are written every half second.
     pub job_lease: Duration,
@@ -126,6 +129,7 @@ impl ServerConfig {
             catalog_refresh_interval: DEFAULT_CATALOG_REFRESH_INTERVAL,
             shutdown_grace: Duration::from_secs(10),
             gc_interval: Some(Duration::from_secs(3600)),
+            index_maintenance_interval: Some(Duration::from_secs(30)),
             job_lease: quiver_planner::jobs::SchedulerConfig::default().lease,
         }
     }

@@ -116,6 +116,11 @@ enum Command {
         /// How often garbage collection runs on its own (e.g. 1h; 0 turns it off).
         #[arg(long, value_parser = parse_duration, default_value = "1h")]
         gc_interval: Duration,
+        /// How often collections are checked for vector indices whose rows outside them passed
+        /// the collection's threshold (property optimize_unindexed_rows), which are then
+        /// optimised as a job (e.g. 30s; 0 turns it off).
+        #[arg(long, value_parser = parse_duration, default_value = "30s")]
+        index_maintenance_interval: Duration,
         /// Let clients' COPY statements read and write files on this machine (off: clients
         /// load data with bulk ingest).
         #[arg(long)]
@@ -176,6 +181,7 @@ async fn main() -> ExitCode {
             query_memory_limit,
             query_timeout,
             gc_interval,
+            index_maintenance_interval,
             allow_server_files,
             session_idle_timeout,
             max_sessions,
@@ -204,6 +210,8 @@ async fn main() -> ExitCode {
                         },
                         catalog_refresh_interval,
                         gc_interval: (!gc_interval.is_zero()).then_some(gc_interval),
+                        index_maintenance_interval: (!index_maintenance_interval.is_zero())
+                            .then_some(index_maintenance_interval),
                         job_lease,
                         ..ServerConfig::new(args.data, bind)
                     };

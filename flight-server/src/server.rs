@@ -169,7 +169,8 @@ pub async fn start_with_catalog(
     )
     .map_err(|e| ServeError::Service(e.to_string()))?;
     let queries = service.queries();
-    // Jobs a previous server left unfinished are resumed; garbage collection runs on its own.
+    // Jobs a previous server left unfinished are resumed; garbage collection and index
+    // maintenance run on their own.
     let scheduler = service.scheduler();
     let resumed = scheduler
         .recover()
@@ -182,6 +183,9 @@ pub async fn start_with_catalog(
     scheduler.start_recovery(scheduler.config().lease / 2);
     if let Some(every) = config.gc_interval {
         scheduler.start_interval_gc(every, quiver_planner::jobs::gc::GcSpec::default());
+    }
+    if let Some(every) = config.index_maintenance_interval {
+        quiver_planner::jobs::optimize::start(&scheduler, every);
     }
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(config.max_message_size)

@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 
 use quiver_tests::TestDb;
 
-const DIM: usize = 16;
-const ROWS: usize = 3_000;
+pub(crate) const DIM: usize = 16;
+pub(crate) const ROWS: usize = 3_000;
 const K: usize = 10;
 
 /// Deterministic vectors in [-1, 1), row-major (a linear congruential generator).
-fn vectors(n: usize, seed: u64) -> Vec<f32> {
+pub(crate) fn vectors(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     (0..n * DIM)
         .map(|_| {
@@ -23,13 +23,13 @@ fn vectors(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn literal(v: &[f32]) -> String {
+pub(crate) fn literal(v: &[f32]) -> String {
     let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
     format!("[{}]", parts.join(", "))
 }
 
 /// `docs (id, embedding <vector_type>(DIM))` with [`ROWS`] rows and an index `USING <using>`.
-async fn indexed_collection(vector_type: &str, using: &str) -> (TestDb, Vec<f32>) {
+pub(crate) async fn indexed_collection(vector_type: &str, using: &str) -> (TestDb, Vec<f32>) {
     let db = TestDb::new().await;
     db.sql(&format!(
         "CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, embedding {vector_type}({DIM}))"
@@ -48,7 +48,7 @@ async fn indexed_collection(vector_type: &str, using: &str) -> (TestDb, Vec<f32>
 }
 
 /// The rows `(id, distance)` of `query`.
-async fn id_distances(db: &TestDb, query: &str) -> Vec<(i64, f64)> {
+pub(crate) async fn id_distances(db: &TestDb, query: &str) -> Vec<(i64, f64)> {
     db.rows(query)
         .await
         .into_iter()
@@ -58,7 +58,7 @@ async fn id_distances(db: &TestDb, query: &str) -> Vec<(i64, f64)> {
 
 /// Which way an index search went, from `EXPLAIN ANALYZE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
+pub(crate) enum Path {
     /// Lance's scanner.
     Scanner,
     /// Lance's index, searched directly.
@@ -68,7 +68,7 @@ enum Path {
 }
 
 /// The counter `name` of `plan`'s IndexKnnExec.
-fn counter(plan: &str, name: &str) -> u64 {
+pub(crate) fn counter(plan: &str, name: &str) -> u64 {
     plan.split(&format!("{name}="))
         .nth(1)
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
@@ -77,12 +77,12 @@ fn counter(plan: &str, name: &str) -> u64 {
 }
 
 /// The rows `(id, distance)` of `query`, and the way its index search went.
-async fn search(db: &TestDb, query: &str) -> (Vec<(i64, f64)>, Path) {
+pub(crate) async fn search(db: &TestDb, query: &str) -> (Vec<(i64, f64)>, Path) {
     (id_distances(db, query).await, path(db, query).await)
 }
 
 /// The text of `EXPLAIN ANALYZE query`.
-async fn analyzed(db: &TestDb, query: &str) -> String {
+pub(crate) async fn analyzed(db: &TestDb, query: &str) -> String {
     db.rows(&format!("EXPLAIN ANALYZE {query}"))
         .await
         .into_iter()
@@ -91,7 +91,7 @@ async fn analyzed(db: &TestDb, query: &str) -> String {
 }
 
 /// The way `query`'s index search went.
-async fn path(db: &TestDb, query: &str) -> Path {
+pub(crate) async fn path(db: &TestDb, query: &str) -> Path {
     let plan = analyzed(db, query).await;
     match (
         counter(&plan, "direct_index_searches"),
@@ -105,7 +105,7 @@ async fn path(db: &TestDb, query: &str) -> Path {
 }
 
 /// The exact answer, with the index switched off.
-async fn exact(db: &TestDb, query: &str) -> Vec<(i64, f64)> {
+pub(crate) async fn exact(db: &TestDb, query: &str) -> Vec<(i64, f64)> {
     db.sql("SET quiver.use_index = false").await;
     let rows = id_distances(db, query).await;
     db.sql("SET quiver.use_index = true").await;

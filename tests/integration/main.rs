@@ -5,6 +5,7 @@
 
 mod collections;
 mod flight;
+mod index_maintenance;
 mod index_search;
 mod jobs;
 mod key_index;

@@ -177,6 +177,8 @@ impl UnindexedRows {
 pub(crate) struct IndexVersion {
     /// The index's key in the cache, which owns it (looking it up there keeps it recently used).
     pub(crate) index: LoadKey,
+    /// The version's own segment, loading, where `index` is an earlier segment standing in.
+    pub(crate) awaits: Option<LoadKey>,
     /// Whether each position of the index holds a row of the version; `None` where all do.
     live: Option<BooleanBuffer>,
     /// The version's rows outside the index, a fragment at a time.
@@ -185,13 +187,15 @@ pub(crate) struct IndexVersion {
 
 impl IndexVersion {
     /// What `index` shows of `dataset`'s version, where its segment covers the fragments
-    /// `covered`; `None` where the index does not follow the version (see the module docs):
-    /// the rows outside it are more than it holds, or take more than `budget_bytes`.
+    /// `covered` (`awaits`: the version's own segment, where `index` stands in for it); `None`
+    /// where the index does not follow the version (see the module docs): the rows outside it
+    /// are more than it holds, or take more than `budget_bytes`.
     pub(crate) async fn build(
         index: &Arc<LoadedIndex>,
         dataset: &Dataset,
         covered: &HashSet<u32>,
         budget_bytes: u64,
+        awaits: Option<&LoadKey>,
     ) -> Result<Option<Self>> {
         let mut hidden: Vec<u32> = Vec::new();
         let mut seen: HashSet<u32> = HashSet::new();
@@ -245,6 +249,7 @@ impl IndexVersion {
         });
         Ok(Some(Self {
             index: index.key().clone(),
+            awaits: awaits.cloned(),
             live,
             unindexed,
         }))

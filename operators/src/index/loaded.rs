@@ -114,17 +114,64 @@ pub(crate) struct IndexSegment<'a> {
 /// Loaded indices, weighed in bytes against a budget, the least recently used out first, and
 /// what they show of the dataset versions searched.
 pub(crate) struct LoadedIndices {
+    loader: Loader,
+    /// What each loaded index shows of each version searched, weighed against an eighth of the
+    /// budget (the rows held beside the index); `None` for a version the index does not follow,
+    /// searched through Lance without trying again.
+    versions: Cache<VersionKey, Option<Arc<IndexVersion>>>,
+    /// The segment of each index (by dataset and name) loaded last: while a newer segment of
+    /// the index loads (after an optimisation), it answers for versions that list the newer.
+    latest: Mutex<HashMap<(String, String), LoadKey>>,
+    /// Segments loading in the background.
+    loading: Arc<Mutex<HashSet<LoadKey>>>,
+}
+
+/// What loads segments into the cache, shared by searches and background loads.
+#[derive(Clone)]
+struct Loader {
     budget_bytes: u64,
     entries: Cache<LoadKey, Arc<LoadedIndex>>,
     /// Indices that were loaded and measured larger than the budget, which their estimate
     /// fitted: searched through Lance from then on, not loaded again by every search.
     too_large: Cache<LoadKey, ()>,
-    /// What each loaded index shows of each version searched, weighed against an eighth of the
-    /// budget (the rows held beside the index); `None` for a version the index does not follow,
-    /// searched through Lance without trying again.
-    versions: Cache<VersionKey, Option<Arc<IndexVersion>>>,
     /// How many indices this cache has loaded.
-    loads: AtomicU64,
+    loads: Arc<AtomicU64>,
+}
+
+impl Loader {
+    /// `index` (segment `key`, on `column` of `dataset`, of vectors of `dim` values) loaded
+    /// into the cache, once however many ask at once; `None` where it is not an HNSW index or
+    /// proved larger than the budget.
+    async fn load(
+        &self,
+        key: &LoadKey,
+        dataset: &Dataset,
+        index: &dyn VectorIndex,
+        column: &str,
+        dim: usize,
+    ) -> Result<Option<Arc<LoadedIndex>>> {
+        let Some(graphs) = partition_graphs(index) else {
+            return Ok(None);
+        };
+        let loaded = self
+            .entries
+            .try_get_with(key.clone(), async {
+                self.loads.fetch_add(1, Ordering::Relaxed);
+                let load = LoadedIndex::load(key.clone(), dataset, index, graphs, column, dim);
+                load.await.map(Arc::new)
+            })
+            .await
+            .map_err(DataFusionError::Shared)?;
+        if loaded.size_bytes() as u64 > self.budget_bytes {
+            // The estimate assumes 32 bottom-level edges a node (m = 16); a denser graph may not
+            // fit after all, and the cache would drop it only for the next search to load it
+            // again.
+            self.entries.invalidate(key).await;
+            self.too_large.insert(key.clone(), ()).await;
+            return Ok(None);
+        }
+        Ok(Some(loaded))
+    }
 }
 
 /// How many indices [`LoadedIndices`] remembers as too large to load.
@@ -162,11 +209,15 @@ impl LoadedIndices {
             })
             .build();
         Self {
-            budget_bytes,
-            entries,
-            too_large: Cache::new(TOO_LARGE_REMEMBERED),
+            loader: Loader {
+                budget_bytes,
+                entries,
+                too_large: Cache::new(TOO_LARGE_REMEMBERED),
+                loads: Arc::new(AtomicU64::new(0)),
+            },
             versions,
-            loads: AtomicU64::new(0),
+            latest: Mutex::new(HashMap::new()),
+            loading: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
@@ -176,24 +227,40 @@ impl LoadedIndices {
         &GLOBAL
     }
 
-    /// Index `name` as it is in `dataset`'s version, if a search of that version loaded it.
+    /// Index `name` as it is in `dataset`'s version, if a search of that version loaded it
+    /// (and, where an earlier segment stood in for the version's own, that one has not loaded
+    /// since).
     pub(crate) async fn cached(&self, dataset: &Dataset, name: &str) -> Option<LoadedVersion> {
-        let version = self.versions.get(&version_key(dataset, name)).await??;
-        let index = self.entries.get(&version.index).await?;
+        let key = version_key(dataset, name);
+        let version = self.versions.get(&key).await??;
+        if let Some(awaited) = &version.awaits {
+            if self.loader.entries.contains_key(awaited) {
+                return None;
+            }
+        }
+        let index = self.loader.entries.get(&version.index).await?;
         Some(LoadedVersion::of(index, version))
     }
 
     /// How many indices this cache has loaded.
     #[cfg(test)]
     pub(crate) fn loads(&self) -> u64 {
-        self.loads.load(Ordering::Relaxed)
+        self.loader.loads.load(Ordering::Relaxed)
+    }
+
+    /// Whether segment `key` is loaded.
+    #[cfg(test)]
+    pub(crate) async fn is_loaded(&self, key: &LoadKey) -> bool {
+        self.loader.entries.get(key).await.is_some()
     }
 
     /// `index` (`segment` of `dataset`'s index on `column`), loaded, with what it shows of
     /// `dataset`'s version, if it is an HNSW index that fits the budget and follows the
-    /// version ([`IndexVersion::build`]); loaded now if no search has loaded the segment before
-    /// and it fits what `pool` (the loading query's) has left, which it counts against while it
-    /// loads.
+    /// version ([`IndexVersion::build`]). A segment no search has loaded before is loaded now if
+    /// it fits what `pool` (the loading query's) has left, which it counts against while it
+    /// loads — unless an earlier segment of the same index is loaded and follows the version:
+    /// that one answers while the new one loads in the background, so a search never waits for
+    /// the load of an optimised index.
     pub(crate) async fn get_or_load(
         &self,
         dataset: &Dataset,
@@ -217,22 +284,23 @@ impl LoadedIndices {
         }
         let dim = dim as usize;
         let estimate = estimated_bytes(index.num_rows(), dim);
-        if estimate > self.budget_bytes {
+        if estimate > self.loader.budget_bytes || partition_graphs(index.as_ref()).is_none() {
             return Ok(None);
         }
         let key = LoadKey {
             dataset: dataset.uri().to_string(),
             segment: segment.uuid.clone(),
         };
-        if self.too_large.contains_key(&key) {
+        if self.loader.too_large.contains_key(&key) {
             return Ok(None);
         }
-        let loaded = match self.entries.get(&key).await {
+        let loaded = match self.loader.entries.get(&key).await {
             Some(loaded) => loaded,
             None => {
-                let Some(graphs) = partition_graphs(index.as_ref()) else {
-                    return Ok(None);
-                };
+                if let Some(standing_in) = self.stand_in(dataset, segment, &key).await? {
+                    self.load_in_background(dataset, &key, index, column, dim);
+                    return Ok(Some(standing_in));
+                }
                 // A query whose memory limit the index does not fit searches through Lance, and
                 // leaves loading it to one it fits; once loaded, the index is the cache's,
                 // weighed against its budget, and every search uses it.
@@ -240,48 +308,131 @@ impl LoadedIndices {
                     return Ok(None);
                 };
                 let loaded = self
-                    .entries
-                    .try_get_with(key.clone(), async {
-                        self.loads.fetch_add(1, Ordering::Relaxed);
-                        let load = LoadedIndex::load(
-                            key.clone(),
-                            dataset,
-                            index.as_ref(),
-                            graphs,
-                            column,
-                            dim,
-                        );
-                        load.await.map(Arc::new)
-                    })
-                    .await
-                    .map_err(DataFusionError::Shared)?;
-                if loaded.size_bytes() as u64 > self.budget_bytes {
-                    // The estimate assumes 32 bottom-level edges a node (m = 16); a denser graph
-                    // may not fit after all, and the cache would drop it only for the next
-                    // search to load it again.
-                    self.entries.invalidate(&key).await;
-                    self.too_large.insert(key, ()).await;
+                    .loader
+                    .load(&key, dataset, index.as_ref(), column, dim)
+                    .await?;
+                let Some(loaded) = loaded else {
                     return Ok(None);
-                }
+                };
                 loaded
             }
         };
-        // Built once, however many searches of the version arrive together.
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.insert((key.dataset.clone(), segment.name.to_string()), key.clone());
+        }
         let version = self
-            .versions
-            .try_get_with(version_key(dataset, segment.name), async {
-                let budget = self.budget_bytes / 8;
-                let built = IndexVersion::build(&loaded, dataset, &segment.covered, budget).await?;
-                Ok::<_, DataFusionError>(built.map(Arc::new))
-            })
-            .await
-            .map_err(DataFusionError::Shared)?;
-        let Some(version) = version.filter(|v| v.index == key) else {
+            .version(&loaded, dataset, segment.name, &segment.covered, None)
+            .await?;
+        let Some(version) = version else {
             return Ok(None);
         };
         // Weighed again, with the rows it now holds beside it.
-        self.entries.insert(key, Arc::clone(&loaded)).await;
+        self.loader.entries.insert(key, Arc::clone(&loaded)).await;
         Ok(Some(LoadedVersion::of(loaded, version)))
+    }
+
+    /// What `loaded` (whose segment covers `covered` of the version) shows of `dataset`'s
+    /// version, built once however many searches of the version arrive together; `awaits`: the
+    /// version's own segment, loading, where `loaded` stands in for it. A version built before
+    /// from another segment is built again.
+    async fn version(
+        &self,
+        loaded: &Arc<LoadedIndex>,
+        dataset: &Dataset,
+        name: &str,
+        covered: &HashSet<u32>,
+        awaits: Option<&LoadKey>,
+    ) -> Result<Option<Arc<IndexVersion>>> {
+        let key = version_key(dataset, name);
+        let build = || async {
+            let budget = self.loader.budget_bytes / 8;
+            let built = IndexVersion::build(loaded, dataset, covered, budget, awaits).await?;
+            Ok::<_, DataFusionError>(built.map(Arc::new))
+        };
+        let mut version = self
+            .versions
+            .try_get_with(key.clone(), build())
+            .await
+            .map_err(DataFusionError::Shared)?;
+        if version.as_ref().is_some_and(|v| v.index != *loaded.key()) {
+            self.versions.invalidate(&key).await;
+            version = self
+                .versions
+                .try_get_with(key, build())
+                .await
+                .map_err(DataFusionError::Shared)?;
+        }
+        Ok(version.filter(|v| v.index == *loaded.key()))
+    }
+
+    /// What the segment of index `segment.name` loaded last shows of `dataset`'s version, where
+    /// that is another segment than `key` (the version's own, not loaded) and follows the
+    /// version; the rows of fragments it does not hold are searched exactly beside it.
+    async fn stand_in(
+        &self,
+        dataset: &Dataset,
+        segment: &IndexSegment<'_>,
+        key: &LoadKey,
+    ) -> Result<Option<LoadedVersion>> {
+        let earlier = self.latest.lock().ok().and_then(|latest| {
+            latest
+                .get(&(key.dataset.clone(), segment.name.to_string()))
+                .cloned()
+        });
+        let Some(earlier) = earlier.filter(|e| e != key) else {
+            return Ok(None);
+        };
+        let Some(loaded) = self.loader.entries.get(&earlier).await else {
+            return Ok(None);
+        };
+        let covered: HashSet<u32> = loaded.fragments().keys().copied().collect();
+        let version = self
+            .version(&loaded, dataset, segment.name, &covered, Some(key))
+            .await?;
+        let Some(version) = version else {
+            // Not followed: the search waits for the version's own segment instead.
+            self.versions
+                .invalidate(&version_key(dataset, segment.name))
+                .await;
+            return Ok(None);
+        };
+        Ok(Some(LoadedVersion::of(loaded, version)))
+    }
+
+    /// Loads segment `key` of `dataset` (`index`) in the background, once.
+    fn load_in_background(
+        &self,
+        dataset: &Dataset,
+        key: &LoadKey,
+        index: &Arc<dyn VectorIndex>,
+        column: &str,
+        dim: usize,
+    ) {
+        let started = self
+            .loading
+            .lock()
+            .is_ok_and(|mut loading| loading.insert(key.clone()));
+        if !started {
+            return;
+        }
+        let (loader, loading) = (self.loader.clone(), Arc::clone(&self.loading));
+        let (dataset, key, index, column) = (
+            dataset.clone(),
+            key.clone(),
+            Arc::clone(index),
+            column.to_string(),
+        );
+        tokio::spawn(async move {
+            let loaded = loader
+                .load(&key, &dataset, index.as_ref(), &column, dim)
+                .await;
+            if let Err(e) = loaded {
+                tracing::warn!("index segment {} could not be loaded: {e}", key.segment);
+            }
+            if let Ok(mut loading) = loading.lock() {
+                loading.remove(&key);
+            }
+        });
     }
 
     /// Column `name` of `index` at every position, loaded if it fits an eighth of the budget,
@@ -309,7 +460,8 @@ impl LoadedIndices {
             return Ok(None);
         };
         let too_large = |bytes: u64| {
-            bytes > self.budget_bytes / 8 || index.size_bytes() as u64 + bytes > self.budget_bytes
+            bytes > self.loader.budget_bytes / 8
+                || index.size_bytes() as u64 + bytes > self.loader.budget_bytes
         };
         let width = fixed_width(field.data_type()).unwrap_or(VARIABLE_WIDTH_GUESS);
         let estimate = (index.row_ids.len() * width) as u64;
@@ -349,7 +501,8 @@ impl LoadedIndices {
             columns.insert(name.to_string(), values.clone());
         }
         // Weighed again, with the column.
-        self.entries
+        self.loader
+            .entries
             .insert(index.key.clone(), Arc::clone(index))
             .await;
         Ok(Some(values))
@@ -1128,8 +1281,8 @@ mod tests {
         let cache = LoadedIndices::new(budget);
         let loaded = load(&cache, dataset, index, &unbounded()).await;
         let loaded = Arc::clone(loaded.unwrap().unwrap().index());
-        cache.entries.run_pending_tasks().await;
-        let weight_before = cache.entries.weighted_size();
+        cache.loader.entries.run_pending_tasks().await;
+        let weight_before = cache.loader.entries.weighted_size();
         let rows = loaded
             .rows(
                 &cache,
@@ -1142,12 +1295,12 @@ mod tests {
             .unwrap();
         let tags = rows.column(0).as_fixed_size_list().values();
         let tags = tags.as_primitive::<Int64Type>().values().to_vec();
-        cache.entries.run_pending_tasks().await;
+        cache.loader.entries.run_pending_tasks().await;
         Taken {
             loaded,
             tags,
             weight_before,
-            weight_after: cache.entries.weighted_size(),
+            weight_after: cache.loader.entries.weighted_size(),
         }
     }
 
@@ -1200,9 +1353,12 @@ mod tests {
         for _ in 0..2 {
             let loaded = load(&cache, &dataset, &index, &unbounded()).await;
             assert!(loaded.unwrap().is_none());
-            cache.entries.run_pending_tasks().await;
-            assert_eq!(cache.entries.entry_count(), 0);
-            assert!(cache.too_large.contains_key(&load_key(&dataset).await));
+            cache.loader.entries.run_pending_tasks().await;
+            assert_eq!(cache.loader.entries.entry_count(), 0);
+            assert!(cache
+                .loader
+                .too_large
+                .contains_key(&load_key(&dataset).await));
         }
     }
 
@@ -1215,11 +1371,11 @@ mod tests {
         let cache = LoadedIndices::new(loaded_size(&a, &index_a).await * 5 / 4);
         let first = load(&cache, &a, &index_a, &unbounded()).await;
         assert!(first.unwrap().is_some());
-        cache.entries.run_pending_tasks().await;
+        cache.loader.entries.run_pending_tasks().await;
         assert!(cache.cached(&a, INDEX).await.is_some());
         let second = load(&cache, &b, &index_b, &unbounded()).await;
         assert!(second.unwrap().is_some());
-        cache.entries.run_pending_tasks().await;
+        cache.loader.entries.run_pending_tasks().await;
         assert!(cache.cached(&a, INDEX).await.is_none());
         assert!(cache.cached(&b, INDEX).await.is_some());
     }
@@ -1376,6 +1532,68 @@ mod tests {
         assert_eq!(ids(&found_before), exact(&old, &query, 10).await);
         assert_eq!(found_before[0].0, nearest_indexed);
         assert_eq!(cache.loads(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_optimised_index_loads_in_the_background_while_the_earlier_segment_answers() {
+        use lance_index::optimize::OptimizeOptions;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (mut dataset, index) = indexed(&dir, 16).await;
+        let cache = LoadedIndices::new(1 << 30);
+        let first = load(&cache, &dataset, &index, &unbounded()).await;
+        let first = first.unwrap().unwrap();
+        let earlier = load_key(&dataset).await;
+        let appended = random_vectors(20, 17);
+        let query = appended[3 * DIM..4 * DIM].to_vec();
+        let batch = rows_of(ROWS as i64..ROWS as i64 + 20, appended);
+        let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
+        dataset.append(reader, None).await.unwrap();
+        dataset
+            .optimize_indices(&OptimizeOptions::merge(1))
+            .await
+            .unwrap();
+        let own = load_key(&dataset).await;
+        assert_ne!(own, earlier, "the optimisation made a new segment");
+        let uuid = dataset.load_indices().await.unwrap()[0].uuid;
+        let optimised = dataset
+            .open_vector_index("embedding", &uuid, &NoOpMetricsCollector)
+            .await
+            .unwrap();
+
+        // The first search of the optimised version does not wait for its segment: the earlier
+        // one answers, with the appended rows searched exactly beside it.
+        let standing_in = load(&cache, &dataset, &optimised, &unbounded()).await;
+        let standing_in = standing_in.unwrap().unwrap();
+        assert!(Arc::ptr_eq(standing_in.index(), first.index()));
+        assert_eq!(standing_in.unindexed_rows(), 20);
+        let expected = exact(&dataset, &query, 10).await;
+        let found = searched(&cache, &standing_in, &dataset, &query, 10).await;
+        assert_eq!(found[0], (ROWS as i64 + 3, 0.0));
+        assert_eq!(ids(&found), expected);
+
+        // Meanwhile the version's own segment loads; once it has, searches use it.
+        for _ in 0..400 {
+            if cache.is_loaded(&own).await {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert!(cache.is_loaded(&own).await);
+        assert_eq!(cache.loads(), 2);
+        assert!(
+            cache.cached(&dataset, INDEX).await.is_none(),
+            "the stand-in no longer answers once the segment is loaded"
+        );
+        let loaded = load(&cache, &dataset, &optimised, &unbounded()).await;
+        let loaded = loaded.unwrap().unwrap();
+        assert_eq!(loaded.index().key(), &own);
+        assert_eq!(loaded.unindexed_rows(), 0);
+        let found = searched(&cache, &loaded, &dataset, &query, 10).await;
+        assert_eq!(ids(&found), expected);
+        let cached = cache.cached(&dataset, INDEX).await.unwrap();
+        assert_eq!(cached.index().key(), &own);
+        assert_eq!(cache.loads(), 2);
     }
 
     #[tokio::test]

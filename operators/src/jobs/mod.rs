@@ -1,5 +1,6 @@
-//! Operators that jobs are built from: a restore or a garbage collection is a DataFusion plan of
-//! these, so it streams, runs in parallel where it can, reports metrics, and shows in `EXPLAIN`.
+//! Operators that jobs are built from: a restore, a garbage collection or an index optimisation
+//! is a DataFusion plan of these, so it streams, runs in parallel where it can, reports metrics,
+//! and shows in `EXPLAIN`.
 //!
 //! - [`manifest_scan`]: the files a snapshot's manifest lists;
 //! - [`file_copy`]: copies files into a target location;
@@ -7,6 +8,7 @@
 //! - [`reference_set`]: every file some live version, snapshot or restore still needs;
 //! - [`file_delete`]: deletes (or, in a dry run, only reports) files;
 //! - [`version_cleanup`]: Lance's removal of expired versions;
+//! - [`index_optimize`]: brings a collection's vector indices up to date with its rows;
 //! - [`commit`]: the final catalog commit, once all its input is done.
 //!
 //! Leaf operators implement [`Source`] and run as [`SourceExec`]; row-by-row operators implement
@@ -28,6 +30,7 @@ pub mod exec;
 pub mod file_copy;
 pub mod file_delete;
 pub mod file_list;
+pub mod index_optimize;
 pub mod manifest_scan;
 pub mod reference_set;
 pub mod version_cleanup;

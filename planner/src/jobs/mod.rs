@@ -1,15 +1,17 @@
-//! Jobs: restores and garbage collections run as DataFusion plans by a scheduler.
+//! Jobs: restores, garbage collections and index optimisations run as DataFusion plans by a
+//! scheduler.
 //!
 //! [`JobScheduler`] records a job PENDING, runs it when one of its slots is free (a concurrency
 //! limit), marks it RUNNING with its owner and a heartbeat, executes the job's plan
-//! ([`restore`], [`gc`]) and records SUCCEEDED, FAILED (with the reason) or CANCELLED. Progress
+//! ([`restore`], [`gc`], [`optimize`]) and records SUCCEEDED, FAILED (with the reason) or CANCELLED. Progress
 //! goes to the job record at most every `progress_interval`, and only forward.
 //!
 //! Restart safety: [`JobScheduler::recover`] (run by the server at start, then every half lease)
 //! takes every PENDING job and every RUNNING job whose heartbeat is older than the lease — its
 //! runner died — and runs it again. A job is claimed in the commit that checks it is still free,
 //! so of several schedulers over one root exactly one runs it. Jobs are idempotent: a restore
-//! first clears any half-made target; garbage collection recomputes what to delete. No job is
+//! first clears any half-made target; garbage collection recomputes what to delete; an index
+//! optimisation finds again what is behind. No job is
 //! left RUNNING forever or lost.
 
 use std::collections::HashMap;
@@ -31,6 +33,7 @@ use crate::error::external;
 
 pub mod gc;
 mod gc_records;
+pub mod optimize;
 pub mod restore;
 
 /// Scheduler settings.
@@ -179,6 +182,25 @@ impl JobScheduler {
             .await
             .map_err(external)?;
         self.spawn(job.clone());
+        Ok(job)
+    }
+
+    /// Records a PENDING job and starts it, unless a job of the same kind on the same target is
+    /// pending or running (`None` then).
+    pub async fn submit_unless_active(
+        self: &Arc<Self>,
+        kind: JobKind,
+        target: String,
+        spec: serde_json::Value,
+    ) -> Result<Option<JobRecord>> {
+        let job = self
+            .catalog
+            .submit_job_unless_active(kind, target, spec)
+            .await
+            .map_err(external)?;
+        if let Some(job) = &job {
+            self.spawn(job.clone());
+        }
         Ok(job)
     }
 
@@ -374,6 +396,7 @@ impl JobScheduler {
         let planned = match job.kind {
             JobKind::Restore => restore::plan(&self.catalog, job, progress).await?,
             JobKind::Gc => gc::plan(&self.catalog, job, progress).await?,
+            JobKind::Optimize => optimize::plan(&self.catalog, job, progress).await?,
         };
         match collect(planned.plan, self.task_ctx.clone()).await {
             Ok(batches) => {

@@ -16,6 +16,7 @@ use super::statement::QuiverStatement;
 use super::tokens::option_value;
 use crate::catalog::provider::CATALOG_NAME;
 use crate::error::{external, PlannerError};
+use crate::jobs::optimize::{Threshold, THRESHOLD_PROPERTY};
 use crate::session::QuiverSession;
 use crate::sql::types::sql_type_name;
 
@@ -228,6 +229,9 @@ pub(super) fn alter_table(alter: &ast::AlterTable) -> Result<QuiverStatement> {
                 }
             },
         };
+        if let (THRESHOLD_PROPERTY, Some(value)) = (key.value.as_str(), &value) {
+            Threshold::parse(value)?;
+        }
         properties.push((key.value.clone(), value));
     }
     Ok(QuiverStatement::SetProperties {

@@ -1,4 +1,5 @@
-//! Job statements: `RESTORE`, `VACUUM`, `SHOW JOBS`, `CANCEL JOB`, and `EXPLAIN` of the first two.
+//! Job statements: `RESTORE`, `VACUUM`, `OPTIMIZE`, `SHOW JOBS`, `CANCEL JOB`, and `EXPLAIN` of
+//! the first three.
 
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use datafusion::physical_plan::{displayable, ExecutionPlan};
 use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
-use quiver_catalog::{JobRecord, JobState};
+use quiver_catalog::{JobKind, JobRecord, JobState};
+use quiver_operators::jobs::index_optimize::IndexOptimize;
 use quiver_operators::jobs::NoProgress;
 
 use super::statement::QuiverStatement;
@@ -21,6 +23,7 @@ use crate::catalog::system::jobs_batch;
 use crate::config::QuiverConfig;
 use crate::error::external;
 use crate::jobs::gc::{self, GcSpec};
+use crate::jobs::optimize::{self, OptimizeSpec};
 use crate::jobs::restore::{self, RestoreMode};
 use crate::session::QuiverSession;
 
@@ -80,36 +83,21 @@ fn submitted(job: &JobRecord) -> Result<RecordBatch> {
     )?)
 }
 
-/// The garbage collection report of a finished job: `category, files, bytes`.
-fn gc_report(job: &JobRecord) -> Result<RecordBatch> {
+/// The result rows a finished job kept in its record (see `JobScheduler`), read back with
+/// `schema`.
+fn report(job: &JobRecord, schema: datafusion::arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
     let rows = job
         .result
         .as_ref()
         .and_then(|r| r.as_array())
         .cloned()
         .unwrap_or_default();
-    let text = |r: &serde_json::Value, k: &str| {
-        r.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let number =
-        |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or_default();
-    Ok(RecordBatch::try_new(
-        gc::summary_schema(),
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| text(r, "category")),
-            )),
-            Arc::new(UInt64Array::from_iter_values(
-                rows.iter().map(|r| number(r, "files")),
-            )),
-            Arc::new(UInt64Array::from_iter_values(
-                rows.iter().map(|r| number(r, "bytes")),
-            )),
-        ],
-    )?)
+    let mut decoder =
+        datafusion::arrow::json::ReaderBuilder::new(schema.clone()).build_decoder()?;
+    decoder.serialize(&rows)?;
+    Ok(decoder
+        .flush()?
+        .unwrap_or_else(|| RecordBatch::new_empty(schema)))
 }
 
 impl QuiverSession {
@@ -233,16 +221,73 @@ impl QuiverSession {
         let (spec, table) = self.gc_spec(statement)?;
         let spec = self.scoped(spec, table).await?;
         let job = gc::submit(self.scheduler(), spec).await?;
+        let done = self.finished(&job, "garbage collection").await?;
+        self.result(report(&done, gc::summary_schema())?)
+    }
+
+    /// Waits for `job` (a `what`) to end; an error unless it succeeded.
+    async fn finished(&self, job: &JobRecord, what: &str) -> Result<JobRecord> {
         let done = self.scheduler().wait(job.id).await?;
         if done.state != JobState::Succeeded {
             return Err(DataFusionError::Execution(format!(
-                "garbage collection (job {}) {}: {}",
+                "{what} (job {}) {}: {}",
                 done.id,
                 done.state.as_str(),
                 done.error.clone().unwrap_or_default()
             )));
         }
-        self.result(gc_report(&done)?)
+        Ok(done)
+    }
+
+    /// The collection and the optimisation an `OPTIMIZE` statement asks for.
+    async fn optimize_spec(
+        &self,
+        statement: &QuiverStatement,
+    ) -> Result<(quiver_catalog::CollectionRecord, OptimizeSpec)> {
+        let QuiverStatement::Optimize { table, options } = statement else {
+            return plan_err!("not an OPTIMIZE statement");
+        };
+        check_options(options, &["retrain"])?;
+        let retrain = match option(options, "retrain") {
+            None => false,
+            Some(v) => v.parse::<bool>().map_err(|_| {
+                DataFusionError::Plan(format!("retrain must be true or false, got '{v}'"))
+            })?,
+        };
+        let (database, name) = self.resolve(table)?;
+        let record = self
+            .catalog()
+            .collection(&database, &name)
+            .await
+            .map_err(external)?;
+        let spec = OptimizeSpec {
+            collection_id: record.id.clone(),
+            retrain,
+        };
+        Ok((record, spec))
+    }
+
+    /// `OPTIMIZE ...`: brings the collection's vector indices up to date as a job (after the
+    /// one already pending or running for it, if any), waits for it, and returns its report.
+    pub(crate) async fn optimize(&self, statement: &QuiverStatement) -> Result<DataFrame> {
+        let (record, spec) = self.optimize_spec(statement).await?;
+        let busy = self
+            .catalog()
+            .jobs()
+            .await
+            .map_err(external)?
+            .into_iter()
+            .filter(|j| j.kind == JobKind::Optimize && j.target == record.qualified_name());
+        for job in busy.filter(|j| !j.state.is_terminal()) {
+            self.scheduler().wait(job.id).await?;
+        }
+        let job = optimize::submit(self.scheduler(), &record, &spec, false)
+            .await?
+            .ok_or_else(|| {
+                DataFusionError::Internal("the optimisation was not submitted".into())
+            })?;
+        let done = self.finished(&job, "index optimisation").await?;
+        self.result(report(&done, IndexOptimize::report_schema())?)
     }
 
     /// `EXPLAIN RESTORE ...` / `EXPLAIN VACUUM ...`: the job's plan, not run.
@@ -258,7 +303,11 @@ impl QuiverSession {
                 let spec = self.scoped(spec, table).await?;
                 gc::build(self.catalog(), &spec, progress).await?
             }
-            _ => return plan_err!("EXPLAIN of jobs covers RESTORE and VACUUM"),
+            QuiverStatement::Optimize { .. } => {
+                let (_, spec) = self.optimize_spec(statement).await?;
+                optimize::build(self.catalog(), &spec, progress).await?
+            }
+            _ => return plan_err!("EXPLAIN of jobs covers RESTORE, VACUUM and OPTIMIZE"),
         };
         self.result(explain(&plan)?)
     }
@@ -276,10 +325,12 @@ impl QuiverSession {
     }
 }
 
-/// `RESTORE`, `VACUUM`, `SHOW JOBS`, `CANCEL JOB`, and `EXPLAIN` of the first two.
+/// `RESTORE`, `VACUUM`, `OPTIMIZE`, `SHOW JOBS`, `CANCEL JOB`, and `EXPLAIN` of the first three.
 pub(super) fn parse_job_statement(parser: &mut DFParser<'_>) -> Result<Option<QuiverStatement>> {
     if parser.parser.peek_keyword(Keyword::EXPLAIN)
-        && (second_word_is(parser, "restore") || second_word_is(parser, "vacuum"))
+        && ["restore", "vacuum", "optimize"]
+            .iter()
+            .any(|w| second_word_is(parser, w))
     {
         parser.parser.next_token();
         return Ok(parse_job_statement(parser)?.map(|s| QuiverStatement::ExplainJob(Box::new(s))));
@@ -294,6 +345,13 @@ pub(super) fn parse_job_statement(parser: &mut DFParser<'_>) -> Result<Option<Qu
         parser.parser.next_token();
         let id = parser.parser.parse_literal_uint()?;
         return Ok(Some(QuiverStatement::CancelJob { id }));
+    }
+    if first_word_is(parser, "optimize") {
+        parser.parser.next_token();
+        let _ = parser.parser.parse_keyword(Keyword::TABLE);
+        let table = parser.parser.parse_object_name(false)?;
+        let options = parse_with_options(parser)?;
+        return Ok(Some(QuiverStatement::Optimize { table, options }));
     }
     if first_word_is(parser, "vacuum") {
         parser.parser.next_token();

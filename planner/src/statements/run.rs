@@ -122,6 +122,7 @@ impl QuiverSession {
             }
             statement @ QuiverStatement::Restore { .. } => self.restore(&statement).await,
             statement @ QuiverStatement::Vacuum { .. } => self.vacuum(&statement).await,
+            statement @ QuiverStatement::Optimize { .. } => self.optimize(&statement).await,
             QuiverStatement::ExplainJob(statement) => self.explain_job(&statement).await,
             QuiverStatement::ShowJobs => self.show_jobs().await,
             QuiverStatement::CancelJob { id } => self.cancel_job(id).await,

@@ -115,6 +115,14 @@ pub enum QuiverStatement {
         /// `WITH (...)` options.
         options: Vec<(String, String)>,
     },
+    /// `OPTIMIZE [TABLE] name [WITH (retrain = true)]`: brings the collection's vector indices
+    /// up to date with its rows, as a job.
+    Optimize {
+        /// The collection.
+        table: ObjectName,
+        /// `WITH (...)` options.
+        options: Vec<(String, String)>,
+    },
     /// `SHOW JOBS`.
     ShowJobs,
     /// `CANCEL JOB id`.
@@ -122,7 +130,7 @@ pub enum QuiverStatement {
         /// The job.
         id: u64,
     },
-    /// `EXPLAIN` of a job statement (`RESTORE`, `VACUUM`): its plan, not run.
+    /// `EXPLAIN` of a job statement (`RESTORE`, `VACUUM`, `OPTIMIZE`): its plan, not run.
     ExplainJob(Box<QuiverStatement>),
     /// `ALTER TABLE name SET TBLPROPERTIES ('key' = 'value', ...)` or `ALTER TABLE name SET
     /// (key = 'value', ...)`: collection properties; a NULL value removes the key.
