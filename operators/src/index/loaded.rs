@@ -126,6 +126,16 @@ pub(crate) struct LoadedIndices {
     loading: Arc<Mutex<HashSet<LoadKey>>>,
 }
 
+/// An earlier segment of an index, while the version's own is not loaded.
+enum StandIn {
+    /// No earlier segment is loaded.
+    None,
+    /// One is, and follows the version.
+    Follows(LoadedVersion),
+    /// One is, but does not follow the version (its fragments were rewritten).
+    DoesNotFollow,
+}
+
 /// What loads segments into the cache, shared by searches and background loads.
 #[derive(Clone)]
 struct Loader {
@@ -258,9 +268,9 @@ impl LoadedIndices {
     /// `dataset`'s version, if it is an HNSW index that fits the budget and follows the
     /// version ([`IndexVersion::build`]). A segment no search has loaded before is loaded now if
     /// it fits what `pool` (the loading query's) has left, which it counts against while it
-    /// loads — unless an earlier segment of the same index is loaded and follows the version:
-    /// that one answers while the new one loads in the background, so a search never waits for
-    /// the load of an optimised index.
+    /// loads — unless an earlier segment of the same index is loaded: then the new one loads in
+    /// the background, and meanwhile the earlier one answers where it follows the version (else
+    /// Lance does), so a search never waits for the load of an optimised index.
     pub(crate) async fn get_or_load(
         &self,
         dataset: &Dataset,
@@ -297,9 +307,17 @@ impl LoadedIndices {
         let loaded = match self.loader.entries.get(&key).await {
             Some(loaded) => loaded,
             None => {
-                if let Some(standing_in) = self.stand_in(dataset, segment, &key).await? {
-                    self.load_in_background(dataset, &key, index, column, dim);
-                    return Ok(Some(standing_in));
+                match self.stand_in(dataset, segment, &key).await? {
+                    StandIn::Follows(standing_in) => {
+                        self.load_in_background(dataset, &key, index, column, dim);
+                        return Ok(Some(standing_in));
+                    }
+                    // A compaction rewrote its fragments: Lance answers while it loads.
+                    StandIn::DoesNotFollow => {
+                        self.load_in_background(dataset, &key, index, column, dim);
+                        return Ok(None);
+                    }
+                    StandIn::None => {}
                 }
                 // A query whose memory limit the index does not fit searches through Lance, and
                 // leaves loading it to one it fits; once loaded, the index is the cache's,
@@ -366,37 +384,37 @@ impl LoadedIndices {
     }
 
     /// What the segment of index `segment.name` loaded last shows of `dataset`'s version, where
-    /// that is another segment than `key` (the version's own, not loaded) and follows the
-    /// version; the rows of fragments it does not hold are searched exactly beside it.
+    /// that is another segment than `key` (the version's own, not loaded); the rows of
+    /// fragments it does not hold are searched exactly beside it.
     async fn stand_in(
         &self,
         dataset: &Dataset,
         segment: &IndexSegment<'_>,
         key: &LoadKey,
-    ) -> Result<Option<LoadedVersion>> {
+    ) -> Result<StandIn> {
         let earlier = self.latest.lock().ok().and_then(|latest| {
             latest
                 .get(&(key.dataset.clone(), segment.name.to_string()))
                 .cloned()
         });
         let Some(earlier) = earlier.filter(|e| e != key) else {
-            return Ok(None);
+            return Ok(StandIn::None);
         };
         let Some(loaded) = self.loader.entries.get(&earlier).await else {
-            return Ok(None);
+            return Ok(StandIn::None);
         };
         let covered: HashSet<u32> = loaded.fragments().keys().copied().collect();
         let version = self
             .version(&loaded, dataset, segment.name, &covered, Some(key))
             .await?;
         let Some(version) = version else {
-            // Not followed: the search waits for the version's own segment instead.
+            // Not remembered: once the version's own segment is loaded, it answers.
             self.versions
                 .invalidate(&version_key(dataset, segment.name))
                 .await;
-            return Ok(None);
+            return Ok(StandIn::DoesNotFollow);
         };
-        Ok(Some(LoadedVersion::of(loaded, version)))
+        Ok(StandIn::Follows(LoadedVersion::of(loaded, version)))
     }
 
     /// Loads segment `key` of `dataset` (`index`) in the background, once.
@@ -1594,6 +1612,51 @@ mod tests {
         let cached = cache.cached(&dataset, INDEX).await.unwrap();
         assert_eq!(cached.index().key(), &own);
         assert_eq!(cache.loads(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_index_remapped_by_a_compaction_loads_in_the_background_while_lance_answers() {
+        use lance::dataset::optimize::{compact_files, CompactionOptions};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (mut dataset, index) = indexed(&dir, 16).await;
+        let cache = LoadedIndices::new(1 << 30);
+        load(&cache, &dataset, &index, &unbounded()).await.unwrap();
+        // A fifth of the rows deleted: the compaction rewrites the fragment without them, and
+        // remaps the index to the new row addresses; with the rows appended, more rows are
+        // outside the earlier segment than in it.
+        dataset.delete("id % 5 = 0").await.unwrap();
+        let batch = rows_of(ROWS as i64..ROWS as i64 + 100, random_vectors(100, 29));
+        let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
+        dataset.append(reader, None).await.unwrap();
+        compact_files(&mut dataset, CompactionOptions::default(), None)
+            .await
+            .unwrap();
+        let own = load_key(&dataset).await;
+        let uuid = dataset.load_indices().await.unwrap()[0].uuid;
+        let remapped = dataset
+            .open_vector_index("embedding", &uuid, &NoOpMetricsCollector)
+            .await
+            .unwrap();
+        // The earlier segment holds none of the version's fragments: the search is left to
+        // Lance, without waiting, while the remapped segment loads.
+        let first = load(&cache, &dataset, &remapped, &unbounded()).await;
+        assert!(first.unwrap().is_none());
+        for _ in 0..400 {
+            if cache.is_loaded(&own).await {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(cache.loads(), 2);
+        let loaded = load(&cache, &dataset, &remapped, &unbounded()).await;
+        let loaded = loaded.unwrap().unwrap();
+        assert_eq!(loaded.index().key(), &own);
+        assert_eq!(loaded.unindexed_rows(), 100);
+        let query = random_vectors(1, 23);
+        let found = searched(&cache, &loaded, &dataset, &query, 10).await;
+        assert_eq!(ids(&found), exact(&dataset, &query, 10).await);
+        assert!(found.iter().all(|(id, _)| id % 5 != 0));
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@
 //! - [`reference_set`]: every file some live version, snapshot or restore still needs;
 //! - [`file_delete`]: deletes (or, in a dry run, only reports) files;
 //! - [`version_cleanup`]: Lance's removal of expired versions;
-//! - [`index_optimize`]: brings a collection's vector indices up to date with its rows;
+//! - [`collection_optimize`]: compacts a collection and brings its vector indices up to date;
 //! - [`commit`]: the final catalog commit, once all its input is done.
 //!
 //! Leaf operators implement [`Source`] and run as [`SourceExec`]; row-by-row operators implement
@@ -25,12 +25,12 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Result;
 
+pub mod collection_optimize;
 pub mod commit;
 pub mod exec;
 pub mod file_copy;
 pub mod file_delete;
 pub mod file_list;
-pub mod index_optimize;
 pub mod manifest_scan;
 pub mod reference_set;
 pub mod version_cleanup;

@@ -1,6 +1,6 @@
-//! Index maintenance: a job that brings a collection's vector indices up to date with its rows
-//! (see `IndexOptimize`), run on demand by `OPTIMIZE` and on its own when the rows outside an
-//! index pass the collection's threshold.
+//! Collection maintenance: a job that compacts a collection's small fragments and brings its
+//! vector indices up to date with its rows (see `CollectionOptimize`), run on demand by
+//! `OPTIMIZE` and on its own when the rows outside an index pass the collection's threshold.
 //!
 //! The threshold is the collection property `optimize_unindexed_rows`: a number of rows, a
 //! share of the rows the index covers (`'5%'`), or `'off'`; unset, it is [`DEFAULT_SHARE`] of
@@ -11,7 +11,7 @@
 //!
 //! Plan:
 //! ```text
-//! IndexOptimizeExec: collection=db.docs, retrain=false
+//! CollectionOptimizeExec: collection=db.docs, retrain=false
 //! ```
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use datafusion::common::{plan_err, DataFusionError, Result};
 use datafusion::physical_plan::ExecutionPlan;
 use quiver_catalog::indices::{vector_index_coverage, IndexCoverage};
 use quiver_catalog::{Catalog, CollectionRecord, JobKind, JobRecord};
-use quiver_operators::jobs::index_optimize::IndexOptimize;
+use quiver_operators::jobs::collection_optimize::CollectionOptimize;
 use quiver_operators::jobs::{JobProgress, SourceExec};
 use serde::{Deserialize, Serialize};
 
@@ -148,7 +148,7 @@ pub async fn build(
         .get(&spec.collection_id)
         .map_or_else(|| spec.collection_id.clone(), |c| c.qualified_name());
     Ok(Arc::new(SourceExec::new(
-        IndexOptimize::new(
+        CollectionOptimize::new(
             catalog.clone(),
             spec.collection_id.clone(),
             name,

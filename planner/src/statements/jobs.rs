@@ -12,7 +12,7 @@ use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use quiver_catalog::{JobKind, JobRecord, JobState};
-use quiver_operators::jobs::index_optimize::IndexOptimize;
+use quiver_operators::jobs::collection_optimize::CollectionOptimize;
 use quiver_operators::jobs::NoProgress;
 
 use super::statement::QuiverStatement;
@@ -267,8 +267,9 @@ impl QuiverSession {
         Ok((record, spec))
     }
 
-    /// `OPTIMIZE ...`: brings the collection's vector indices up to date as a job (after the
-    /// one already pending or running for it, if any), waits for it, and returns its report.
+    /// `OPTIMIZE ...`: compacts the collection and brings its vector indices up to date as a
+    /// job (after the one already pending or running for it, if any), waits for it, and returns
+    /// its report.
     pub(crate) async fn optimize(&self, statement: &QuiverStatement) -> Result<DataFrame> {
         let (record, spec) = self.optimize_spec(statement).await?;
         let busy = self
@@ -287,7 +288,7 @@ impl QuiverSession {
                 DataFusionError::Internal("the optimisation was not submitted".into())
             })?;
         let done = self.finished(&job, "index optimisation").await?;
-        self.result(report(&done, IndexOptimize::report_schema())?)
+        self.result(report(&done, CollectionOptimize::report_schema())?)
     }
 
     /// `EXPLAIN RESTORE ...` / `EXPLAIN VACUUM ...`: the job's plan, not run.

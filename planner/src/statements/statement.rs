@@ -115,8 +115,8 @@ pub enum QuiverStatement {
         /// `WITH (...)` options.
         options: Vec<(String, String)>,
     },
-    /// `OPTIMIZE [TABLE] name [WITH (retrain = true)]`: brings the collection's vector indices
-    /// up to date with its rows, as a job.
+    /// `OPTIMIZE [TABLE] name [WITH (retrain = true)]`: compacts the collection and brings its
+    /// vector indices up to date with its rows, as a job.
     Optimize {
         /// The collection.
         table: ObjectName,
