@@ -57,6 +57,13 @@ a query, so they are near the queries) are written in batches of `--append-batch
 spread over the run (untimed); series `<series> +appends`. Recall is against the exact nearest
 rows among those stored when the query ran.
 
+Index maintenance: then each system that optimises on request (Quiver's `OPTIMIZE docs` on a
+connection of its own, LanceDB's `optimize()` on the table the client queries: both compact
+files and bring the index up to date) runs it on a thread while one client keeps querying at
+`--append-ef`, and then runs the queries once more (stopping `--max-seconds` after the
+optimisation ended); series `<series> +optimize`, whose p50 and p99 are those of the queries that
+ran during the optimisation (the ones after it are in the note).
+
 Quiver's `ef` is the session setting `SET quiver.ef = N`, sent on each client's connection
 (with ADBC's cookie middleware on; `--no-cookies` turns it off) before each sweep point; the
 harness reads the setting back (`SHOW quiver.ef`, else `SELECT current_setting('quiver.ef')`)
@@ -409,6 +416,14 @@ class QuiverClient:
     def append(self, table):
         self.ctl.adbc_ingest("docs", table, mode="append")
 
+    def optimize(self, uri):
+        """`OPTIMIZE docs` on a connection of its own (the measured one keeps querying)."""
+        import adbc_driver_flightsql.dbapi as flight_sql
+
+        with flight_sql.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("OPTIMIZE docs")
+            cur.fetchall()
+
     def query(self, i):
         if self.mode == "prepared":
             self.cur.execute(self.sql, self.inputs[i])
@@ -590,6 +605,12 @@ class LanceClient:
     def append(self, table):
         self.table.add(table)
 
+    def optimize(self, _path):
+        """LanceDB's `optimize` (compaction and index optimisation), through the table the
+        queries use: a table opened elsewhere is not seen by this one, which checks for newer
+        versions only with a read-consistency interval."""
+        self.table.optimize()
+
     def query(self, i):
         search = self.table.search(self.inputs[i], vector_column_name="embedding")
         if self.filter is not None:
@@ -718,6 +739,9 @@ def worker_main(spec, queries_path, conn, barrier, offset):
                     t1 = time.perf_counter()
                     conn.send(("ok", {"t0": t0, "t1": t1, "lat": lat, "ids": ids, "appended": appended,
                                       "truncated": truncated}))
+                elif cmd == "optimize":
+                    warmup, max_seconds, target = arg
+                    conn.send(("ok", optimize_stream(client, order, warmup, max_seconds, target)))
                 else:
                     conn.send(("error", f"unknown command {cmd}"))
             except Exception:  # noqa: BLE001
@@ -728,6 +752,50 @@ def worker_main(spec, queries_path, conn, barrier, offset):
                 conn.send(("error", traceback.format_exc()))
     finally:
         client.close()
+
+
+def optimize_stream(client, order, warmup, max_seconds, target):
+    """Runs `client.optimize(target)` on a thread while the client keeps querying, then as many
+    queries again after it ended; each query marked with whether it started while the
+    optimisation ran."""
+    import threading
+
+    for j in order[:warmup]:
+        client.query(j)
+    state = {"start": None, "end": None, "error": None}
+
+    def run():
+        state["start"] = time.perf_counter()
+        try:
+            client.optimize(target)
+        except Exception as e:  # noqa: BLE001
+            state["error"] = f"{type(e).__name__}: {e}"[:2000]
+        state["end"] = time.perf_counter()
+
+    thread = threading.Thread(target=run, daemon=True)
+    lat, ids, during = [], [], []
+    t0 = time.perf_counter()
+    thread.start()
+    after, t, truncated = 0, 0, False
+    while after < len(order):
+        j = order[t % len(order)]
+        t += 1
+        running = state["end"] is None
+        s_ = time.perf_counter()
+        r = client.query(j)
+        e = time.perf_counter()
+        lat.append(e - s_)
+        ids.append((j, r))
+        during.append(running)
+        after += 0 if running else 1
+        # The queries after the optimisation stop at --max-seconds after it ended.
+        if not running and e > state["end"] + max_seconds:
+            truncated = after < len(order)
+            break
+    thread.join()
+    t1 = time.perf_counter()
+    return {"t0": t0, "t1": t1, "lat": lat, "ids": ids, "during": during, "truncated": truncated,
+            "optimize_s": (state["end"] or t1) - (state["start"] or t0), "optimize_error": state["error"]}
 
 
 class WorkerGroup:
@@ -868,16 +936,31 @@ def measure(spec, series, clients, params, ds_ctx, args, results, warnings):
             )
 
 
-def measure_stream(spec, series, ds, appended, ds_ctx, args, results):
-    """Runs one client of `spec` once over the queries at `--append-ef` while the rows
-    `appended` are written between them (see the module docs); appends the point to results."""
-    log(f"  {series}: 1 client, {len(appended)} rows appended in batches of {args.append_batch}")
-    point = {"series": series, "clients": 1, "param": args.append_ef, "appended_rows": len(appended)}
+def one_client_point(spec, series, ds_ctx, args, results, point, run):
+    """Runs `run(group, point)` on one client of `spec` at `--append-ef`, recording its figures
+    (or its failure) in `point`, which it appends to results."""
+    point.update({"series": series, "clients": 1, "param": args.append_ef})
     group = None
     try:
         group = WorkerGroup(spec, 1, ds_ctx["queries_path"], ds_ctx["nq"])
         infos = group.command("param", args.append_ef, 120, "set ef")
         point["param_applied"] = all(bool(i.get("applied")) for i in infos)
+        run(group, point)
+    except Exception as e:  # noqa: BLE001
+        point["error"] = str(e)[-2000:]
+        log(f"    FAILED: {str(e)[-500:]}")
+    finally:
+        if group is not None:
+            group.close()
+    results.append(point)
+
+
+def measure_stream(spec, series, ds, appended, ds_ctx, args, results):
+    """Runs one client of `spec` once over the queries at `--append-ef` while the rows
+    `appended` are written between them (see the module docs); appends the point to results."""
+    log(f"  {series}: 1 client, {len(appended)} rows appended in batches of {args.append_batch}")
+
+    def run(group, point):
         runs = group.command(
             "stream",
             (min(args.warmup, ds_ctx["nq"]), args.max_seconds, str(ds_ctx["appends_path"]), ds.rows, args.append_batch),
@@ -890,13 +973,8 @@ def measure_stream(spec, series, ds, appended, ds_ctx, args, results):
         point["qps"] = point["n"] / sum(sum(r["lat"]) for r in runs)
         log(f"    qps={point['qps']:.1f} p50={point['p50_ms']:.2f} ms p99={point['p99_ms']:.2f} ms "
             f"recall={point['recall']:.3f}")
-    except Exception as e:  # noqa: BLE001
-        point["error"] = str(e)[-2000:]
-        log(f"    FAILED: {str(e)[-500:]}")
-    finally:
-        if group is not None:
-            group.close()
-    results.append(point)
+
+    one_client_point(spec, series, ds_ctx, args, results, {"appended_rows": len(appended)}, run)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1496,6 +1574,58 @@ def filter_checks(points, selectivities, clients_list):
     return checks
 
 
+def measure_optimize(spec, series, ds, appended, ds_ctx, args, results):
+    """After the append stream: one client of `spec` keeps querying at `--append-ef` while the
+    system's own index optimisation runs, then runs the queries once more; appends a point with
+    the latency during and after it to results."""
+    log(f"  {series}: 1 client, queries while the index is optimised")
+
+    def run(group, point):
+        target = spec.get("uri") or spec.get("path")
+        [run] = group.command(
+            "optimize",
+            (min(args.warmup, ds_ctx["nq"]), args.max_seconds, target),
+            args.max_seconds + 3600,
+            "optimize",
+        )
+        if run["optimize_error"]:
+            raise RuntimeError(run["optimize_error"])
+        point["optimize_s"] = run["optimize_s"]
+        for phase, flag in (("during", True), ("after", False)):
+            lat = np.asarray([x for x, d in zip(run["lat"], run["during"]) if d == flag])
+            point[f"{phase}_n"] = int(lat.size)
+            point[f"{phase}_p50_ms"] = float(np.percentile(lat, 50) * 1e3) if lat.size else None
+            point[f"{phase}_p99_ms"] = float(np.percentile(lat, 99) * 1e3) if lat.size else None
+        run["appended"] = [len(appended)] * len(run["lat"])
+        point.update(summarize([run], ds_ctx["gt"]))
+        point["recall"] = stream_recall(ds, appended, [run])
+        point["p50_ms"], point["p99_ms"] = point["during_p50_ms"], point["during_p99_ms"]
+        log(f"    optimize {point['optimize_s']:.1f} s; during: n={point['during_n']} "
+            f"p50={fmt(point['during_p50_ms'])} ms p99={fmt(point['during_p99_ms'])} ms; after: "
+            f"p50={fmt(point['after_p50_ms'])} ms p99={fmt(point['after_p99_ms'])} ms; recall={point['recall']:.3f}")
+
+    one_client_point(spec, series, ds_ctx, args, results, {"appended_rows": len(appended)}, run)
+
+
+def optimize_checks(points, ef):
+    """The index maintenance target: Quiver's searches go on while its index is optimised
+    (p99 during within 2x of the frozen collection's, as for appends: the build shares the
+    cores), and after it run as on the frozen collection."""
+    run = [p for p in points if p["series"] == "quiver/prepared +optimize" and "error" not in p]
+    frozen = [p for p in points if p["series"] == "quiver/prepared" and p["clients"] == 1 and p["param"] == ef
+              and "error" not in p]
+    if not run:
+        return []
+    o, f = run[0], (frozen[0] if frozen else None)
+    detail = (f"OPTIMIZE {fmt(o['optimize_s'])} s; during it: p50 {fmt(o['during_p50_ms'])} ms, p99 "
+              f"{fmt(o['during_p99_ms'])} ms ({o['during_n']} queries); after: p50 {fmt(o['after_p50_ms'])} ms, "
+              f"p99 {fmt(o['after_p99_ms'])} ms; recall {fmt(o['recall'], '.3f')}"
+              + ("" if f is None else f"; frozen: p50 {fmt(f['p50_ms'])} ms, p99 {fmt(f['p99_ms'])} ms"))
+    ok = None if f is None or o["during_p99_ms"] is None else o["during_p99_ms"] <= 2 * f["p99_ms"]
+    return [{"target": f"Quiver p99 while its index is optimised within 2x of the frozen collection's (ef {ef})",
+             "met": ok, "detail": detail}]
+
+
 def append_checks(points, ef):
     """The append-stream targets: Quiver's p99 while rows are written within 2x of its p99 on
     the frozen collection at the same ef, and its recall as high."""
@@ -1565,6 +1695,9 @@ def render_markdown(report):
                 note.append("stopped at --max-seconds")
             if p.get("param_applied") is False or (p.get("param") is not None and p.get("param_applied") is None and p["series"].startswith("quiver")):
                 note.append("setting did not stick")
+            if p.get("optimize_s") is not None:
+                note.append(f"latency while optimising ({p['during_n']} queries, {fmt(p['optimize_s'], '.1f')} s); "
+                            f"after it: p50 {fmt(p['after_p50_ms'], '.3f')} ms, p99 {fmt(p['after_p99_ms'], '.3f')} ms")
             lines.append(
                 f"| {p['series']} | {p['clients']} | {'-' if p.get('param') is None else p['param']} | "
                 f"{fmt(p.get('recall'), '.3f')} | {fmt(p.get('qps'), '.1f')} | {fmt(p.get('p50_ms'), '.3f')} | "
@@ -1762,6 +1895,9 @@ def run_dataset(args, ds, root, floor, report):
                 for series, spec in system.filtered_series():
                     room = {"rows": ds.rows, "room": len(appended)}
                     measure_stream({**spec, **room}, f"{series} +appends", ds, appended, ctx, args, d["points"])
+                    if hasattr(CLIENTS[spec["kind"]], "optimize"):
+                        measure_optimize({**spec, **room}, f"{series} +optimize", ds, appended, ctx, args,
+                                         d["points"])
         except Exception as e:  # noqa: BLE001
             entry["status"] = "failed"
             entry["error"] = f"{type(e).__name__}: {e}"[:3000]
@@ -1778,6 +1914,7 @@ def run_dataset(args, ds, root, floor, report):
         target_checks(d["points"], args.clients)
         + filter_checks(d["points"], args.selectivities, args.filter_clients)
         + append_checks(d["points"], args.append_ef)
+        + optimize_checks(d["points"], args.append_ef)
     )
 
 
