@@ -1338,6 +1338,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rows_outside_the_index_beyond_an_eighth_of_the_budget_leave_the_version_to_lance() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut dataset, index) = indexed(&dir, 16).await;
+        let budget = loaded_size(&dataset, &index).await;
+        let cache = LoadedIndices::new(budget);
+        assert!(load(&cache, &dataset, &index, &unbounded())
+            .await
+            .unwrap()
+            .is_some());
+        // A few rows written since: held beside the index.
+        let few = rows_of(ROWS as i64..ROWS as i64 + 10, random_vectors(10, 31));
+        let reader = RecordBatchIterator::new([Ok(few.clone())], few.schema());
+        dataset.append(reader, None).await.unwrap();
+        let loaded = load(&cache, &dataset, &index, &unbounded()).await.unwrap();
+        assert_eq!(loaded.unwrap().unindexed_rows(), 10);
+        // Fewer rows than the index holds, but their vectors alone take more than an eighth of
+        // the budget: the version is searched through Lance, and the index stays loaded.
+        let many = ROWS - 20;
+        assert!(
+            ((many * DIM * 4) as u64) > budget / 8,
+            "premise: {budget} bytes"
+        );
+        let first = 10 * ROWS as i64;
+        let batch = rows_of(first..first + many as i64, random_vectors(many, 37));
+        let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
+        dataset.append(reader, None).await.unwrap();
+        let loaded = load(&cache, &dataset, &index, &unbounded()).await.unwrap();
+        assert!(loaded.is_none());
+        assert!(cache.is_loaded(&load_key(&dataset).await).await);
+        assert_eq!(cache.loads(), 1);
+    }
+
+    #[tokio::test]
     async fn a_query_loads_an_index_only_within_its_memory_limit() {
         let dir = tempfile::tempdir().unwrap();
         let (dataset, index) = indexed(&dir, 16).await;
