@@ -55,6 +55,24 @@ async fn insert(db: &TestDb, first: usize, n: usize) {
         .await;
 }
 
+/// Submits an optimisation of `docs` as a job, without waiting for it.
+async fn submit_optimize(db: &TestDb) -> quiver_catalog::JobRecord {
+    let record = db
+        .session
+        .catalog()
+        .collection("default", "docs")
+        .await
+        .unwrap();
+    let spec = quiver_planner::jobs::optimize::OptimizeSpec {
+        collection_id: record.id.clone(),
+        retrain: false,
+    };
+    quiver_planner::jobs::optimize::submit(db.session.scheduler(), &record, &spec, false)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Makes every write of index files wait while the returned gate is closed (`true`).
 fn hold_index_writes(db: &TestDb) -> Arc<AtomicBool> {
     let gate = Arc::new(AtomicBool::new(true));
@@ -258,21 +276,8 @@ async fn a_cancelled_optimisation_leaves_the_index_as_it_was() {
     let (db, data) = indexed_collection("VECTOR", "hnsw (embedding vector_l2_ops)").await;
     insert(&db, ROWS + 1000, 50).await;
     let gate = hold_index_writes(&db);
-    let record = db
-        .session
-        .catalog()
-        .collection("default", "docs")
-        .await
-        .unwrap();
-    let spec = quiver_planner::jobs::optimize::OptimizeSpec {
-        collection_id: record.id.clone(),
-        retrain: false,
-    };
     let scheduler = db.session.scheduler();
-    let job = quiver_planner::jobs::optimize::submit(scheduler, &record, &spec, false)
-        .await
-        .unwrap()
-        .unwrap();
+    let job = submit_optimize(&db).await;
     until_running(&db, job.id).await;
     let rows = db.rows(&format!("CANCEL JOB {}", job.id)).await;
     assert_eq!(rows[0][3], "RUNNING");
@@ -309,20 +314,7 @@ async fn an_optimisation_interrupted_by_a_restart_is_resumed() {
         }
         Ok(())
     }));
-    let record = db
-        .session
-        .catalog()
-        .collection("default", "docs")
-        .await
-        .unwrap();
-    let spec = quiver_planner::jobs::optimize::OptimizeSpec {
-        collection_id: record.id.clone(),
-        retrain: false,
-    };
-    let job = quiver_planner::jobs::optimize::submit(db.session.scheduler(), &record, &spec, false)
-        .await
-        .unwrap()
-        .unwrap();
+    let job = submit_optimize(&db).await;
     for _ in 0..400 {
         if crashed.load(Ordering::SeqCst) {
             break;

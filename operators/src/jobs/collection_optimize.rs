@@ -251,7 +251,11 @@ impl Source for CollectionOptimize {
             .map_err(external)?;
         let before = Shape::of(&dataset).await?;
         // Work in rows: those added to each index (with `retrain`, all of them, per index).
-        let all_rows = dataset.count_rows(None).await? as u64;
+        let all_rows = if self.retrain {
+            dataset.count_rows(None).await? as u64
+        } else {
+            0
+        };
         let work = |index: &IndexCoverage| {
             if self.retrain {
                 all_rows
