@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod collections;
+mod exact_search;
 mod flight;
 mod index_maintenance;
 mod index_search;

@@ -8,16 +8,23 @@
 //!
 //! Filters below the operator run before the search (pre-filtering), so a selective filter still
 //! yields `k` rows when `k` rows pass it.
+//!
+//! Where its input reads a collection version directly ([`LoadedSource`]), the search reads the
+//! collection's vectors loaded in memory instead, where they fit the budget of loaded indices
+//! (see `loaded_vectors`), evaluates the scan's filter over columns loaded beside them, and
+//! takes only the `k` rows found from the files; the result is the same. The
+//! `loaded_vector_searches` metric counts these searches.
 
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, Float32Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::{internal_err, DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
@@ -29,9 +36,11 @@ use datafusion::physical_plan::{
     PlanProperties,
 };
 use futures::StreamExt;
+use lance::Dataset;
 
 use crate::distance::{key_to_value, ordering_keys, Metric};
 use crate::error::OperatorError;
+use crate::exact::loaded_search::search_loaded;
 use crate::exact::topk::{RankKey, TopK};
 use crate::vector::{FixedValues, VectorArray};
 
@@ -52,6 +61,19 @@ pub struct KnnSpec {
     pub nulls_first: bool,
 }
 
+/// What a [`KnnExec`]'s input reads, where it reads one collection version directly (its
+/// columns, unchanged, and rows filtered by the scan's filter only): the search can read the
+/// same rows from the collection's vectors loaded in memory.
+#[derive(Debug, Clone)]
+pub struct LoadedSource {
+    /// The version read.
+    pub dataset: Arc<Dataset>,
+    /// The dataset column behind each column of the input.
+    pub columns: Vec<String>,
+    /// The filter the scan applies, if any.
+    pub filter: Option<Expr>,
+}
+
 /// Exact k-NN over its input.
 #[derive(Debug)]
 pub struct KnnExec {
@@ -59,6 +81,8 @@ pub struct KnnExec {
     input: Arc<dyn ExecutionPlan>,
     /// What to search for.
     spec: KnnSpec,
+    /// What the input reads, where the search may read it from memory instead.
+    loaded: Option<LoadedSource>,
     /// Name of the appended metric column, if the metric is part of the output.
     distance_column: Option<String>,
     /// Execution metrics.
@@ -119,10 +143,17 @@ impl KnnExec {
         Ok(Self {
             input,
             spec,
+            loaded: None,
             distance_column,
             metrics: ExecutionPlanMetricsSet::new(),
             properties: Arc::new(properties),
         })
+    }
+
+    /// The search, reading `source` (what the input reads) from memory where it can.
+    pub fn with_loaded_source(mut self, source: LoadedSource) -> Self {
+        self.loaded = Some(source);
+        self
     }
 
     /// The search.
@@ -245,15 +276,18 @@ fn square_rounded_up(t: f32) -> f32 {
     }
 }
 
+/// The top k of a search: the rows, and their places in the order.
+pub(crate) type Found = (RecordBatch, Vec<RankKey>);
+
 /// Searches one input partition; returns its top k.
-async fn search_partition(
+pub(crate) async fn search_partition(
     mut stream: SendableRecordBatchStream,
     spec: KnnSpec,
     partition: usize,
     counters: SearchCounters,
     baseline: BaselineMetrics,
     reservation: MemoryReservation,
-) -> Result<(RecordBatch, Vec<RankKey>)> {
+) -> Result<Found> {
     let mut topk = TopK::new(spec.k, stream.schema());
     let query_norm_sq = crate::distance::scalar::dot(&spec.query, &spec.query);
     let mut keys = Vec::new();
@@ -332,6 +366,52 @@ async fn search_partition(
     topk.take_sorted()
 }
 
+/// Searches every partition of `input` (each on its own task) and merges their top k.
+async fn search_input(
+    input: &Arc<dyn ExecutionPlan>,
+    spec: &KnnSpec,
+    context: &Arc<TaskContext>,
+    counters: &SearchCounters,
+    baseline: &BaselineMetrics,
+) -> Result<Found> {
+    let partitions = input.output_partitioning().partition_count();
+    let mut tasks = Vec::with_capacity(partitions);
+    for p in 0..partitions {
+        let stream = input.execute(p, Arc::clone(context))?;
+        let reservation =
+            MemoryConsumer::new(format!("KnnExec[{p}]")).register(context.memory_pool());
+        tasks.push(SpawnedTask::spawn(search_partition(
+            stream,
+            spec.clone(),
+            p,
+            counters.clone(),
+            baseline.clone(),
+            reservation,
+        )));
+    }
+    merge_searches(tasks, spec.k, input.schema(), context).await
+}
+
+/// The top `k` of the searches `tasks` (of rows of `schema`), merged.
+pub(crate) async fn merge_searches(
+    tasks: Vec<SpawnedTask<Result<Found>>>,
+    k: usize,
+    schema: SchemaRef,
+    context: &Arc<TaskContext>,
+) -> Result<Found> {
+    let reservation = MemoryConsumer::new("KnnExec[merge]").register(context.memory_pool());
+    let mut merged = TopK::new(k, schema);
+    for task in tasks {
+        let (batch, ranks) = task
+            .join_unwind()
+            .await
+            .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
+        merged.insert(&batch, &ranks)?;
+        reservation.try_resize(merged.memory_size())?;
+    }
+    merged.take_sorted()
+}
+
 impl ExecutionPlan for KnnExec {
     fn name(&self) -> &str {
         "KnnExec"
@@ -352,11 +432,12 @@ impl ExecutionPlan for KnnExec {
         if children.len() != 1 {
             return internal_err!("KnnExec takes one child, got {}", children.len());
         }
-        Ok(Arc::new(Self::try_new(
-            children.swap_remove(0),
-            self.spec.clone(),
-            self.distance_column.clone(),
-        )?))
+        let input = children.swap_remove(0);
+        // What the input reads is known only of the input it was found in.
+        let same_input = Arc::ptr_eq(&input, &self.input);
+        let mut knn = Self::try_new(input, self.spec.clone(), self.distance_column.clone())?;
+        knn.loaded = self.loaded.clone().filter(|_| same_input);
+        Ok(Arc::new(knn))
     }
 
     fn execute(
@@ -369,37 +450,28 @@ impl ExecutionPlan for KnnExec {
         }
         let counters = SearchCounters::new(&self.metrics, partition);
         let baseline = BaselineMetrics::new(&self.metrics, partition);
-        let partitions = self.input.output_partitioning().partition_count();
-        let mut tasks = Vec::with_capacity(partitions);
-        for p in 0..partitions {
-            let stream = self.input.execute(p, context.clone())?;
-            let reservation =
-                MemoryConsumer::new(format!("KnnExec[{p}]")).register(context.memory_pool());
-            tasks.push(SpawnedTask::spawn(search_partition(
-                stream,
-                self.spec.clone(),
-                p,
-                counters.clone(),
-                baseline.clone(),
-                reservation,
-            )));
-        }
-        let input_schema = self.input.schema();
+        let loaded_searches =
+            MetricBuilder::new(&self.metrics).counter("loaded_vector_searches", partition);
+        let (input, source) = (Arc::clone(&self.input), self.loaded.clone());
         let output_schema = self.schema();
         let spec = self.spec.clone();
         let with_distance = self.distance_column.is_some();
-        let reservation = MemoryConsumer::new("KnnExec[merge]").register(context.memory_pool());
         let fut = async move {
-            let mut merged = TopK::new(spec.k, input_schema);
-            for task in tasks {
-                let (batch, ranks) = task
-                    .join_unwind()
-                    .await
-                    .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
-                merged.insert(&batch, &ranks)?;
-                reservation.try_resize(merged.memory_size())?;
-            }
-            let (batch, ranks) = merged.take_sorted()?;
+            let found = match &source {
+                Some(source) => {
+                    let input_schema = input.schema();
+                    search_loaded(source, &spec, &input_schema, &context, &counters, &baseline)
+                        .await?
+                }
+                None => None,
+            };
+            let (batch, ranks) = match found {
+                Some(found) => {
+                    loaded_searches.add(1);
+                    found
+                }
+                None => search_input(&input, &spec, &context, &counters, &baseline).await?,
+            };
             let mut columns = batch.columns().to_vec();
             if with_distance {
                 let values: Float32Array = ranks

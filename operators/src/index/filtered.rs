@@ -77,50 +77,35 @@ impl Admitted {
         pool: &Arc<dyn MemoryPool>,
     ) -> Result<Option<Self>> {
         let index = loaded.index();
-        let filter = unnormalize_col(filter.clone());
-        let names: BTreeSet<String> = filter
-            .column_refs()
-            .into_iter()
-            .map(|c| c.name.clone())
-            .collect();
-        let mut fields: Vec<Field> = Vec::with_capacity(names.len());
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(names.len());
-        for name in &names {
-            let Some((_, field)) = index.schema().column_with_name(name) else {
-                return Ok(None);
-            };
-            let values = if name == index.column() {
+        let Some(filter) = RowFilter::new(filter, index.schema()) else {
+            return Ok(None);
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(filter.names.len());
+        for name in &filter.names {
+            columns.push(if name == index.column() {
                 Arc::clone(index.vectors())
             } else {
                 match cache.column(index, dataset, name, pool).await? {
                     Some(values) => values,
                     None => return Ok(None),
                 }
-            };
-            fields.push(field.clone());
-            columns.push(values);
+            });
         }
-        let schema: SchemaRef = Arc::new(Schema::new(fields));
-        let Ok(predicate) = DFSchema::try_from(schema.as_ref().clone())
-            .and_then(|s| create_physical_expr(&filter, &s, &ExecutionProps::new()))
-        else {
-            return Ok(None);
-        };
-        let mut indexed = admitted_by(&predicate, &schema, columns, index.len())?;
+        let mut indexed = filter.admitted(columns, index.len())?;
         if let Some(live) = loaded.live() {
             indexed = &indexed & live;
         }
         let mut unindexed = Vec::with_capacity(loaded.unindexed().len());
         for rows in loaded.unindexed() {
-            let mut columns = Vec::with_capacity(names.len());
-            for name in &names {
+            let mut columns = Vec::with_capacity(filter.names.len());
+            for name in &filter.names {
                 columns.push(if name == index.column() {
                     Arc::clone(rows.vectors())
                 } else {
                     rows.column(dataset, name).await?
                 });
             }
-            unindexed.push(admitted_by(&predicate, &schema, columns, rows.len())?);
+            unindexed.push(filter.admitted(columns, rows.len())?);
         }
         let count =
             indexed.count_set_bits() + unindexed.iter().map(|a| a.count_set_bits()).sum::<usize>();
@@ -132,27 +117,57 @@ impl Admitted {
     }
 }
 
-/// The rows of `columns` (`rows` long, as `schema` names them) for which `predicate` is true
-/// (not false, not NULL).
-fn admitted_by(
-    predicate: &Arc<dyn PhysicalExpr>,
-    schema: &SchemaRef,
-    columns: Vec<ArrayRef>,
-    rows: usize,
-) -> Result<BooleanBuffer> {
-    let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    let batch = RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?;
-    let value = predicate.evaluate(&batch)?.into_array(rows)?;
-    let mask = value.as_boolean_opt().ok_or_else(|| {
-        DataFusionError::Plan(format!(
-            "a filter must be a boolean, not {}",
-            value.data_type()
-        ))
-    })?;
-    Ok(match mask.nulls() {
-        Some(valid) => mask.values() & valid.inner(),
-        None => mask.values().clone(),
-    })
+/// A `WHERE` over a collection's columns, evaluated over their values held in memory rather
+/// than through Lance's scanner.
+pub(crate) struct RowFilter {
+    /// The columns it reads, by name, in the order [`Self::admitted`] takes them.
+    pub(crate) names: Vec<String>,
+    schema: SchemaRef,
+    predicate: Arc<dyn PhysicalExpr>,
+}
+
+impl RowFilter {
+    /// `filter` over the columns of `table`; `None` where it names a column `table` has not,
+    /// or cannot be evaluated outside Lance.
+    pub(crate) fn new(filter: &Expr, table: &Schema) -> Option<Self> {
+        let filter = unnormalize_col(filter.clone());
+        let names: BTreeSet<String> = filter
+            .column_refs()
+            .into_iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let fields = names
+            .iter()
+            .map(|name| table.field_with_name(name).ok().cloned())
+            .collect::<Option<Vec<Field>>>()?;
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let predicate = DFSchema::try_from(schema.as_ref().clone())
+            .and_then(|s| create_physical_expr(&filter, &s, &ExecutionProps::new()))
+            .ok()?;
+        Some(Self {
+            names: names.into_iter().collect(),
+            schema,
+            predicate,
+        })
+    }
+
+    /// The rows of `columns` (`rows` long, in the order of [`Self::names`]) the filter admits
+    /// (true, not false nor NULL).
+    pub(crate) fn admitted(&self, columns: Vec<ArrayRef>, rows: usize) -> Result<BooleanBuffer> {
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?;
+        let value = self.predicate.evaluate(&batch)?.into_array(rows)?;
+        let mask = value.as_boolean_opt().ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "a filter must be a boolean, not {}",
+                value.data_type()
+            ))
+        })?;
+        Ok(match mask.nulls() {
+            Some(valid) => mask.values() & valid.inner(),
+            None => mask.values().clone(),
+        })
+    }
 }
 
 #[cfg(test)]

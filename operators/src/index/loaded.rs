@@ -55,6 +55,7 @@ use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 
 use crate::distance::{cosine_from_parts, kernels, Metric};
+use crate::exact::loaded_vectors::FragmentVectors;
 use crate::index::hnsw_graph::{prefetch, HnswGraph, SearchScratch};
 use crate::index::index_version::{FragmentFiles, IndexVersion, LoadedVersion, UnindexedRows};
 use crate::index::scalar_quantized::ScalarQuantized;
@@ -90,6 +91,34 @@ pub(crate) struct LoadKey {
     dataset: String,
     /// The segment's UUID.
     segment: String,
+}
+
+/// The cache key of what the cache's budget holds: an index segment, or the decoded vectors of
+/// one column of one fragment ([`FragmentVectors`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum EntryKey {
+    Segment(LoadKey),
+    Vectors {
+        dataset: String,
+        fragment: u64,
+        column: String,
+    },
+}
+
+/// What the cache's budget holds.
+#[derive(Clone)]
+enum Entry {
+    Index(Arc<LoadedIndex>),
+    Vectors(Arc<FragmentVectors>),
+}
+
+impl Entry {
+    fn size_bytes(&self) -> usize {
+        match self {
+            Self::Index(index) => index.size_bytes(),
+            Self::Vectors(vectors) => vectors.size_bytes(),
+        }
+    }
 }
 
 /// The cache key of what a loaded index shows of one dataset version.
@@ -140,12 +169,15 @@ enum StandIn {
 #[derive(Clone)]
 struct Loader {
     budget_bytes: u64,
-    entries: Cache<LoadKey, Arc<LoadedIndex>>,
+    /// Loaded index segments and decoded vectors, weighed together against the budget.
+    entries: Cache<EntryKey, Entry>,
     /// Indices that were loaded and measured larger than the budget, which their estimate
     /// fitted: searched through Lance from then on, not loaded again by every search.
     too_large: Cache<LoadKey, ()>,
     /// How many indices this cache has loaded.
     loads: Arc<AtomicU64>,
+    /// How many fragments' vectors this cache has read.
+    vector_reads: Arc<AtomicU64>,
 }
 
 impl Loader {
@@ -163,24 +195,44 @@ impl Loader {
         let Some(graphs) = partition_graphs(index) else {
             return Ok(None);
         };
+        let entry = EntryKey::Segment(key.clone());
         let loaded = self
             .entries
-            .try_get_with(key.clone(), async {
+            .try_get_with(entry.clone(), async {
                 self.loads.fetch_add(1, Ordering::Relaxed);
                 let load = LoadedIndex::load(key.clone(), dataset, index, graphs, column, dim);
-                load.await.map(Arc::new)
+                load.await.map(|loaded| Entry::Index(Arc::new(loaded)))
             })
             .await
             .map_err(DataFusionError::Shared)?;
+        let Entry::Index(loaded) = loaded else {
+            return Ok(None);
+        };
         if loaded.size_bytes() as u64 > self.budget_bytes {
             // The estimate assumes 32 bottom-level edges a node (m = 16); a denser graph may not
             // fit after all, and the cache would drop it only for the next search to load it
             // again.
-            self.entries.invalidate(key).await;
+            self.entries.invalidate(&entry).await;
             self.too_large.insert(key.clone(), ()).await;
             return Ok(None);
         }
         Ok(Some(loaded))
+    }
+
+    /// Index segment `key`, if it is loaded.
+    async fn index(&self, key: &LoadKey) -> Option<Arc<LoadedIndex>> {
+        match self.entries.get(&EntryKey::Segment(key.clone())).await? {
+            Entry::Index(index) => Some(index),
+            Entry::Vectors(_) => None,
+        }
+    }
+
+    /// Weighs `index` again (with what it has loaded since it was weighed).
+    async fn reweigh(&self, index: &Arc<LoadedIndex>) {
+        let key = EntryKey::Segment(index.key.clone());
+        self.entries
+            .insert(key, Entry::Index(Arc::clone(index)))
+            .await;
     }
 }
 
@@ -206,7 +258,7 @@ impl LoadedIndices {
             .eviction_policy(EvictionPolicy::lru())
             // Weighed in KiB, so that entries of up to 4 TiB fit moka's u32 weights.
             .max_capacity(budget_bytes / 1024)
-            .weigher(|_, loaded: &Arc<LoadedIndex>| {
+            .weigher(|_, loaded: &Entry| {
                 u32::try_from(loaded.size_bytes() / 1024 + 1).unwrap_or(u32::MAX)
             })
             .build();
@@ -224,6 +276,7 @@ impl LoadedIndices {
                 entries,
                 too_large: Cache::new(TOO_LARGE_REMEMBERED),
                 loads: Arc::new(AtomicU64::new(0)),
+                vector_reads: Arc::new(AtomicU64::new(0)),
             },
             versions,
             latest: Mutex::new(HashMap::new()),
@@ -244,11 +297,15 @@ impl LoadedIndices {
         let key = version_key(dataset, name);
         let version = self.versions.get(&key).await??;
         if let Some(awaited) = &version.awaits {
-            if self.loader.entries.contains_key(awaited) {
+            if self
+                .loader
+                .entries
+                .contains_key(&EntryKey::Segment(awaited.clone()))
+            {
                 return None;
             }
         }
-        let index = self.loader.entries.get(&version.index).await?;
+        let index = self.loader.index(&version.index).await?;
         Some(LoadedVersion::of(index, version))
     }
 
@@ -261,7 +318,7 @@ impl LoadedIndices {
     /// Whether segment `key` is loaded.
     #[cfg(test)]
     pub(crate) async fn is_loaded(&self, key: &LoadKey) -> bool {
-        self.loader.entries.get(key).await.is_some()
+        self.loader.index(key).await.is_some()
     }
 
     /// `index` (`segment` of `dataset`'s index on `column`), loaded, with what it shows of
@@ -304,7 +361,7 @@ impl LoadedIndices {
         if self.loader.too_large.contains_key(&key) {
             return Ok(None);
         }
-        let loaded = match self.loader.entries.get(&key).await {
+        let loaded = match self.loader.index(&key).await {
             Some(loaded) => loaded,
             None => {
                 match self.stand_in(dataset, segment, &key).await? {
@@ -345,7 +402,7 @@ impl LoadedIndices {
             return Ok(None);
         };
         // Weighed again, with the rows it now holds beside it.
-        self.loader.entries.insert(key, Arc::clone(&loaded)).await;
+        self.loader.reweigh(&loaded).await;
         Ok(Some(LoadedVersion::of(loaded, version)))
     }
 
@@ -400,7 +457,7 @@ impl LoadedIndices {
         let Some(earlier) = earlier.filter(|e| e != key) else {
             return Ok(StandIn::None);
         };
-        let Some(loaded) = self.loader.entries.get(&earlier).await else {
+        let Some(loaded) = self.loader.index(&earlier).await else {
             return Ok(StandIn::None);
         };
         let covered: HashSet<u32> = loaded.fragments().keys().copied().collect();
@@ -415,6 +472,79 @@ impl LoadedIndices {
             return Ok(StandIn::DoesNotFollow);
         };
         Ok(StandIn::Follows(LoadedVersion::of(loaded, version)))
+    }
+
+    /// The bytes the cache holds at most.
+    pub(crate) fn budget_bytes(&self) -> u64 {
+        self.loader.budget_bytes
+    }
+
+    /// Whether an entry of `bytes` may stay in the cache.
+    pub(crate) fn may_grow(&self, bytes: usize) -> bool {
+        bytes as u64 <= self.loader.budget_bytes
+    }
+
+    /// The decoded `column` of every physical row of `fragment` of `dataset`, from the cache
+    /// or read into it (estimated at `estimate` bytes, counted against `pool` while it is
+    /// read); `None` where `pool` has not that much left, or the rows cannot be read in order.
+    pub(crate) async fn fragment_vectors(
+        &self,
+        dataset: &Dataset,
+        fragment: &Fragment,
+        column: &str,
+        estimate: usize,
+        pool: &Arc<dyn MemoryPool>,
+    ) -> Result<Option<Arc<FragmentVectors>>> {
+        let key = vectors_key(dataset, fragment, column);
+        let files = FragmentFiles::of(fragment);
+        match self.loader.entries.get(&key).await {
+            Some(Entry::Vectors(vectors)) if vectors.files() == &files => return Ok(Some(vectors)),
+            Some(_) => self.loader.entries.invalidate(&key).await,
+            None => {}
+        }
+        let Some(_reserved) = reserve(pool, "vector loading", estimate as u64) else {
+            return Ok(None);
+        };
+        let read = self
+            .loader
+            .entries
+            .try_get_with(key, async {
+                self.loader.vector_reads.fetch_add(1, Ordering::Relaxed);
+                match FragmentVectors::read(dataset, fragment, column).await? {
+                    Some(vectors) => Ok(Entry::Vectors(Arc::new(vectors))),
+                    None => Err(DataFusionError::Execution(format!(
+                        "the rows of fragment {} could not be read in order",
+                        fragment.id
+                    ))),
+                }
+            })
+            .await;
+        Ok(match read {
+            Ok(Entry::Vectors(vectors)) if vectors.files() == &files => Some(vectors),
+            Ok(_) => None,
+            // Searched through Lance's scanner, which reports what is wrong with the files.
+            Err(_) => None,
+        })
+    }
+
+    /// Weighs `vectors` (`column` of `fragment` of `dataset`) again, with the columns it
+    /// has loaded since it was weighed.
+    pub(crate) async fn reweigh_vectors(
+        &self,
+        dataset: &Dataset,
+        fragment: &Fragment,
+        column: &str,
+        vectors: &Arc<FragmentVectors>,
+    ) {
+        let key = vectors_key(dataset, fragment, column);
+        let entry = Entry::Vectors(Arc::clone(vectors));
+        self.loader.entries.insert(key, entry).await;
+    }
+
+    /// How many fragments' vectors this cache has read.
+    #[cfg(test)]
+    pub(crate) fn vector_reads(&self) -> u64 {
+        self.loader.vector_reads.load(Ordering::Relaxed)
     }
 
     /// Loads segment `key` of `dataset` (`index`) in the background, once.
@@ -519,10 +649,7 @@ impl LoadedIndices {
             columns.insert(name.to_string(), values.clone());
         }
         // Weighed again, with the column.
-        self.loader
-            .entries
-            .insert(index.key.clone(), Arc::clone(index))
-            .await;
+        self.loader.reweigh(index).await;
         Ok(Some(values))
     }
 }
@@ -935,6 +1062,15 @@ pub(crate) fn taken_column(taken: Option<&RecordBatch>, name: &str) -> Result<Ar
         .and_then(|t| t.column_by_name(name))
         .cloned()
         .ok_or_else(|| DataFusionError::Internal(format!("take_rows returned no column {name}")))
+}
+
+/// The cache key of the decoded `column` of `fragment` of `dataset`.
+fn vectors_key(dataset: &Dataset, fragment: &Fragment, column: &str) -> EntryKey {
+    EntryKey::Vectors {
+        dataset: dataset.uri().to_string(),
+        fragment: fragment.id,
+        column: column.to_string(),
+    }
 }
 
 /// The cache key of what index `name` shows of `dataset`'s version.

@@ -14,12 +14,12 @@
 //! - `huge_pages`: arrays backed by transparent huge pages.
 
 pub mod direct;
-mod filtered;
+pub(crate) mod filtered;
 mod hnsw_graph;
 pub(crate) mod huge_pages;
 pub mod index_knn;
-mod index_version;
-mod loaded;
+pub(crate) mod index_version;
+pub(crate) mod loaded;
 mod scalar_quantized;
 pub mod search;
 mod search_metrics;

@@ -12,7 +12,9 @@
 //! When the search reads a collection scan directly (filters pushed into the scan, only column
 //! projections in between) and the collection has a vector index on the column built for the
 //! query's metric, the exact search is replaced by [`IndexKnnExec`] with the session's
-//! `quiver.nprobes`, `quiver.ef` and `quiver.refine_factor` (unless `quiver.use_index` is off).
+//! `quiver.nprobes`, `quiver.ef` and `quiver.refine_factor` (unless `quiver.use_index` is off);
+//! otherwise the exact search is told what the scan reads ([`LoadedSource`]), so that it can
+//! read the collection's vectors loaded in memory.
 
 use std::sync::Arc;
 
@@ -31,7 +33,7 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::ExecutionPlan;
-use quiver_operators::exact::knn::{KnnExec, KnnSpec};
+use quiver_operators::exact::knn::{KnnExec, KnnSpec, LoadedSource};
 use quiver_operators::functions::DistanceUdf;
 use quiver_operators::index::index_knn::{index_knn_schema, IndexKnnExec, IndexKnnTask};
 use quiver_operators::index::search::{index_distance_type, IndexSearch, IndexSearchParams};
@@ -193,7 +195,8 @@ fn index_search_for(
     })?)))
 }
 
-/// An exact [`KnnExec`], or the index search that replaces it when one applies.
+/// An exact [`KnnExec`], or the index search that replaces it when one applies. An exact
+/// search over a collection scan may read the collection's vectors from memory.
 fn search(
     input: Arc<dyn ExecutionPlan>,
     spec: KnnSpec,
@@ -201,10 +204,18 @@ fn search(
     config: &QuiverConfig,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let knn = KnnExec::try_new(input, spec, distance_column)?;
-    Ok(match index_search_for(&knn, config)? {
-        Some(index) => index,
-        None => Arc::new(knn),
-    })
+    if let Some(index) = index_search_for(&knn, config)? {
+        return Ok(index);
+    }
+    let source = trace_to_scan(knn.input()).map(|(scan, columns)| LoadedSource {
+        dataset: Arc::clone(scan.dataset()),
+        columns,
+        filter: scan.filters().iter().cloned().reduce(Expr::and),
+    });
+    Ok(Arc::new(match source {
+        Some(source) => knn.with_loaded_source(source),
+        None => knn,
+    }))
 }
 
 /// The k-NN plan replacing a top-`k` sort by `ordering` over `input`, if it applies.
