@@ -1,14 +1,21 @@
-//! The vector indices of a collection's dataset, as Quiver describes them.
+//! The indices of a collection's dataset, as Quiver describes them.
 //!
 //! Lance records each index in the dataset's manifest; this module reads those records into
 //! [`VectorIndexInfo`] (the name, column, type and metric a query planner needs to decide whether
-//! an index can answer a search, and what `SHOW INDEXES` and snapshot manifests list).
+//! an index can answer a search, and what `SHOW INDEXES` and snapshot manifests list) and
+//! [`ScalarIndexInfo`] (the indices Lance's scanner evaluates filters with), and measures how far
+//! each is behind its rows ([`IndexCoverage`]). The primary key's index, which Quiver keeps
+//! itself ([`KEY_INDEX`]), and Lance's system indices are not listed.
+
+use std::sync::Arc;
 
 use lance::index::DatasetIndexExt;
 use lance::Dataset;
+use lance_index::{IndexDescription, IndexType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::key_index::KEY_INDEX;
 
 /// One vector index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,9 +34,55 @@ pub struct VectorIndexInfo {
     pub details: String,
 }
 
+/// One scalar index: filters on its column are evaluated through it by Lance's scanner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalarIndexInfo {
+    /// The index name, unique in its collection.
+    pub name: String,
+    /// The indexed column.
+    pub column: String,
+    /// Its type as `CREATE INDEX ... USING` names it: `BTREE`, `BITMAP`, `LABEL_LIST`.
+    pub index_type: String,
+    /// Rows covered by the index (rows written later are scanned).
+    pub rows_indexed: u64,
+}
+
 /// Whether a Lance index type is a vector index.
 fn is_vector_index(index_type: &str) -> bool {
     index_type.starts_with("IVF") || index_type == "Vector"
+}
+
+/// The name `CREATE INDEX ... USING` gives a scalar index of Lance's `index_type`, or `None` for
+/// one Quiver does not build (Lance's system indices, vector indices).
+fn scalar_type_name(index_type: &str) -> Option<&'static str> {
+    match IndexType::try_from(index_type).ok()? {
+        IndexType::BTree => Some("BTREE"),
+        IndexType::Bitmap => Some("BITMAP"),
+        IndexType::LabelList => Some("LABEL_LIST"),
+        _ => None,
+    }
+}
+
+/// The indices of `dataset`'s version a user built (not the primary key's), with the column
+/// each is on, by name.
+async fn user_indices(dataset: &Dataset) -> Result<Vec<(Arc<dyn IndexDescription>, String)>> {
+    let mut out = Vec::new();
+    for index in dataset.describe_indices(None).await? {
+        if index.name() == KEY_INDEX {
+            continue;
+        }
+        let Some(column) = index
+            .field_ids()
+            .first()
+            .and_then(|id| dataset.schema().field_by_id(*id as i32))
+            .map(|f| f.name.clone())
+        else {
+            continue;
+        };
+        out.push((index, column));
+    }
+    out.sort_by(|a, b| a.0.name().cmp(b.0.name()));
+    Ok(out)
 }
 
 /// The metric recorded in Lance's index details (`{"metric_type": "L2", ...}`), lower-cased.
@@ -47,18 +100,10 @@ fn metric_of(details: &str) -> String {
 /// The vector indices of `dataset`'s version.
 pub async fn vector_indices(dataset: &Dataset) -> Result<Vec<VectorIndexInfo>> {
     let mut out = Vec::new();
-    for index in dataset.describe_indices(None).await? {
+    for (index, column) in user_indices(dataset).await? {
         if !is_vector_index(index.index_type()) {
             continue;
         }
-        let Some(column) = index
-            .field_ids()
-            .first()
-            .and_then(|id| dataset.schema().field_by_id(*id as i32))
-            .map(|f| f.name.clone())
-        else {
-            continue;
-        };
         let details = index.details().unwrap_or_default();
         out.push(VectorIndexInfo {
             name: index.name().to_string(),
@@ -69,7 +114,23 @@ pub async fn vector_indices(dataset: &Dataset) -> Result<Vec<VectorIndexInfo>> {
             details,
         });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The scalar indices of `dataset`'s version (those `CREATE INDEX` builds), by name.
+pub async fn scalar_indices(dataset: &Dataset) -> Result<Vec<ScalarIndexInfo>> {
+    let mut out = Vec::new();
+    for (index, column) in user_indices(dataset).await? {
+        let Some(index_type) = scalar_type_name(index.index_type()) else {
+            continue;
+        };
+        out.push(ScalarIndexInfo {
+            name: index.name().to_string(),
+            column,
+            index_type: index_type.to_string(),
+            rows_indexed: index.rows_indexed(),
+        });
+    }
     Ok(out)
 }
 
@@ -87,11 +148,13 @@ pub struct IndexCoverage {
     pub rows_unindexed: u64,
 }
 
-/// The coverage of each vector index of `dataset`'s version, by name.
-pub async fn vector_index_coverage(dataset: &Dataset) -> Result<Vec<IndexCoverage>> {
+/// The coverage of each vector and scalar index of `dataset`'s version (those
+/// [`vector_indices`] and [`scalar_indices`] list), by name.
+pub async fn index_coverage(dataset: &Dataset) -> Result<Vec<IndexCoverage>> {
     let mut out = Vec::new();
-    for index in dataset.describe_indices(None).await? {
-        if !is_vector_index(index.index_type()) {
+    for (index, _) in user_indices(dataset).await? {
+        let index_type = index.index_type();
+        if !is_vector_index(index_type) && scalar_type_name(index_type).is_none() {
             continue;
         }
         let covered = |id: u64| {
@@ -117,7 +180,6 @@ pub async fn vector_index_coverage(dataset: &Dataset) -> Result<Vec<IndexCoverag
             rows_unindexed,
         });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
@@ -131,5 +193,9 @@ mod tests {
         assert_eq!(metric_of(r#"{"metric_type":"Dot"}"#), "dot");
         assert!(is_vector_index("IVF_HNSW_SQ"));
         assert!(!is_vector_index("BTree"));
+        assert_eq!(scalar_type_name("BTree"), Some("BTREE"));
+        assert_eq!(scalar_type_name("LabelList"), Some("LABEL_LIST"));
+        assert_eq!(scalar_type_name("IVF_PQ"), None);
+        assert_eq!(scalar_type_name("FragmentReuse"), None);
     }
 }

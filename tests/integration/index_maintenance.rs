@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use object_store::path::Path as StorePath;
 use quiver_catalog::fault::StoreOp;
-use quiver_catalog::indices::vector_index_coverage;
+use quiver_catalog::indices::index_coverage;
 use quiver_catalog::{JobKind, JobState};
 use quiver_planner::jobs::optimize::submit_due;
 use quiver_planner::jobs::{JobScheduler, SchedulerConfig};
@@ -23,7 +23,7 @@ async fn coverage(db: &TestDb, table: &str) -> (usize, u64) {
     let catalog = db.session.catalog();
     let record = catalog.collection("default", table).await.unwrap();
     let dataset = catalog.open_dataset(&record, None).await.unwrap();
-    let coverage = vector_index_coverage(&dataset).await.unwrap();
+    let coverage = index_coverage(&dataset).await.unwrap();
     let [index] = coverage.as_slice() else {
         panic!("not one index: {coverage:?}")
     };

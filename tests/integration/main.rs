@@ -11,6 +11,7 @@ mod index_search;
 mod jobs;
 mod key_index;
 mod primary_keys;
+mod scalar_indices;
 mod snapshots;
 mod sql;
 mod vector;

@@ -29,7 +29,7 @@ use lance::dataset::optimize::{compact_files, CompactionOptions};
 use lance::index::DatasetIndexExt;
 use lance::Dataset;
 use lance_index::optimize::OptimizeOptions;
-use quiver_catalog::indices::{vector_index_coverage, IndexCoverage};
+use quiver_catalog::indices::{index_coverage, IndexCoverage};
 use quiver_catalog::Catalog;
 
 use super::{cancelled, JobProgress, Source};
@@ -71,7 +71,7 @@ impl Shape {
         Ok(Self {
             fragments: fragments.len() as u64,
             deleted_rows: fragments.iter().map(deleted).sum(),
-            indices: vector_index_coverage(dataset)
+            indices: index_coverage(dataset)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?,
             version: dataset.version().version,
@@ -269,7 +269,7 @@ impl Source for CollectionOptimize {
         dataset.checkout_latest().await?;
         // Compaction keeps rows and what covers them: what is behind is found again only to
         // see each index's segments as the compaction left them.
-        for index in vector_index_coverage(&dataset).await.map_err(external)? {
+        for index in index_coverage(&dataset).await.map_err(external)? {
             if !self.behind(&index) {
                 continue;
             }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use datafusion::common::{plan_err, DataFusionError, Result};
 use datafusion::physical_plan::ExecutionPlan;
-use quiver_catalog::indices::{vector_index_coverage, IndexCoverage};
+use quiver_catalog::indices::{index_coverage, IndexCoverage};
 use quiver_catalog::{Catalog, CollectionRecord, JobKind, JobRecord};
 use quiver_operators::jobs::collection_optimize::CollectionOptimize;
 use quiver_operators::jobs::{JobProgress, SourceExec};
@@ -179,7 +179,7 @@ pub async fn is_due(catalog: &Catalog, record: &CollectionRecord) -> Result<bool
         return Ok(false);
     }
     let dataset = catalog.open_dataset(record, None).await.map_err(external)?;
-    let coverage = vector_index_coverage(&dataset).await.map_err(external)?;
+    let coverage = index_coverage(&dataset).await.map_err(external)?;
     Ok(coverage.iter().any(|index| threshold.is_due(index)))
 }
 

@@ -1,5 +1,5 @@
-//! Vector index DDL: `CREATE INDEX ... USING <type> (column [opclass]) WITH (...)`,
-//! `DROP INDEX`, `SHOW INDEXES`.
+//! Index DDL: `CREATE INDEX ... USING <vector type> (column [opclass]) WITH (...)` (scalar
+//! types in `scalar_index`), `DROP INDEX`, `SHOW INDEXES`.
 //!
 //! Indices are Lance's, built over the collection's current version and recorded in a new version.
 //! Rows written afterwards are not in the index; searches cover them exactly (Lance merges both).
@@ -24,8 +24,9 @@ use lance_index::vector::pq::PQBuildParams;
 use lance_index::vector::sq::builder::SQBuildParams;
 use lance_index::IndexType;
 use lance_linalg::distance::DistanceType;
-use quiver_catalog::indices::vector_indices;
+use quiver_catalog::indices::{scalar_indices, vector_indices};
 
+use super::scalar_index::ScalarKind;
 use super::statement::{CreateIndex, QuiverStatement};
 use super::tokens::{normalize, option_value};
 use crate::error::{external, PlannerError};
@@ -57,7 +58,7 @@ impl Kind {
             "hnsw" => (Self::HnswSq, true),
             other => {
                 return plan_err!(
-                    "unknown index type '{other}'; known: IVF_FLAT (ivfflat), IVF_PQ, IVF_SQ, IVF_HNSW_FLAT, IVF_HNSW_SQ (hnsw), IVF_HNSW_PQ"
+                    "unknown index type '{other}'; known: IVF_FLAT (ivfflat), IVF_PQ, IVF_SQ, IVF_HNSW_FLAT, IVF_HNSW_SQ (hnsw), IVF_HNSW_PQ for vectors, BTREE, BITMAP, LABEL_LIST for other columns"
                 )
             }
         })
@@ -195,19 +196,23 @@ fn index_params(
 }
 
 impl QuiverSession {
-    /// `CREATE INDEX`: builds a Lance vector index over the collection's current version.
+    /// `CREATE INDEX`: builds a Lance vector or scalar index over the collection's current
+    /// version.
     pub(crate) async fn create_index(&self, create: &CreateIndex) -> Result<DataFrame> {
+        let Some(using) = &create.using else {
+            return plan_err!(
+                "CREATE INDEX needs USING <type>: IVF_FLAT, IVF_PQ, IVF_SQ, IVF_HNSW_FLAT, IVF_HNSW_SQ or IVF_HNSW_PQ for vectors, BTREE, BITMAP or LABEL_LIST for other columns"
+            );
+        };
+        if let Some(kind) = ScalarKind::parse(using) {
+            return self.create_scalar_index(create, kind).await;
+        }
         let (database, table) = self.resolve(&create.table)?;
         let record = self
             .catalog()
             .collection(&database, &table)
             .await
             .map_err(external)?;
-        let Some(using) = &create.using else {
-            return plan_err!(
-                "CREATE INDEX needs USING <type>: IVF_FLAT, IVF_PQ, IVF_SQ, IVF_HNSW_FLAT, IVF_HNSW_SQ or IVF_HNSW_PQ"
-            );
-        };
         let (kind, single_partition) = Kind::parse(using)?;
         let options: BTreeMap<&str, &str> = create
             .options
@@ -256,12 +261,7 @@ impl QuiverSession {
             .name
             .clone()
             .unwrap_or_else(|| format!("{}_idx", create.column));
-        if vector_indices(&dataset)
-            .await
-            .map_err(external)?
-            .iter()
-            .any(|ix| ix.name == name)
-        {
+        if index_names(&dataset).await?.contains(&name) {
             if create.if_not_exists {
                 return self.done();
             }
@@ -325,12 +325,7 @@ impl QuiverSession {
                 .open_dataset(&record, None)
                 .await
                 .map_err(external)?;
-            let found = vector_indices(&dataset)
-                .await
-                .map_err(external)?
-                .iter()
-                .any(|ix| ix.name == name);
-            if found {
+            if index_names(&dataset).await?.iter().any(|n| n == name) {
                 owners.push((record, dataset));
             }
         }
@@ -356,7 +351,8 @@ impl QuiverSession {
     /// `SHOW INDEXES [FROM table]`.
     pub(crate) async fn show_indexes(&self, table: Option<&ObjectName>) -> Result<DataFrame> {
         let records = self.collections_named(table).await?;
-        let mut rows: Vec<[String; 5]> = Vec::new();
+        let mut rows: Vec<[String; 4]> = Vec::new();
+        let mut metrics: Vec<Option<String>> = Vec::new();
         let mut indexed = Vec::new();
         for record in records {
             let dataset = self
@@ -365,13 +361,13 @@ impl QuiverSession {
                 .await
                 .map_err(external)?;
             for ix in vector_indices(&dataset).await.map_err(external)? {
-                rows.push([
-                    record.qualified_name(),
-                    ix.name,
-                    ix.column,
-                    ix.index_type,
-                    ix.metric,
-                ]);
+                rows.push([record.qualified_name(), ix.name, ix.column, ix.index_type]);
+                metrics.push(Some(ix.metric));
+                indexed.push(ix.rows_indexed);
+            }
+            for ix in scalar_indices(&dataset).await.map_err(external)? {
+                rows.push([record.qualified_name(), ix.name, ix.column, ix.index_type]);
+                metrics.push(None);
                 indexed.push(ix.rows_indexed);
             }
         }
@@ -382,7 +378,7 @@ impl QuiverSession {
                 Field::new("name", DataType::Utf8, false),
                 Field::new("column", DataType::Utf8, false),
                 Field::new("type", DataType::Utf8, false),
-                Field::new("metric", DataType::Utf8, false),
+                Field::new("metric", DataType::Utf8, true),
                 Field::new("rows_indexed", DataType::UInt64, false),
             ])),
             vec![
@@ -390,12 +386,20 @@ impl QuiverSession {
                 Arc::new(column(1)),
                 Arc::new(column(2)),
                 Arc::new(column(3)),
-                Arc::new(column(4)),
+                Arc::new(StringArray::from(metrics)),
                 Arc::new(UInt64Array::from(indexed)),
             ],
         )?;
         self.result(batch)
     }
+}
+
+/// The names of the indices of `dataset`'s version a user built, vector and scalar.
+async fn index_names(dataset: &lance::Dataset) -> Result<Vec<String>> {
+    let vector = vector_indices(dataset).await.map_err(external)?;
+    let scalar = scalar_indices(dataset).await.map_err(external)?;
+    let vector = vector.into_iter().map(|ix| ix.name);
+    Ok(vector.chain(scalar.into_iter().map(|ix| ix.name)).collect())
 }
 
 /// `SHOW INDEX|INDEXES|INDICES [FROM|ON|IN table]`.
@@ -422,25 +426,24 @@ pub(super) fn parse_show_indexes(parser: &mut DFParser<'_>) -> Result<Option<Qui
 /// `CREATE INDEX` as DataFusion's parser read it, checked and turned into [`CreateIndex`].
 pub(super) fn parse_create_index(create: &ast::CreateIndex) -> Result<QuiverStatement> {
     if create.unique {
-        return plan_err!("a vector index cannot be UNIQUE");
+        return plan_err!(
+            "an index cannot be UNIQUE; a PRIMARY KEY keeps a column's values unique"
+        );
     }
     if let Some(predicate) = &create.predicate {
         return plan_err!(
-            "partial vector indices (WHERE {predicate}) are not supported; filter in the query, \
-             which runs before the search"
+            "partial indices (WHERE {predicate}) are not supported; filter in the query, which \
+             runs before the search"
         );
     }
     if !create.include.is_empty() {
-        return plan_err!("a vector index cannot INCLUDE columns");
+        return plan_err!("an index cannot INCLUDE columns");
     }
     let [column] = create.columns.as_slice() else {
-        return plan_err!("a vector index covers exactly one column");
+        return plan_err!("an index covers exactly one column");
     };
     let ast::Expr::Identifier(ident) = &column.column.expr else {
-        return plan_err!(
-            "a vector index covers a column, not '{}'",
-            column.column.expr
-        );
+        return plan_err!("an index covers a column, not '{}'", column.column.expr);
     };
     let mut options = Vec::new();
     for option in &create.with {
@@ -487,8 +490,9 @@ mod tests {
 
     #[test]
     fn unknown_types_and_metrics_are_named() {
-        let err = Kind::parse("btree").unwrap_err().to_string();
-        assert!(err.contains("unknown index type 'btree'"), "{err}");
+        let err = Kind::parse("gist").unwrap_err().to_string();
+        assert!(err.contains("unknown index type 'gist'"), "{err}");
+        assert!(err.contains("BTREE, BITMAP, LABEL_LIST"), "{err}");
         let err = parse_metric("hamming").unwrap_err().to_string();
         assert!(err.contains("unknown metric 'hamming'"), "{err}");
         assert_eq!(Kind::parse("HNSW").unwrap(), (Kind::HnswSq, true));

@@ -6,6 +6,7 @@
 //! - [`run`]: running one statement on a [`QuiverSession`](crate::QuiverSession);
 //! - [`ddl`]: databases and collections (`CREATE TABLE [AS]`, `DESCRIBE`, `ALTER TABLE ... SET`);
 //! - [`index`]: `CREATE INDEX`, `DROP INDEX`, `SHOW INDEXES`;
+//! - `scalar_index`: `CREATE INDEX ... USING BTREE | BITMAP | LABEL_LIST`;
 //! - [`snapshot`]: `CREATE`/`DROP`/`SHOW`/`DESCRIBE SNAPSHOT`;
 //! - [`jobs`]: `RESTORE`, `VACUUM`, `SHOW JOBS`, `CANCEL JOB`;
 //! - [`copy`]: `COPY ... FROM` files;
@@ -19,6 +20,7 @@ mod jobs;
 pub mod limits;
 pub mod parse;
 mod run;
+mod scalar_index;
 mod snapshot;
 pub mod statement;
 mod tokens;
