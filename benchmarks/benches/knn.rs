@@ -6,6 +6,8 @@
 //!   reads half the bytes);
 //! - `exact/batch100_f32`: 100 queries, k = 10, through `BatchKnnExec` (one blocked matrix
 //!   product per batch of rows);
+//! - `exact/sql_f32`: the same query as `exact/single_f32` through SQL, over a collection of the
+//!   same vectors (in 8 fragments) without an index, warm: the vectors loaded in memory;
 //! - `index/hnsw`: k = 10 through SQL on a collection of clustered vectors with an IVF_HNSW_SQ
 //!   index; the set-up prints the recall@10 against exact search at the `ef` used.
 //!
@@ -50,6 +52,11 @@ fn exact(c: &mut Criterion) {
     let single_f32 = single_query(&f32_plan, &queries[..DIM], K);
     let single_f16 = single_query(&f16_plan, &queries[..DIM], K);
     let batch100 = batch_query(&f32_plan, &queries, DIM, K);
+    let (_dir, session) = runtime.block_on(collection(values.clone(), DIM, 8));
+    runtime
+        .block_on(session.run_script("SET datafusion.execution.target_partitions = 1"))
+        .unwrap();
+    let sql = knn_sql(&queries[..DIM], K);
 
     let mut group = c.benchmark_group("knn");
     group.sample_size(10);
@@ -63,6 +70,9 @@ fn exact(c: &mut Criterion) {
     });
     group.bench_function("exact/batch100_f32", |b| {
         b.iter(|| runtime.block_on(run(&batch100, &ctx)))
+    });
+    group.bench_function("exact/sql_f32", |b| {
+        b.iter(|| runtime.block_on(session.run_script(&sql)).unwrap())
     });
     group.finish();
 }

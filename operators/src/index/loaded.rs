@@ -13,7 +13,8 @@
 //!
 //! Loaded indices live in one process-wide cache, keyed by dataset and index segment (a segment
 //! never changes, so neither does what was loaded from it), and bounded in bytes
-//! ([`LoadedIndices::global`], `QUIVER_LOADED_INDEX_MB`), least recently used first out. A
+//! ([`LoadedIndices::global`], `QUIVER_LOADED_INDEX_MB`), least recently used first out; the
+//! decoded vectors exact searches read ([`FragmentVectors`]) are weighed in the same budget. A
 //! loaded segment follows its dataset from version to version: what it shows of each version
 //! ([`IndexVersion`]: its rows the version deleted hidden, the version's rows written after it
 //! held beside it) is cached by dataset, version and index name, so a search of a version seen
