@@ -23,6 +23,7 @@ use crate::config::QuiverConfig;
 use crate::error::external;
 use crate::knn::function::rewrite_knn_calls;
 use crate::session::QuiverSession;
+use crate::sql::vector_text::{rewrite_vector_text, write_target};
 use crate::write::vector_cast::name_vector_casts;
 
 impl QuiverSession {
@@ -58,6 +59,17 @@ impl QuiverSession {
                 check_in_lists(&mut statement)?;
                 rewrite_knn_calls(&mut statement)?;
                 rewrite_snapshot_functions(&mut statement)?;
+                // An unknown target is DataFusion's to report, when it plans the statement.
+                let target = match write_target(&statement) {
+                    Some(name) => self
+                        .context()
+                        .table_provider(name.to_string())
+                        .await
+                        .ok()
+                        .map(|t| t.schema()),
+                    None => None,
+                };
+                rewrite_vector_text(&mut statement, target.as_deref())?;
                 let plan = self.context().state().statement_to_plan(*statement).await?;
                 self.execute_plan(plan).await
             }
