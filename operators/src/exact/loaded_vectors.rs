@@ -13,10 +13,13 @@
 //! on first use.
 
 use std::collections::HashMap;
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
-use datafusion::arrow::buffer::BooleanBuffer;
+use datafusion::arrow::array::{
+    make_array, Array, ArrayData, ArrayRef, AsArray, FixedSizeListArray, RecordBatch, UInt64Array,
+};
+use datafusion::arrow::buffer::{BooleanBuffer, Buffer};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::common::Result;
@@ -29,6 +32,7 @@ use lance::Dataset;
 use lance_core::ROW_ADDR;
 
 use crate::index::filtered::RowFilter;
+use crate::index::huge_pages::HugePageArray;
 use crate::index::index_version::FragmentFiles;
 use crate::index::loaded::LoadedIndices;
 
@@ -63,6 +67,7 @@ impl FragmentVectors {
         let Some(vectors) = physical_rows(dataset, fragment, column).await? else {
             return Ok(None);
         };
+        let vectors = on_huge_pages(&vectors)?;
         let row_ids: UInt64Array = (0..vectors.len() as u64)
             .map(|offset| (fragment.id << 32) | offset)
             .collect();
@@ -118,6 +123,46 @@ impl FragmentVectors {
         }
         Ok(Some(values))
     }
+}
+
+/// `vectors` (a vector column) with its values copied into memory advised for huge pages: a
+/// scan of them streams across 2 MiB pages, which the hardware prefetcher follows further than
+/// 4 KiB ones, and misses the TLB a five-hundredth as often (the in-memory data of the
+/// benchmarks' kernel figures is advised the same way).
+fn on_huge_pages(vectors: &ArrayRef) -> Result<ArrayRef> {
+    let list = vectors.as_fixed_size_list();
+    let values = list.values().to_data();
+    let width = values.data_type().primitive_width().unwrap_or(0);
+    let [buffer] = values.buffers() else {
+        return Ok(Arc::clone(vectors));
+    };
+    if width == 0 || !values.child_data().is_empty() {
+        return Ok(Arc::clone(vectors));
+    }
+    let bytes =
+        &buffer.as_slice()[values.offset() * width..(values.offset() + values.len()) * width];
+    let mut copy = HugePageArray::<u8>::zeroed(bytes.len());
+    copy.copy_from_slice(bytes);
+    let Some(start) = NonNull::new(copy.as_ptr().cast_mut()) else {
+        return Ok(Arc::clone(vectors));
+    };
+    // SAFETY: `start` points at `bytes.len()` initialised bytes owned by `copy`, which the
+    // buffer keeps alive and never writes through.
+    let buffer = unsafe { Buffer::from_custom_allocation(start, bytes.len(), Arc::new(copy)) };
+    let values = ArrayData::builder(values.data_type().clone())
+        .len(values.len())
+        .nulls(values.nulls().cloned())
+        .add_buffer(buffer)
+        .build()?;
+    let DataType::FixedSizeList(item, dim) = list.data_type() else {
+        return Ok(Arc::clone(vectors));
+    };
+    Ok(Arc::new(FixedSizeListArray::try_new(
+        Arc::clone(item),
+        *dim,
+        make_array(values),
+        list.nulls().cloned(),
+    )?))
 }
 
 /// Column `name` of every physical row of `fragment` of `dataset`, deleted rows included, in
