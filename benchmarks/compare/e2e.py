@@ -5,8 +5,8 @@ client and with several concurrent client processes.
 
 Usage (normally through benchmarks/compare/e2e.sh, which makes the venv and builds the binary):
 
-    python benchmarks/compare/e2e.py [--out DIR] [--datasets minilm,synthetic]
-        [--minilm-rows 50000] [--minilm-queries 500]
+    python benchmarks/compare/e2e.py [--out DIR] [--datasets minilm,pkg,synthetic]
+        [--minilm-rows 50000] [--minilm-queries 500] [--pkg-queries 500]
         [--synthetic-rows 1000000] [--synthetic-queries 1000] [--synthetic-dim 128]
         [--ef 10,16,32,64,128,256,512] [--clients 1,4]
         [--systems quiver,pgvector,milvus,lancedb,hnswlib]
@@ -50,6 +50,14 @@ relaxed_order` where its version has it), Milvus Lite's filter expression, Lance
 `where(..., prefilter=True)` with a B-tree scalar index, hnswlib's `filter` callback. Recall is
 against the exact nearest rows among those the filter admits. Series are named
 `<series> where <pct>`, at `--filter-ef` and `--filter-clients`.
+
+The `pkg` data set (`../shared/data/pkg-text-50k`: 50,000 real package summaries' all-MiniLM-L6-v2
+embeddings, 500 other summaries' as queries, exact ground truth shipped) has real filter columns
+instead of `category`: `registry` (`pypi` or `npm`), `year` (NULL for npm) and `popular`, each
+system storing them as its own types (with a B-tree on each in pgvector and LanceDB), and its
+filtered searches are `registry = 'npm'`, `year >= 2025`, `popular` and `registry = 'pypi' AND
+popular AND year >= 2024`, whatever share of the rows each admits (in the report); series `<series>
+where <filter>`. Its rows carry no `category`, so no append stream runs on it.
 
 Appends: after its other series, each system that takes writes runs its queries once more (one
 client, `--append-ef`) while `--appends` of the rows (new rows, each a blend of a stored row and
@@ -160,13 +168,67 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+class Column:
+    """A scalar column of a data set's rows (filters read it), as each system declares it."""
+
+    def __init__(self, name, values, quiver, pg, pg_copy, milvus, milvus_null=None):
+        self.name = name
+        self.values = values  # a pyarrow array, one value a row
+        self.quiver = quiver  # Quiver's SQL type
+        self.pg = pg  # Postgres's type, and its COPY BINARY type name
+        self.pg_copy = pg_copy
+        self.milvus = milvus  # pymilvus add_field arguments after the name: (DataType name, kwargs)
+        self.milvus_null = milvus_null  # what Milvus stores for a NULL (its fields are not nullable)
+
+    def python(self):
+        return self.values.to_pylist()
+
+
+class Filter:
+    """One filtered search: each system's own spelling of the filter, and the rows it admits."""
+
+    def __init__(self, label, sql, milvus, mask):
+        self.label = label  # as series names show it: `<series> where <label>`
+        self.sql = sql  # Quiver's, pgvector's and LanceDB's
+        self.milvus = milvus
+        self.mask = mask
+        self.selectivity = float(mask.mean())
+
+
 class Dataset:
-    def __init__(self, name, base, queries, gt, source):
+    def __init__(self, name, base, queries, gt, source, columns=None, filters=None):
         self.name = name
         self.base = base
         self.queries = queries
         self.gt = gt
         self.source = source
+        self._columns = columns
+        self._filters = filters
+
+    def columns(self):
+        """The scalar columns every system stores beside `id` and `embedding`."""
+        if self._columns is not None:
+            return self._columns
+        import pyarrow as pa
+
+        return [Column("category", pa.array(categories(self.rows)), "INT NOT NULL", "int NOT NULL", "int4",
+                       ("INT32", {}))]
+
+    def filters(self, selectivities):
+        """The filtered searches: the data set's own, else `category < T` at `selectivities`."""
+        if self._filters is not None:
+            return self._filters
+        cats = categories(self.rows)
+        out = []
+        for selectivity in selectivities:
+            t = threshold(selectivity)
+            out.append(Filter(f"{selectivity * 100:g}%", f"category < {t}", f"category < {t}", cats < t))
+        return out
+
+    @property
+    def appendable(self):
+        """Whether the append stream runs on it: its new rows carry only a `category`."""
+        return self._columns is None
 
     @property
     def rows(self):
@@ -193,6 +255,49 @@ def load_minilm(directory: Path, rows: int, nq: int) -> Dataset:
         gt = exact_knn(base, queries, K)
         source = f"brute force over the first {rows} rows ({time.perf_counter() - t:.1f} s)"
     return Dataset("minilm", base, queries, gt, source)
+
+
+def load_pkg(directory: Path, nq: int) -> Dataset:
+    """pkg-text-50k: real package summaries' embeddings, with their registry, year and
+    popularity as filter columns, and filters of the selectivities they have."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    corpus = pq.read_table(directory / "corpus.parquet").sort_by("id")
+    queries = pq.read_table(directory / "queries.parquet").sort_by("qid")
+    nq = min(nq, queries.num_rows)
+
+    def vectors(column):
+        dim = column.type.list_size
+        flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+        return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
+
+    base = vectors(corpus.column("embedding").combine_chunks())
+    qs = vectors(queries.column("embedding").combine_chunks())[:nq]
+    if corpus.column("id").to_numpy().tolist() != list(range(corpus.num_rows)):
+        raise RuntimeError("pkg-text-50k: ids are not 0..rows-1")
+    gt = np.load(directory / "gt.l2.top100.npy")[:nq, :K].astype(np.int64)
+    registry = corpus.column("registry").combine_chunks().cast(pa.string())
+    year = corpus.column("year").combine_chunks().cast(pa.int32())
+    popular = corpus.column("popular").combine_chunks().cast(pa.bool_())
+    columns = [
+        Column("registry", registry, "VARCHAR NOT NULL", "text NOT NULL", "text", ("VARCHAR", {"max_length": 16})),
+        Column("year", year, "INT", "int", "int4", ("INT32", {}), milvus_null=0),
+        Column("popular", popular, "BOOLEAN NOT NULL", "boolean NOT NULL", "bool", ("BOOL", {})),
+    ]
+    reg = np.asarray(registry.to_pylist())
+    yr = year.fill_null(0).to_numpy()
+    pop = popular.to_numpy(zero_copy_only=False)
+    filters = [
+        Filter("registry = 'npm'", "registry = 'npm'", 'registry == "npm"', reg == "npm"),
+        Filter("year >= 2025", "year >= 2025", "year >= 2025", yr >= 2025),
+        Filter("popular", "popular = true", "popular == true", pop),
+        Filter("pypi, popular, year >= 2024", "registry = 'pypi' AND popular = true AND year >= 2024",
+               'registry == "pypi" and popular == true and year >= 2024', (reg == "pypi") & pop & (yr >= 2024)),
+    ]
+    source = "gt.l2.top100.npy (exact L2 ground truth shipped with the data)"
+    return Dataset("pkg", base, qs, gt, source, columns, filters)
 
 
 SYNTHETIC_VERSION = 1
@@ -271,13 +376,14 @@ def threshold(selectivity: float) -> int:
     return max(1, round(selectivity * CATEGORIES))
 
 
-def where_clause(limit) -> str:
-    return "" if limit is None else f" WHERE category < {int(limit)}"
+def where_clause(filt) -> str:
+    """The `WHERE` of a client spec's `filter` (see `run_dataset`), or none."""
+    return "" if filt is None else f" WHERE {filt['sql']}"
 
 
-def filtered_gt(ds: "Dataset", limit: int) -> np.ndarray:
-    """The exact `K` nearest ids among the rows with `category < limit`."""
-    admitted = np.flatnonzero(categories(ds.rows) < limit)
+def filtered_gt(ds: "Dataset", mask: np.ndarray) -> np.ndarray:
+    """The exact `K` nearest ids among the rows `mask` admits."""
+    admitted = np.flatnonzero(mask)
     return admitted[exact_knn(ds.base[admitted], ds.queries, K)]
 
 
@@ -319,19 +425,16 @@ def stream_recall(ds: "Dataset", appended: np.ndarray, runs) -> float | None:
     return float(np.mean(recalls)) if recalls else None
 
 
-def arrow_table(base: np.ndarray):
+def arrow_table(ds: "Dataset"):
     import pyarrow as pa
 
-    n, dim = base.shape
-    values = pa.array(base.reshape(-1), type=pa.float32())
+    n, dim = ds.base.shape
+    values = pa.array(ds.base.reshape(-1), type=pa.float32())
     emb = pa.FixedSizeListArray.from_arrays(values, dim)
-    return pa.table(
-        {
-            "id": pa.array(np.arange(n, dtype=np.int64)),
-            "category": pa.array(categories(n)),
-            "embedding": emb,
-        }
-    )
+    columns = {"id": pa.array(np.arange(n, dtype=np.int64))}
+    columns.update({c.name: c.values for c in ds.columns()})
+    columns["embedding"] = emb
+    return pa.table(columns)
 
 
 def vector_literal(q: np.ndarray) -> str:
@@ -559,8 +662,8 @@ class MilvusClientWrap:
         self.client = MilvusClient(uri=spec["uri"])
         self.inputs = [q.tolist() for q in queries]
         self.params = {"metric_type": "L2", "params": {"ef": 64}}
-        limit = spec.get("filter")
-        self.filter = "" if limit is None else f"category < {int(limit)}"
+        filt = spec.get("filter")
+        self.filter = "" if filt is None else filt["milvus"]
 
     def set_param(self, ef):
         self.params = {"metric_type": "L2", "params": {"ef": int(ef)}}
@@ -614,7 +717,7 @@ class LanceClient:
     def query(self, i):
         search = self.table.search(self.inputs[i], vector_column_name="embedding")
         if self.filter is not None:
-            search = search.where(f"category < {int(self.filter)}", prefilter=True)
+            search = search.where(self.filter["sql"], prefilter=True)
         t = (
             search.distance_type("l2")
             .limit(K)
@@ -636,11 +739,11 @@ class HnswlibClient:
         self.index.load_index(spec["path"], max_elements=spec["rows"] + spec.get("room", 0))
         self.index.set_num_threads(1)
         self.inputs = [np.ascontiguousarray(q, dtype=np.float32) for q in queries]
-        limit = spec.get("filter")
+        filt = spec.get("filter")
         self.filter = None
-        if limit is not None:
-            admitted = categories(spec["rows"]) < int(limit)
-            self.filter = lambda label: bool(admitted[label])
+        if filt is not None:
+            admitted = np.load(filt["mask_path"])
+            self.filter = lambda label: bool(label < len(admitted) and admitted[label])
 
     def set_param(self, ef):
         self.index.set_ef(int(ef))
@@ -1103,13 +1206,13 @@ class QuiverSystem(System):
         self.server = QuiverServer(binary, data, self.work / "quiver-serve.log", extra)
         self.uri = self.server.url
         log(f"  quiver serving {self.uri} ({version})")
-        table = arrow_table(ds.base)
+        table = arrow_table(ds)
         cookies = "false" if args.no_cookies else "true"
         with flight_sql.connect(self.uri, db_kwargs={COOKIE_OPTION: cookies}, autocommit=True) as conn:
             cur = conn.cursor()
+            declared = "".join(f"{c.name} {c.quiver}, " for c in ds.columns())
             cur.execute(
-                f"CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, category INT NOT NULL, "
-                f"embedding VECTOR({ds.dim}))"
+                f"CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, {declared}embedding VECTOR({ds.dim}))"
             )
             t = time.perf_counter()
             if args.quiver_load == "copy":
@@ -1242,16 +1345,17 @@ class PgvectorSystem(System):
             ).fetchone()[0]
             self.setup_info["shared_buffers"] = conn.execute("SHOW shared_buffers").fetchone()[0]
             register_vector(conn)
-            conn.execute(
-                f"CREATE TABLE docs (id bigint PRIMARY KEY, category int NOT NULL, embedding vector({ds.dim}))"
-            )
+            columns = ds.columns()
+            declared = "".join(f"{c.name} {c.pg}, " for c in columns)
+            conn.execute(f"CREATE TABLE docs (id bigint PRIMARY KEY, {declared}embedding vector({ds.dim}))")
             t = time.perf_counter()
-            cats = categories(ds.rows)
+            values = [c.python() for c in columns]
+            names = ", ".join(c.name for c in columns)
             with conn.cursor() as cur:
-                with cur.copy("COPY docs (id, category, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-                    copy.set_types(["int8", "int4", "vector"])
+                with cur.copy(f"COPY docs (id, {names}, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+                    copy.set_types(["int8", *(c.pg_copy for c in columns), "vector"])
                     for i in range(ds.rows):
-                        copy.write_row((i, int(cats[i]), ds.base[i]))
+                        copy.write_row((i, *(v[i] for v in values), ds.base[i]))
             self.setup_info["ingest_s"] = time.perf_counter() - t
             self.setup_info["load"] = "COPY ... FROM STDIN (FORMAT BINARY) through psycopg"
             conn.execute(f"SET maintenance_work_mem = '{args.pg_maintenance_work_mem}'")
@@ -1261,7 +1365,8 @@ class PgvectorSystem(System):
                 f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
             )
             self.setup_info["index_s"] = time.perf_counter() - t
-            conn.execute("CREATE INDEX ON docs (category)")
+            for c in columns:
+                conn.execute(f"CREATE INDEX ON docs ({c.name})")
             conn.execute("ANALYZE docs")
             knn_sql = PG_KNN_SQL.format(where="")
             plan = "\n".join(
@@ -1341,17 +1446,23 @@ class MilvusSystem(System):
         client = MilvusClient(uri=self.uri)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("category", DataType.INT32)
+        columns = ds.columns()
+        for c in columns:
+            kind, kwargs = c.milvus
+            schema.add_field(c.name, getattr(DataType, kind), **kwargs)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=ds.dim)
         client.create_collection("docs", schema=schema)
         t = time.perf_counter()
         step = min(10000, batch_rows(ds.dim))
-        cats = categories(ds.rows).tolist()
+        values = {c.name: [c.milvus_null if v is None else v for v in c.python()] for c in columns}
         for s in range(0, ds.rows, step):
             chunk = ds.base[s : s + step]
             client.insert(
                 "docs",
-                [{"id": s + i, "category": cats[s + i], "embedding": v} for i, v in enumerate(chunk.tolist())],
+                [
+                    {"id": s + i, **{n: v[s + i] for n, v in values.items()}, "embedding": e}
+                    for i, e in enumerate(chunk.tolist())
+                ],
             )
         client.flush("docs")
         self.setup_info["ingest_s"] = time.perf_counter() - t
@@ -1405,7 +1516,7 @@ class LancedbSystem(System):
         except Exception:
             pass
         db = lancedb.connect(self.path)
-        table = arrow_table(ds.base)
+        table = arrow_table(ds)
         t = time.perf_counter()
         tbl = db.create_table("docs", data=table)
         self.setup_info["ingest_s"] = time.perf_counter() - t
@@ -1421,7 +1532,8 @@ class LancedbSystem(System):
                 ef_construction=HNSW_EF_CONSTRUCTION,
                 vector_column_name="embedding",
             )
-        tbl.create_scalar_index("category", index_type="BTREE")
+        for c in ds.columns():
+            tbl.create_scalar_index(c.name, index_type="BTREE")
         self.setup_info["index_s"] = time.perf_counter() - t
         self.notes.append("IVF_HNSW_SQ with one partition (as Quiver's hnsw), so nprobes has no effect; ef swept")
         t = time.perf_counter()
@@ -1538,33 +1650,34 @@ def target_checks(points, clients_list):
     return checks
 
 
-def filtered_name(series: str, selectivity: float) -> str:
-    return f"{series} where {selectivity * 100:g}%"
+def filtered_name(series: str, filt: Filter) -> str:
+    return f"{series} where {filt.label}"
 
 
-def filter_checks(points, selectivities, clients_list):
-    """The filtered-search targets: recall@10 >= 0.95 at every selectivity, QPS at 10% and 50%
-    at least half of Quiver's unfiltered QPS, and more QPS than every peer at that recall."""
+def filter_checks(points, filters, clients_list):
+    """The filtered-search targets: recall@10 >= 0.95 under every filter, QPS under filters
+    admitting 10% of the rows or more at least half of Quiver's unfiltered QPS, and more QPS
+    than every peer at that recall."""
     checks = []
-    if not selectivities:
+    if not filters:
         return checks
     c1 = 1 if 1 in clients_list else min(clients_list)
     unfiltered = cheapest(points, "quiver/prepared", c1)
     peers = sorted({p["series"].split(" where ")[0] for p in points if " where " in p["series"]} - {"quiver/prepared"})
-    for selectivity in selectivities:
-        q = cheapest(points, filtered_name("quiver/prepared", selectivity), c1)
-        label = f"{selectivity * 100:g}%"
+    for filt in filters:
+        q = cheapest(points, filtered_name("quiver/prepared", filt), c1)
+        label = filt.label if filt.label.endswith("%") else f"{filt.label}: {filt.selectivity * 100:.2g}%"
         detail = "recall@10 >= 0.95 not reached" if q is None else (
             f"p50 {fmt(q['p50_ms'])} ms, {fmt(q['qps'], '.0f')} QPS at ef {q['param']}, recall {q['recall']:.3f}"
         )
         checks.append({"target": f"Quiver filtered ({label}) reaches recall@10 >= 0.95", "met": q is not None, "detail": detail})
-        if selectivity in (0.5, 0.1):
+        if filt.selectivity >= 0.1 - 1e-9:
             ok = None if (q is None or unfiltered is None) else q["qps"] >= 0.5 * unfiltered["qps"]
             base = "-" if unfiltered is None else f"{fmt(unfiltered['qps'], '.0f')} QPS unfiltered"
             checks.append({"target": f"Quiver filtered ({label}) QPS >= 0.5x its unfiltered QPS", "met": ok,
                            "detail": f"{detail}; {base}"})
         for peer in peers:
-            other = cheapest(points, filtered_name(peer, selectivity), c1)
+            other = cheapest(points, filtered_name(peer, filt), c1)
             ok = None if q is None else (other is None or q["qps"] > other["qps"])
             theirs = "recall@10 >= 0.95 not reached" if other is None else (
                 f"{fmt(other['qps'], '.0f')} QPS at ef {other['param']}, recall {other['recall']:.3f}"
@@ -1783,10 +1896,12 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=None, help="output directory (default ./e2e-results/<time>)")
     p.add_argument("--work", type=Path, default=None, help="working directory (default: a temporary one, removed)")
     p.add_argument("--keep-work", action="store_true", help="keep the working directory")
-    p.add_argument("--datasets", type=csv_strs, default=["minilm", "synthetic"], help="comma-separated: minilm, synthetic")
+    p.add_argument("--datasets", type=csv_strs, default=["minilm", "synthetic"], help="comma-separated: minilm, pkg, synthetic")
     p.add_argument("--minilm-dir", type=Path, default=Path(os.environ.get("QUIVER_MINILM", here.parents[2] / "shared/data/minilm-50k")))
     p.add_argument("--minilm-rows", type=int, default=50000, help="first rows of minilm-50k used (fewer: brute-force ground truth)")
     p.add_argument("--minilm-queries", type=int, default=500, help="first queries used")
+    p.add_argument("--pkg-dir", type=Path, default=Path(os.environ.get("QUIVER_PKG_TEXT", here.parents[2] / "shared/data/pkg-text-50k")))
+    p.add_argument("--pkg-queries", type=int, default=500, help="first queries of pkg-text-50k used")
     p.add_argument("--synthetic-rows", type=int, default=1_000_000, help="rows of the clustered Gaussian data")
     p.add_argument("--synthetic-queries", type=int, default=1000, help="its queries (exact ground truth by brute force)")
     p.add_argument("--synthetic-dim", type=int, default=128)
@@ -1845,19 +1960,24 @@ def run_dataset(args, ds, root, floor, report):
         "points": [],
     }
     report["datasets"][ds.name] = d
-    appended = appended_rows(ds, args.appends) if args.appends > 0 else None
+    appended = appended_rows(ds, args.appends) if args.appends > 0 and ds.appendable else None
     appends_path = dwork / "appended.npy"
     if appended is not None:
         np.save(appends_path, appended)
     ctx = {"name": ds.name, "nq": len(ds.queries), "queries_path": queries_path, "gt": ds.gt,
            "appends_path": appends_path}
     warnings = report["warnings"]
-    filtered = {}
-    for selectivity in args.selectivities:
+    filters = ds.filters(args.selectivities)
+    filtered = []
+    for i, filt in enumerate(filters):
         t = time.perf_counter()
-        filtered[selectivity] = filtered_gt(ds, threshold(selectivity))
-        log(f"{ds.name}: exact ground truth of category < {threshold(selectivity)} "
+        mask_path = dwork / f"filter{i}.npy"
+        np.save(mask_path, filt.mask)
+        spec = {"sql": filt.sql, "milvus": filt.milvus, "mask_path": str(mask_path)}
+        filtered.append((filt, spec, filtered_gt(ds, filt.mask)))
+        log(f"{ds.name}: exact ground truth of {filt.sql} ({filt.selectivity * 100:.3g}% of the rows) "
             f"in {time.perf_counter() - t:.1f} s")
+    d["filters"] = [{"label": f.label, "sql": f.sql, "selectivity": f.selectivity} for f in filters]
     if floor is not None:
         for c in args.clients:
             measure({"kind": "floor", "uri": floor.uri}, "flight-floor", c, [None], ctx, args, d["points"], warnings)
@@ -1883,11 +2003,11 @@ def run_dataset(args, ds, root, floor, report):
             for series, spec, swept in system.series():
                 for c in args.clients:
                     measure(spec, series, c, args.ef if swept else [None], ctx, args, d["points"], warnings)
-            for selectivity, gt in filtered.items():
+            for filt, filter_spec, gt in filtered:
                 fctx = {**ctx, "gt": gt}
-                spec_filter = {"filter": threshold(selectivity), "rows": ds.rows}
+                spec_filter = {"filter": filter_spec, "rows": ds.rows}
                 for series, spec in system.filtered_series():
-                    name = filtered_name(series, selectivity)
+                    name = filtered_name(series, filt)
                     for c in args.filter_clients:
                         measure({**spec, **spec_filter}, name, c, args.filter_ef, fctx, args, d["points"], warnings)
             if appended is not None:
@@ -1912,7 +2032,7 @@ def run_dataset(args, ds, root, floor, report):
                 shutil.rmtree(swork, ignore_errors=True)
     d["targets"] = (
         target_checks(d["points"], args.clients)
-        + filter_checks(d["points"], args.selectivities, args.filter_clients)
+        + filter_checks(d["points"], filters, args.filter_clients)
         + append_checks(d["points"], args.append_ef)
         + optimize_checks(d["points"], args.append_ef)
     )
@@ -1948,6 +2068,8 @@ def main(argv=None):
             try:
                 if name == "minilm":
                     ds = load_minilm(args.minilm_dir, args.minilm_rows, args.minilm_queries)
+                elif name == "pkg":
+                    ds = load_pkg(args.pkg_dir, args.pkg_queries)
                 elif name == "synthetic":
                     ds = make_synthetic(
                         args.synthetic_rows, args.synthetic_queries, args.synthetic_dim,
