@@ -48,6 +48,7 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use quiver_catalog::Catalog;
+use quiver_operators::functions::to_vector;
 use quiver_planner::jobs::{JobScheduler, SchedulerConfig};
 use quiver_planner::plan_cache::statement_cache::{lift_vectors, names_a_placeholder};
 use quiver_planner::plan_cache::{CachedShape, ReusablePlan, StatementCache};
@@ -467,13 +468,8 @@ impl Executor {
         let values: Option<Vec<ScalarValue>> = params
             .iter()
             .zip(types)
-            .map(|(value, to)| {
-                if &value.data_type() == to {
-                    Some(value.clone())
-                } else {
-                    value.cast_to(to).ok()
-                }
-            })
+            .enumerate()
+            .map(|(i, (value, to))| parameter_as(value.clone(), to, &format!("${}", i + 1)).ok())
             .collect();
         let Some(values) = values else {
             return Ok(None);
@@ -835,20 +831,42 @@ fn typed_parameters(
             let Some(Some(field)) = fields.get(&id) else {
                 return Ok(value);
             };
-            let target = field.data_type();
-            if &value.data_type() == target {
-                return Ok(value);
-            }
-            value.cast_to(target).map_err(|e| {
-                FlightServerError::InvalidRequest(format!(
-                    "parameter {id}: cannot convert {} to {target}: {}",
-                    value.data_type(),
-                    quiver_planner::user_message(&e)
-                ))
-                .into()
-            })
+            parameter_as(value, field.data_type(), &id)
+                .map_err(|message| FlightServerError::InvalidRequest(message).into())
         })
         .collect()
+}
+
+/// `value` as the value of parameter `id`, of type `target`: itself, text read as a vector
+/// where `target` is one (`'[1, 2, 3]'`, as pgvector reads it), or cast; the message says why
+/// it cannot be.
+fn parameter_as(value: ScalarValue, target: &DataType, id: &str) -> Result<ScalarValue, String> {
+    if &value.data_type() == target {
+        return Ok(value);
+    }
+    let text = matches!(
+        value.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    let failed = |e: &DataFusionError| {
+        format!(
+            "parameter {id}: cannot convert {} to {target}: {}",
+            value.data_type(),
+            quiver_planner::user_message(e)
+        )
+    };
+    match target {
+        DataType::FixedSizeList(_, dim) if text => {
+            let read = value.to_array().and_then(|array| {
+                let name = format!("parameter {id}");
+                let vectors = to_vector::convert(&array, *dim as usize, &name)?;
+                let vectors = datafusion::arrow::compute::cast(&vectors, target)?;
+                ScalarValue::try_from_array(&vectors, 0)
+            });
+            read.map_err(|e| quiver_planner::user_message(&e))
+        }
+        _ => value.cast_to(target).map_err(|e| failed(&e)),
+    }
 }
 
 /// The one statement of `sql`.

@@ -141,6 +141,47 @@ async fn parameter_sets_run_one_after_the_other() {
         vec![vec!["[0.5, 0.5, 0, 0]"]]
     );
 
+    // Text binds to a vector parameter as pgvector reads it; another dimension is refused
+    // naming the parameter.
+    let text = |id: i64, vector: &str| {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("$1", DataType::Int64, false),
+            Field::new("$2", DataType::Utf8, true),
+            Field::new("$3", DataType::Utf8, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![id])),
+                Arc::new(StringArray::from(vec!["text"])),
+                Arc::new(StringArray::from(vec![vector])),
+            ],
+        )
+        .expect("batch")
+    };
+    insert
+        .set_parameters(text(13, "[0.25, 0, 1, 2]"))
+        .expect("bind");
+    assert_eq!(insert.execute_update().await.expect("insert"), 1);
+    assert_eq!(
+        rows(&mut client, "SELECT embedding FROM docs WHERE id = 13").await,
+        vec![vec!["[0.25, 0, 1, 2]"]]
+    );
+    insert.set_parameters(text(14, "[1, 2, 3]")).expect("bind");
+    let err = status(insert.execute_update().await.expect_err("three dimensions"));
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message()
+            .contains("parameter $3 is VECTOR(4) but got a vector of 3 dimensions"),
+        "{}",
+        err.message()
+    );
+
     // The wrong number of parameters is refused when bound.
     lookup
         .set_parameters(docs_batch(&[1], &[0.0; 4]))
