@@ -97,6 +97,12 @@ pub fn status(e: FlightError) -> tonic::Status {
 }
 
 /// Fetches every endpoint of `info`.
+/// Asserts that `err` has `code` and a message containing `text`.
+pub fn assert_refused(err: &tonic::Status, code: tonic::Code, text: &str) {
+    assert_eq!(err.code(), code, "{}", err.message());
+    assert!(err.message().contains(text), "{}", err.message());
+}
+
 pub async fn fetch(client: &mut Client, info: FlightInfo) -> Result<Vec<RecordBatch>, FlightError> {
     let mut out = Vec::new();
     for endpoint in info.endpoint {
