@@ -48,21 +48,25 @@ pub struct Catalog {
     session: Arc<Session>,
     /// How stale the state a statement starts from may be ([`Catalog::fresh_state`]).
     refresh_interval: Duration,
+    /// Whether opening it made a new catalog (see [`Catalog::created`]).
+    created: bool,
 }
 
 impl Catalog {
     /// Opens the catalog at `root`, creating the `default` database on first use.
     pub async fn open(root: DataRoot) -> Result<Self> {
         let meta = MetaStore::new(root.store().clone(), root.prefix());
-        let catalog = Self {
+        let mut catalog = Self {
             root,
             meta,
             session: Arc::new(Session::default()),
             refresh_interval: Duration::ZERO,
+            created: false,
         };
         let state = catalog.state().await?;
         if state.databases.is_empty() {
             catalog.check_holds_nothing_else().await?;
+            catalog.created = true;
         }
         if !state.databases.contains_key(DEFAULT_DATABASE) {
             catalog.create_database(DEFAULT_DATABASE, true).await?;
@@ -93,6 +97,12 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+
+    /// Whether opening it made a new, empty catalog: its data root was a new or empty directory
+    /// or prefix (or a `--data` with a typo, which the command line says).
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// The data root.

@@ -146,6 +146,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         .await
         .map_err(open_error)?
         .with_refresh_interval(config.catalog_refresh_interval);
+    if catalog.created() {
+        eprintln!("{}", crate::cli::sql::new_root_notice(&catalog));
+    }
     start_with_catalog(config, Arc::new(catalog), ActionRegistry::standard()?).await
 }
 

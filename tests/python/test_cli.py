@@ -29,8 +29,12 @@ def test_quiver_data_names_the_root_and_what_one_process_writes_the_next_reads(t
     )
     assert created.returncode == 0, created.stderr
     assert (data / "_catalog").is_dir()
+    # Making a new root is said (a --data with a typo would otherwise look like an empty
+    # database); opening it again is not.
+    assert f"created a new data root at {data}" in created.stderr, created.stderr
     read = run(["sql", "SELECT id FROM t ORDER BY v <-> [3, 4] LIMIT 1"], data)
     assert read.returncode == 0, read.stderr
+    assert "created a new data root" not in read.stderr, read.stderr
     assert read.stdout.splitlines()[3] == "| 2  |", read.stdout
     # A bad statement fails with a message naming the problem, and changes nothing.
     bad = run(["sql", "INSERT INTO t VALUES (3, [1, 2, 3])"], data)

@@ -30,8 +30,20 @@ pub async fn open_session(data: &str) -> Result<QuiverSession> {
     let catalog = Catalog::open(root)
         .await
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    if catalog.created() {
+        eprintln!("{}", new_root_notice(&catalog));
+    }
     Ok(QuiverSession::new(Arc::new(catalog))
         .with_progress(Arc::new(crate::cli::progress::ProgressBars::default())))
+}
+
+/// What the command line says when it made a new data root: a `--data` with a typo otherwise
+/// looks like an empty database.
+pub fn new_root_notice(catalog: &Catalog) -> String {
+    format!(
+        "quiver: created a new data root at {} (to open an existing one, check --data or QUIVER_DATA)",
+        catalog.root().display()
+    )
 }
 
 /// How `quiver sql` prints results.
