@@ -12,13 +12,12 @@
 
 use std::any::TypeId;
 
-use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    ObjectName,
-};
+use datafusion::sql::sqlparser::ast::Expr;
 use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect};
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
+
+use super::rewrite::function_call;
 
 /// Binding strength of the distance operators: above comparisons (20), below `+`/`-` (30).
 const DISTANCE_PRECEDENCE: u8 = 25;
@@ -59,26 +58,6 @@ fn distance_operator(parser: &Parser) -> Option<(&'static str, usize)> {
         }
         _ => None,
     }
-}
-
-fn call(name: &str, left: Expr, right: Expr) -> Expr {
-    Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(name)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(left)),
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(right)),
-            ],
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
 }
 
 macro_rules! delegate_to_generic {
@@ -123,7 +102,7 @@ impl Dialect for QuiverDialect {
         Some(
             parser
                 .parse_subexpr(precedence)
-                .map(|right| call(function, expr.clone(), right)),
+                .map(|right| function_call(function, vec![expr.clone(), right])),
         )
     }
 

@@ -17,11 +17,11 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     self, AssignmentTarget, CastKind, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, SetExpr, Statement, TableFactor,
-    TableObject, Value, VisitorMut,
+    FunctionArguments, Ident, ObjectName, SetExpr, Statement, TableFactor, TableObject, Value,
+    VisitorMut,
 };
 
-use super::rewrite::rewrite_statement;
+use super::rewrite::{function_call, rewrite_statement};
 use super::types::vector_dimension;
 
 /// The name of the conversion every rewrite calls.
@@ -90,7 +90,7 @@ impl VectorType {
     fn convert(self, value: Expr, column: Option<&str>) -> Expr {
         let mut args = vec![value, number(self.dim)];
         args.extend(column.map(|c| Expr::value(Value::SingleQuotedString(c.to_string()))));
-        let converted = call(TO_VECTOR, args);
+        let converted = function_call(TO_VECTOR, args);
         if !self.half {
             return converted;
         }
@@ -106,27 +106,6 @@ impl VectorType {
 
 fn number(n: usize) -> Expr {
     Expr::value(Value::Number(n.to_string(), false))
-}
-
-/// `name(args)`.
-fn call(name: &str, args: Vec<Expr>) -> Expr {
-    Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(name)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: args
-                .into_iter()
-                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
-                .collect(),
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
 }
 
 /// Whether `expr` is a text literal.
@@ -194,7 +173,7 @@ impl VisitorMut for VectorText {
                     if let FunctionArg::Unnamed(FunctionArgExpr::Expr(value)) = arg {
                         if is_text(value) {
                             let text = std::mem::replace(value, Expr::value(Value::Null));
-                            *value = call(TO_VECTOR, vec![text]);
+                            *value = function_call(TO_VECTOR, vec![text]);
                         }
                     }
                 }

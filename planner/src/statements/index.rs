@@ -18,13 +18,16 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use lance::index::vector::VectorIndexParams;
 use lance::index::DatasetIndexExt;
+use lance::Dataset;
 use lance_index::vector::hnsw::builder::HnswBuildParams;
 use lance_index::vector::ivf::IvfBuildParams;
 use lance_index::vector::pq::PQBuildParams;
 use lance_index::vector::sq::builder::SQBuildParams;
-use lance_index::IndexType;
+use lance_index::{IndexParams, IndexType};
 use lance_linalg::distance::DistanceType;
 use quiver_catalog::indices::{scalar_indices, vector_indices};
+use quiver_catalog::key_index::KEY_INDEX;
+use quiver_catalog::CollectionRecord;
 
 use super::scalar_index::ScalarKind;
 use super::statement::{CreateIndex, QuiverStatement};
@@ -33,6 +36,16 @@ use crate::error::{external, PlannerError};
 use crate::progress::IndexProgress;
 use crate::session::QuiverSession;
 use crate::sql::types::vector_dimension;
+
+/// What `CREATE INDEX` builds on.
+pub(super) struct IndexTarget {
+    /// The collection.
+    pub(super) record: CollectionRecord,
+    /// Its current version.
+    pub(super) dataset: Dataset,
+    /// The indexed column.
+    pub(super) field: Field,
+}
 
 /// The index kinds Quiver builds (all IVF-partitioned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,12 +220,6 @@ impl QuiverSession {
         if let Some(kind) = ScalarKind::parse(using) {
             return self.create_scalar_index(create, kind).await;
         }
-        let (database, table) = self.resolve(&create.table)?;
-        let record = self
-            .catalog()
-            .collection(&database, &table)
-            .await
-            .map_err(external)?;
         let (kind, single_partition) = Kind::parse(using)?;
         let options: BTreeMap<&str, &str> = create
             .options
@@ -238,7 +245,27 @@ impl QuiverSession {
                 a
             }
         };
-        let mut dataset = self
+        let target = self.index_target(create).await?;
+        let Some(dim) = vector_dimension(target.field.data_type()) else {
+            return plan_err!(
+                "column '{}' is not a vector column; vector indices need VECTOR(n) or HALFVEC(n)",
+                create.column
+            );
+        };
+        let params = index_params(kind, single_partition, metric, dim, &options)?;
+        self.build_index(create, target, kind.index_type(), &params)
+            .await
+    }
+
+    /// The collection `CREATE INDEX` names, its current version and the indexed column.
+    pub(super) async fn index_target(&self, create: &CreateIndex) -> Result<IndexTarget> {
+        let (database, table) = self.resolve(&create.table)?;
+        let record = self
+            .catalog()
+            .collection(&database, &table)
+            .await
+            .map_err(external)?;
+        let dataset = self
             .catalog()
             .open_dataset(&record, None)
             .await
@@ -251,16 +278,36 @@ impl QuiverSession {
                 record.qualified_name()
             );
         };
-        let Some(dim) = vector_dimension(field.data_type()) else {
-            return plan_err!(
-                "column '{}' is not a vector column; vector indices need VECTOR(n) or HALFVEC(n)",
-                create.column
-            );
-        };
+        let field = field.clone();
+        Ok(IndexTarget {
+            record,
+            dataset,
+            field,
+        })
+    }
+
+    /// Builds the index `create` asks for on `target` with Lance's `index_type` and `params`,
+    /// reporting progress; an index of the same name is an error, or nothing to do with
+    /// `IF NOT EXISTS`.
+    pub(super) async fn build_index(
+        &self,
+        create: &CreateIndex,
+        target: IndexTarget,
+        index_type: IndexType,
+        params: &dyn IndexParams,
+    ) -> Result<DataFrame> {
+        let IndexTarget {
+            record,
+            mut dataset,
+            ..
+        } = target;
         let name = create
             .name
             .clone()
             .unwrap_or_else(|| format!("{}_idx", create.column));
+        if name == KEY_INDEX {
+            return plan_err!("index name '{name}' is reserved for the primary key's index");
+        }
         if index_names(&dataset).await?.contains(&name) {
             if create.if_not_exists {
                 return self.done();
@@ -271,10 +318,9 @@ impl QuiverSession {
             ))
             .into());
         }
-        let params = index_params(kind, single_partition, metric, dim, &options)?;
         let columns = [create.column.as_str()];
         let mut builder = dataset
-            .create_index_builder(&columns, kind.index_type(), &params)
+            .create_index_builder(&columns, index_type, params)
             .name(name)
             .replace(false);
         if let Some(listener) = self.progress() {
@@ -395,7 +441,7 @@ impl QuiverSession {
 }
 
 /// The names of the indices of `dataset`'s version a user built, vector and scalar.
-async fn index_names(dataset: &lance::Dataset) -> Result<Vec<String>> {
+async fn index_names(dataset: &Dataset) -> Result<Vec<String>> {
     let vector = vector_indices(dataset).await.map_err(external)?;
     let scalar = scalar_indices(dataset).await.map_err(external)?;
     let vector = vector.into_iter().map(|ix| ix.name);

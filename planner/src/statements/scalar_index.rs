@@ -5,20 +5,13 @@
 //! vector indices, a scalar index is built over the collection's current version and recorded in
 //! a new one; rows written afterwards are scanned until `OPTIMIZE` folds them in.
 
-use std::sync::Arc;
-
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{plan_err, Result};
 use datafusion::dataframe::DataFrame;
-use lance::index::DatasetIndexExt;
 use lance_index::scalar::{BuiltinIndexType, ScalarIndexParams};
 use lance_index::IndexType;
-use quiver_catalog::indices::{scalar_indices, vector_indices};
-use quiver_catalog::key_index::KEY_INDEX;
 
 use super::statement::CreateIndex;
-use crate::error::{external, PlannerError};
-use crate::progress::IndexProgress;
 use crate::session::QuiverSession;
 use crate::sql::types::vector_dimension;
 
@@ -108,67 +101,19 @@ impl QuiverSession {
                 kind.name()
             );
         }
-        let (database, table) = self.resolve(&create.table)?;
-        let record = self
-            .catalog()
-            .collection(&database, &table)
-            .await
-            .map_err(external)?;
-        let mut dataset = self
-            .catalog()
-            .open_dataset(&record, None)
-            .await
-            .map_err(external)?;
-        let schema = Schema::from(dataset.schema());
-        let Ok(field) = schema.field_with_name(&create.column) else {
-            return plan_err!(
-                "column '{}' does not exist in '{}'",
-                create.column,
-                record.qualified_name()
-            );
-        };
-        if let Some(reason) = kind.refuses(&create.column, field.data_type()) {
+        let target = self.index_target(create).await?;
+        if let Some(reason) = kind.refuses(&create.column, target.field.data_type()) {
             return plan_err!("{reason}");
         }
-        let name = create
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}_idx", create.column));
-        if name == KEY_INDEX {
-            return plan_err!("index name '{name}' is reserved for the primary key's index");
-        }
-        let vector = vector_indices(&dataset).await.map_err(external)?;
-        let scalar = scalar_indices(&dataset).await.map_err(external)?;
-        let taken = vector.iter().map(|ix| &ix.name);
-        if taken
-            .chain(scalar.iter().map(|ix| &ix.name))
-            .any(|n| *n == name)
-        {
-            if create.if_not_exists {
-                return self.done();
-            }
-            return Err(PlannerError::Invalid(format!(
-                "index '{name}' already exists on '{}'",
-                record.qualified_name()
-            ))
-            .into());
-        }
-        let params = kind.params();
-        let columns = [create.column.as_str()];
-        let mut builder = dataset
-            .create_index_builder(&columns, kind.index_type(), &params)
-            .name(name)
-            .replace(false);
-        if let Some(listener) = self.progress() {
-            builder = builder.progress(Arc::new(IndexProgress(listener)));
-        }
-        builder.await?;
-        self.done()
+        self.build_index(create, target, kind.index_type(), &kind.params())
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use datafusion::arrow::datatypes::Field;
 
