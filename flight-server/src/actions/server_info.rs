@@ -30,8 +30,11 @@ pub struct ServerInfo {
     pub sessions: usize,
     /// Statements planned since the server started.
     pub plans_made: u64,
-    /// Executions of prepared statements that reused their plan since the server started.
+    /// Executions of prepared statements (and cached ad-hoc queries) that reused their plan
+    /// since the server started.
     pub plans_reused: u64,
+    /// Of those, executions that ran a physical plan kept from an earlier execution.
+    pub physical_plans_reused: u64,
 }
 
 #[async_trait]
@@ -41,7 +44,7 @@ impl JsonAction for GetServerInfo {
     const NAME: &'static str = "GetServerInfo";
     const DESCRIPTION: &'static str = "The server's name and version. Request: {} (or an empty \
         body). Response: {\"name\", \"version\", \"data_root\", \"user\", \"sessions\", \
-        \"plans_made\", \"plans_reused\"}.";
+        \"plans_made\", \"plans_reused\", \"physical_plans_reused\"}.";
 
     async fn run(
         &self,
@@ -56,6 +59,7 @@ impl JsonAction for GetServerInfo {
             sessions: context.executor.sessions().len(),
             plans_made: context.executor.plans().made(),
             plans_reused: context.executor.plans().reused(),
+            physical_plans_reused: context.executor.plans().physical(),
         })
     }
 }

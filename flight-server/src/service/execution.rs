@@ -17,7 +17,9 @@
 //! - A prepared statement's query is planned once per parameter types ([`PlanSlot`]): later
 //!   executions bind their values and the newest version of each collection into the optimised
 //!   plan ([`ReusablePlan`]) without parsing, analysing or optimising again, and plan afresh
-//!   when a collection was dropped, re-created or changed its columns.
+//!   when a collection was dropped, re-created or changed its columns. Where the plan is an
+//!   index search for the query vector bound, its physical plan is kept as well
+//!   ([`quiver_planner::plan_cache::physical`]) and later executions skip physical planning.
 //! - An ad-hoc query whose only literals that change are its query vectors (`[0.1, ...]`)
 //!   reuses the plan of the first query of its shape ([`StatementCache`]), bound the same way;
 //!   `EXPLAIN` of such a query says whether a cached plan serves it.
@@ -41,8 +43,9 @@ use datafusion::execution::memory_pool::{
     GreedyMemoryPool, MemoryConsumer, MemoryPool, MemoryReservation, TrackConsumersPool,
 };
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::TaskContext;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::execution::{SessionState, TaskContext};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::stream::BoxStream;
@@ -50,8 +53,9 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use quiver_catalog::Catalog;
 use quiver_operators::functions::to_vector;
 use quiver_planner::jobs::{JobScheduler, SchedulerConfig};
+use quiver_planner::plan_cache::physical::TemplateSeed;
 use quiver_planner::plan_cache::statement_cache::{lift_vectors, names_a_placeholder};
-use quiver_planner::plan_cache::{CachedShape, ReusablePlan, StatementCache};
+use quiver_planner::plan_cache::{BoundPlan, CachedShape, ReusablePlan, StatementCache};
 use quiver_planner::statements::{parse_statements, QuiverStatement};
 use quiver_planner::QuiverSession;
 use tokio::sync::{mpsc, oneshot};
@@ -78,11 +82,21 @@ const RESULT_BUFFER: usize = 2;
 /// A stream of result batches as the service sends them.
 pub type BatchStream = BoxStream<'static, Result<RecordBatch, Status>>;
 
-/// A query ready to run, and whether its logical plan is optimised already (a reused plan), in
-/// which case running it goes straight to physical planning.
+/// A query ready to run.
 pub struct Frame {
     df: DataFrame,
-    optimized: bool,
+    plan: FramePlan,
+}
+
+/// How far a [`Frame`]'s query is planned.
+enum FramePlan {
+    /// Parsed and analysed: it is optimised and planned physically when it runs.
+    Fresh,
+    /// Optimised (a reused plan): it goes straight to physical planning, after which the seed,
+    /// if any, keeps the physical plan for the next executions.
+    Optimized(Option<TemplateSeed>),
+    /// Planned physically already (a kept physical plan with this execution's query vector).
+    Physical(Arc<dyn ExecutionPlan>),
 }
 
 impl Frame {
@@ -90,15 +104,28 @@ impl Frame {
     pub fn new(df: DataFrame) -> Self {
         Self {
             df,
-            optimized: false,
+            plan: FramePlan::Fresh,
         }
     }
 
-    /// A query whose logical plan is optimised already.
-    fn optimized(df: DataFrame) -> Self {
-        Self {
-            df,
-            optimized: true,
+    /// One execution of a reused plan, on `state`.
+    fn bound(state: SessionState, bound: BoundPlan) -> Self {
+        match bound {
+            BoundPlan::Logical(plan, seed) => Self {
+                df: DataFrame::new(state, *plan),
+                plan: FramePlan::Optimized(seed),
+            },
+            BoundPlan::Physical(plan, schema) => {
+                // The result's schema is all the logical side has to say.
+                let empty = LogicalPlan::EmptyRelation(EmptyRelation {
+                    produce_one_row: false,
+                    schema,
+                });
+                Self {
+                    df: DataFrame::new(state, empty),
+                    plan: FramePlan::Physical(plan),
+                }
+            }
         }
     }
 
@@ -129,6 +156,7 @@ impl PlanSlot {
 pub struct PlanCounts {
     made: AtomicU64,
     reused: AtomicU64,
+    physical: AtomicU64,
 }
 
 impl PlanCounts {
@@ -140,6 +168,12 @@ impl PlanCounts {
     /// Executions of prepared statements and ad-hoc queries that reused a plan.
     pub fn reused(&self) -> u64 {
         self.reused.load(Ordering::Relaxed)
+    }
+
+    /// Of those, the executions that ran a physical plan kept from an earlier one (planned no
+    /// further than binding their query vector).
+    pub fn physical(&self) -> u64 {
+        self.physical.load(Ordering::Relaxed)
     }
 }
 
@@ -345,9 +379,9 @@ impl Executor {
                         .map(Arc::new);
                     slot.set(reusable.clone());
                     if let Some(reusable) = reusable {
-                        let bound = reusable.with_values(values).map_err(sql_error)?;
-                        let df = DataFrame::new(state, bound);
-                        return Ok(Planned::Query(Box::new(Frame::optimized(df))));
+                        let bound = reusable.with_values(&session, values).map_err(sql_error)?;
+                        let frame = Frame::bound(state, bound);
+                        return Ok(Planned::Query(Box::new(frame)));
                     }
                 }
                 DataFrame::new(state, plan.with_param_values(values).map_err(sql_error)?)
@@ -386,8 +420,8 @@ impl Executor {
                 {
                     Some(bound) => {
                         self.plans.reused.fetch_add(1, Ordering::Relaxed);
-                        let df = DataFrame::new(session.context().state(), bound);
-                        return Ok(Some(Planned::Query(Box::new(Frame::optimized(df)))));
+                        let frame = Frame::bound(session.context().state(), bound);
+                        return Ok(Some(Planned::Query(Box::new(frame))));
                     }
                     None => self.statements.remove(&key).await,
                 }
@@ -414,9 +448,11 @@ impl Executor {
         self.statements
             .insert(key, CachedShape::Plan(reusable.clone()))
             .await;
-        let bound = reusable.with_values(lifted.values).map_err(sql_error)?;
-        let df = DataFrame::new(session.context().state(), bound);
-        Ok(Some(Planned::Query(Box::new(Frame::optimized(df)))))
+        let bound = reusable
+            .with_values(session, lifted.values)
+            .map_err(sql_error)?;
+        let frame = Frame::bound(session.context().state(), bound);
+        Ok(Some(Planned::Query(Box::new(frame))))
     }
 
     /// For `EXPLAIN` of an ad-hoc query with query vectors: whether the statement cache serves
@@ -479,12 +515,12 @@ impl Executor {
             .bind(&session, values)
             .await
             .map_err(|e| status_from_datafusion(&e))?;
-        let Some(plan) = bound else {
+        let Some(bound) = bound else {
             slot.set(None);
             return Ok(None);
         };
-        let df = DataFrame::new(session.context().state(), plan);
-        Ok(Some(Planned::Query(Box::new(Frame::optimized(df)))))
+        let frame = Frame::bound(session.context().state(), bound);
+        Ok(Some(Planned::Query(Box::new(frame))))
     }
 
     /// Plans an INSERT bound to every parameter row of `sets` as one write and runs it on its
@@ -648,14 +684,23 @@ impl Executor {
         Arc<dyn MemoryPool>,
     )> {
         let task = self.task_context(&frame.df)?;
-        let plan = if frame.optimized {
-            let (state, plan) = frame.df.into_parts();
-            state
-                .query_planner()
-                .create_physical_plan(&plan, &state)
-                .await?
-        } else {
-            frame.df.create_physical_plan().await?
+        let plan = match frame.plan {
+            FramePlan::Fresh => frame.df.create_physical_plan().await?,
+            FramePlan::Optimized(seed) => {
+                let (state, plan) = frame.df.into_parts();
+                let physical = state
+                    .query_planner()
+                    .create_physical_plan(&plan, &state)
+                    .await?;
+                if let Some(seed) = seed {
+                    seed.keep(&physical);
+                }
+                physical
+            }
+            FramePlan::Physical(physical) => {
+                self.plans.physical.fetch_add(1, Ordering::Relaxed);
+                physical
+            }
         };
         let pool = task.memory_pool().clone();
         Ok((datafusion::physical_plan::execute_stream(plan, task)?, pool))

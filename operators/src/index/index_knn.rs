@@ -78,10 +78,44 @@ impl IndexKnnExec {
     pub fn search(&self) -> &IndexSearch {
         &self.task.search
     }
+
+    /// The dataset version searched.
+    pub fn dataset(&self) -> &Arc<Dataset> {
+        &self.task.dataset
+    }
+
+    /// The pre-filter, if any.
+    pub fn filter(&self) -> Option<&Expr> {
+        self.task.filter.as_ref()
+    }
+
+    /// The same search for another query vector of the same dimension, as a new operator (its
+    /// own metrics).
+    pub fn with_query(&self, query: Arc<[f32]>) -> Result<Self> {
+        if query.len() != self.task.search.query.len() {
+            return internal_err!(
+                "IndexKnnExec: a query of {} values for a search of {}",
+                query.len(),
+                self.task.search.query.len()
+            );
+        }
+        let task = IndexKnnTask {
+            search: IndexSearch {
+                query,
+                ..self.task.search.clone()
+            },
+            ..self.task.as_ref().clone()
+        };
+        Ok(Self {
+            task: Arc::new(task),
+            metrics: Arc::default(),
+            properties: Arc::clone(&self.properties),
+        })
+    }
 }
 
 /// What an [`IndexKnnExec`] searches and outputs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct IndexKnnTask {
     /// The dataset version searched.
     pub dataset: Arc<Dataset>,

@@ -16,6 +16,9 @@
 //!   values are substituted, constant expressions are folded again (a vector cast to the
 //!   column's type becomes one literal), so physical planning, and the k-NN rules in it, see
 //!   what they see in a fresh plan.
+//! - Where the query vector is all that changes between executions of an index search, the
+//!   physical plan of one execution serves the next ones on the same version and settings
+//!   ([`crate::plan_cache::physical`]); binding then returns it instead of a logical plan.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,16 +33,47 @@ use datafusion::logical_expr::{Expr, LogicalPlan, TableScan, Volatility};
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::optimizer::{OptimizerContext, OptimizerRule};
 
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::DFSchemaRef;
+use datafusion::physical_plan::ExecutionPlan;
+use lance::Dataset;
 use quiver_catalog::CollectionRecord;
 
 use crate::catalog::table::CollectionTable;
+use crate::plan_cache::physical::{query_parameter, DatasetVersion, TemplateCell, TemplateSeed};
 use crate::session::QuiverSession;
 
 /// A query's optimised plan with typed placeholders.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ReusablePlan {
     plan: LogicalPlan,
     parameter_types: Vec<DataType>,
+    /// The placeholder that is only ever the query vector of a k-NN search, if there is one:
+    /// then the physical plan may be kept ([`PhysicalTemplate`]).
+    query_parameter: Option<usize>,
+    /// The physical plan kept from an earlier execution.
+    template: TemplateCell,
+}
+
+/// One execution of a [`ReusablePlan`].
+#[derive(Debug)]
+pub enum BoundPlan {
+    /// The physical plan an earlier execution made, with this execution's query vector, and the
+    /// schema of the statement's result.
+    Physical(Arc<dyn ExecutionPlan>, DFSchemaRef),
+    /// The optimised plan bound to this execution's values, to be planned physically; the seed,
+    /// if any, keeps the physical plan for later executions ([`TemplateSeed::keep`]).
+    Logical(Box<LogicalPlan>, Option<TemplateSeed>),
+}
+
+impl BoundPlan {
+    /// The logical plan bound to the values, if that is what was bound.
+    pub fn logical(self) -> Option<LogicalPlan> {
+        match self {
+            BoundPlan::Logical(plan, _) => Some(*plan),
+            BoundPlan::Physical(..) => None,
+        }
+    }
 }
 
 /// What `f` reads of the collection behind a scan, if the scan reads one.
@@ -160,8 +194,10 @@ impl ReusablePlan {
             return Ok(None);
         };
         Ok(Some(Self {
+            query_parameter: query_parameter(&optimized),
             plan: optimized,
             parameter_types: types.to_vec(),
+            template: TemplateCell::default(),
         }))
     }
 
@@ -171,27 +207,63 @@ impl ReusablePlan {
     }
 
     /// The optimised plan bound to `values`, over the collection versions it was planned on:
-    /// for the execution that made it.
-    pub fn with_values(&self, values: Vec<ScalarValue>) -> Result<LogicalPlan> {
-        bind_values(self.plan.clone(), values)
+    /// for the execution on `session` that made it.
+    pub fn with_values(
+        &self,
+        session: &QuiverSession,
+        values: Vec<ScalarValue>,
+    ) -> Result<BoundPlan> {
+        let options = Arc::clone(session.context().state_ref().read().config().options());
+        self.bound(self.plan.clone(), values, options)
     }
 
-    /// The optimised plan of one execution: bound to `values` and to the newest version of each
-    /// collection it reads, as `session` sees the catalog. `None` when a collection it reads
-    /// was dropped or changed its columns since the plan was made: plan the statement afresh.
+    /// `plan` (this plan over some versions) bound to `values`, with a seed to keep its
+    /// physical plan where that may serve later executions.
+    fn bound(
+        &self,
+        plan: LogicalPlan,
+        values: Vec<ScalarValue>,
+        options: Arc<ConfigOptions>,
+    ) -> Result<BoundPlan> {
+        let query = self
+            .query_parameter
+            .and_then(|parameter| Some((parameter, values.get(parameter)?.clone())));
+        let bound = bind_values(plan, values)?;
+        let seed = query.map(|(parameter, value)| {
+            TemplateSeed::new(
+                Arc::clone(&self.template),
+                parameter,
+                value,
+                options,
+                Arc::clone(bound.schema()),
+            )
+        });
+        Ok(BoundPlan::Logical(Box::new(bound), seed))
+    }
+
+    /// One execution's plan: bound to `values` and to the newest version of each collection
+    /// it reads, as `session` sees the catalog; the physical plan an earlier execution kept
+    /// where it serves this one. `None` when a collection it reads was dropped or changed its
+    /// columns since the plan was made: plan the statement afresh.
     pub async fn bind(
         &self,
         session: &QuiverSession,
         values: Vec<ScalarValue>,
-    ) -> Result<Option<LogicalPlan>> {
+    ) -> Result<Option<BoundPlan>> {
         let mut current: HashMap<String, Arc<CollectionTable>> = HashMap::new();
         let mut scans = Vec::new();
+        let mut versions = Vec::new();
         self.plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
-                scans.extend(with_collection(scan, |table| Scanned {
-                    record: table.record().clone(),
-                    pinned: table.is_read_only(),
-                    schema: TableProvider::schema(table),
+                scans.extend(with_collection(scan, |table| {
+                    if table.is_read_only() {
+                        versions.push(version_of(table.dataset()));
+                    }
+                    Scanned {
+                        record: table.record().clone(),
+                        pinned: table.is_read_only(),
+                        schema: TableProvider::schema(table),
+                    }
                 }));
             }
             Ok(TreeNodeRecursion::Continue)
@@ -217,7 +289,19 @@ impl ReusablePlan {
             if TableProvider::schema(&fresh) != scanned.schema {
                 return Ok(None);
             }
+            versions.push(version_of(fresh.dataset()));
             current.insert(record.id.clone(), Arc::new(fresh));
+        }
+        let options = Arc::clone(session.context().state_ref().read().config().options());
+        let kept = self
+            .template
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(template) = kept {
+            if let Some(plan) = template.instantiate(&values, &options, &versions)? {
+                return Ok(Some(BoundPlan::Physical(plan, template.schema().clone())));
+            }
         }
         let rebound = self
             .plan
@@ -238,8 +322,13 @@ impl ReusablePlan {
                 other => Ok(Transformed::no(other)),
             })?
             .data;
-        Ok(Some(bind_values(rebound, values)?))
+        Ok(Some(self.bound(rebound, values, options)?))
     }
+}
+
+/// The version of `dataset` a plan reads.
+fn version_of(dataset: &Dataset) -> DatasetVersion {
+    (dataset.uri().to_string(), dataset.version().version)
 }
 
 #[cfg(test)]
@@ -335,7 +424,9 @@ mod tests {
                 .bind(&session, vec![vector(x, y)])
                 .await
                 .expect("bind")
-                .expect("unchanged collection");
+                .expect("unchanged collection")
+                .logical()
+                .expect("no index search: planned logically");
             let (found, shown) = run(&session, plan).await;
             assert_eq!(found, fresh(&session, x, y).await, "query ({x}, {y})");
             assert!(shown.contains("KnnExec"), "{shown}");
@@ -365,7 +456,9 @@ mod tests {
                 .bind(&session, vec![text_vector(x, y)])
                 .await
                 .expect("bind")
-                .expect("unchanged collection");
+                .expect("unchanged collection")
+                .logical()
+                .expect("no index search: planned logically");
             let (found, shown) = run(&session, plan).await;
             assert_eq!(found, fresh(&session, x as f32, y as f32).await);
             // The cast of the vector to the column's type is folded, so the search is Quiver's.
@@ -388,7 +481,9 @@ mod tests {
             .bind(&session, vec![vector(9.0, 9.0)])
             .await
             .expect("bind")
-            .expect("same collection");
+            .expect("same collection")
+            .logical()
+            .expect("no index search: planned logically");
         assert_eq!(run(&session, plan).await.0, [4, 5]);
 
         session
@@ -425,6 +520,131 @@ mod tests {
                 ReusablePlan::new(&session, plan, &[]).expect(sql).is_none(),
                 "{sql}"
             );
+        }
+    }
+
+    /// `docs` with 300 more rows on a grid, and an HNSW index over all of them.
+    async fn index_docs(session: &QuiverSession) {
+        let rows: Vec<String> = (0..300)
+            .map(|i| format!("({}, [{}, {}])", 10 + i, i % 20, i / 20))
+            .collect();
+        session
+            .run_script(&format!(
+                "INSERT INTO docs VALUES {}; \
+                 CREATE INDEX ON docs USING hnsw (embedding vector_l2_ops)",
+                rows.join(", ")
+            ))
+            .await
+            .expect("index");
+    }
+
+    /// Runs one execution as the server does (a logical plan planned physically leaves its
+    /// template): the ids found, and whether a kept physical plan ran.
+    async fn execute(session: &QuiverSession, bound: BoundPlan) -> (Vec<i64>, bool) {
+        let state = session.context().state();
+        let (physical, kept) = match bound {
+            BoundPlan::Physical(plan, _) => (plan, true),
+            BoundPlan::Logical(plan, seed) => {
+                let physical = state
+                    .query_planner()
+                    .create_physical_plan(&plan, &state)
+                    .await
+                    .expect("physical plan");
+                if let Some(seed) = seed {
+                    seed.keep(&physical);
+                }
+                (physical, false)
+            }
+        };
+        let batches = datafusion::physical_plan::collect(physical, state.task_ctx())
+            .await
+            .expect("run");
+        (ids(&batches), kept)
+    }
+
+    async fn bind_and_run(
+        session: &QuiverSession,
+        reusable: &ReusablePlan,
+        x: f32,
+        y: f32,
+    ) -> (Vec<i64>, bool) {
+        let bound = reusable
+            .bind(session, vec![vector(x, y)])
+            .await
+            .expect("bind")
+            .expect("unchanged collection");
+        execute(session, bound).await
+    }
+
+    #[tokio::test]
+    async fn an_index_search_keeps_its_physical_plan_while_version_and_settings_hold() {
+        let (_dir, session) = session().await;
+        index_docs(&session).await;
+        let reusable = reusable(&session).await;
+        let mut kept = Vec::new();
+        for (x, y) in [(0.2, 0.1), (5.3, 7.9), (19.0, 14.2), (3.3, 3.6)] {
+            let (found, physical) = bind_and_run(&session, &reusable, x, y).await;
+            assert_eq!(found, fresh(&session, x, y).await, "query ({x}, {y})");
+            kept.push(physical);
+        }
+        // The first execution plans and keeps its plan; the others put their vector in it.
+        assert_eq!(kept, [false, true, true, true]);
+
+        // Another setting: planned again (with the new `ef`), then kept again.
+        session
+            .sql("SET quiver.ef = 37")
+            .await
+            .expect("set")
+            .collect()
+            .await
+            .expect("set");
+        let (found, physical) = bind_and_run(&session, &reusable, 7.2, 2.9).await;
+        assert!(!physical);
+        assert_eq!(found, fresh(&session, 7.2, 2.9).await);
+        assert!(bind_and_run(&session, &reusable, 7.2, 2.9).await.1);
+
+        // A write makes a new version: planned again, and the new row is found.
+        session
+            .sql("INSERT INTO docs VALUES (999, [5.3, 7.9])")
+            .await
+            .expect("insert")
+            .collect()
+            .await
+            .expect("insert");
+        let (found, physical) = bind_and_run(&session, &reusable, 5.3, 7.9).await;
+        assert!(!physical);
+        assert_eq!(found[0], 999);
+        assert_eq!(found, fresh(&session, 5.3, 7.9).await);
+    }
+
+    #[tokio::test]
+    async fn a_query_vector_used_beside_the_search_is_planned_every_time() {
+        let (_dir, session) = session().await;
+        index_docs(&session).await;
+        for sql in [
+            // The filter holds the vector too.
+            "SELECT id FROM docs WHERE l2_distance(embedding, $1) < 4 \
+             ORDER BY l2_distance(embedding, $1) LIMIT 2",
+            // The vector is also a result column.
+            "SELECT id, $1 AS q FROM docs ORDER BY l2_distance(embedding, $1) LIMIT 2",
+        ] {
+            let plan = session.sql(sql).await.expect(sql).into_parts().1;
+            let reusable = ReusablePlan::new(&session, plan, &[vector(0.0, 0.0).data_type()])
+                .expect("optimise")
+                .expect("reusable");
+            for (x, y) in [(0.2, 0.1), (5.3, 7.9), (19.0, 14.2)] {
+                let (found, physical) = bind_and_run(&session, &reusable, x, y).await;
+                assert!(!physical, "{sql}");
+                let literal = sql.replace("$1", &format!("[{x}, {y}]"));
+                let expected = session
+                    .sql(&literal)
+                    .await
+                    .expect("plan")
+                    .collect()
+                    .await
+                    .expect("run");
+                assert_eq!(found, ids(&expected), "{sql} ({x}, {y})");
+            }
         }
     }
 }

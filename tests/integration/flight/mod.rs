@@ -190,8 +190,8 @@ pub fn docs_batch(ids: &[i64], embeddings: &[f32]) -> RecordBatch {
     .expect("batch")
 }
 
-/// The server's plan counts from `GetServerInfo`: (made, reused).
-pub async fn plan_counts(client: &mut Client) -> (u64, u64) {
+/// The server's `GetServerInfo` answer.
+pub async fn server_info(client: &mut Client) -> serde_json::Value {
     let request = tonic::Request::new(arrow_flight::Action {
         r#type: "GetServerInfo".into(),
         body: Vec::new().into(),
@@ -205,7 +205,12 @@ pub async fn plan_counts(client: &mut Client) -> (u64, u64) {
         .try_collect()
         .await
         .expect("info");
-    let info: serde_json::Value = serde_json::from_slice(&results[0].body).expect("json");
+    serde_json::from_slice(&results[0].body).expect("json")
+}
+
+/// The server's plan counts from `GetServerInfo`: (made, reused).
+pub async fn plan_counts(client: &mut Client) -> (u64, u64) {
+    let info = server_info(client).await;
     (
         info["plans_made"].as_u64().expect("plans_made"),
         info["plans_reused"].as_u64().expect("plans_reused"),

@@ -284,6 +284,109 @@ async fn prepared_and_literal(
     (prepared, rows(client, &literal).await)
 }
 
+/// 300 more rows in `docs` on a 4-dimensional grid, and an HNSW index over every row.
+async fn index_docs(client: &mut Client) {
+    let rows: Vec<String> = (0..300)
+        .map(|i| {
+            let v = [i % 7, (i / 7) % 6, i % 5, i / 35];
+            format!(
+                "({}, 'grid', [{}, {}, {}, {}])",
+                10 + i,
+                v[0],
+                v[1],
+                v[2],
+                v[3]
+            )
+        })
+        .collect();
+    for sql in [
+        format!("INSERT INTO docs VALUES {}", rows.join(", ")),
+        "CREATE INDEX ON docs USING hnsw (embedding vector_l2_ops)".to_string(),
+    ] {
+        client.execute_update(sql, None).await.expect("index docs");
+    }
+}
+
+/// Executions that ran a physical plan kept from an earlier one, from `GetServerInfo`.
+async fn physical_plans_reused(client: &mut Client) -> u64 {
+    server_info(client).await["physical_plans_reused"]
+        .as_u64()
+        .expect("physical_plans_reused")
+}
+
+#[tokio::test]
+async fn an_index_search_binds_its_vector_into_a_kept_physical_plan() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    create_docs(&mut client).await;
+    index_docs(&mut client).await;
+    let queries = [
+        [0.31, 2.47, 1.13, 3.71],
+        [5.62, 0.18, 3.94, 6.27],
+        [2.09, 4.83, 0.52, 1.36],
+        [6.4, 5.7, 4.1, 8.2],
+    ];
+    let text = |q: &[f32; 4]| format!("[{}, {}, {}, {}]", q[0], q[1], q[2], q[3]);
+
+    // Prepared: the first execution plans and keeps its physical plan; the others bind into it.
+    let mut statement = client.prepare(NEAREST.into(), None).await.expect("prepare");
+    let before = physical_plans_reused(&mut client).await;
+    for (i, query) in queries.iter().enumerate() {
+        statement
+            .set_parameters(one_param(Arc::new(vectors(4, query))))
+            .expect("bind");
+        let info = statement.execute().await.expect("execute");
+        let prepared = quiver_tests::format_rows(&fetch(&mut client, info).await.expect("fetch"));
+        // A statement of a shape of its own is planned afresh.
+        let fresh = rows(
+            &mut client,
+            &format!(
+                "SELECT id, l2_distance(embedding, {}) AS d{i} FROM docs ORDER BY d{i} LIMIT 3",
+                text(query)
+            ),
+        )
+        .await;
+        assert_eq!(prepared, fresh, "query {query:?}");
+    }
+    let reused = physical_plans_reused(&mut client).await - before;
+    assert_eq!(reused, queries.len() as u64 - 1);
+
+    // Ad hoc, one shape: the statement cache keeps the physical plan the same way.
+    let before = physical_plans_reused(&mut client).await;
+    for (i, query) in queries.iter().enumerate() {
+        let literal = rows(&mut client, &NEAREST.replace("$1", &text(query))).await;
+        let fresh = rows(
+            &mut client,
+            &format!(
+                "SELECT id, l2_distance(embedding, {}) AS e{i} FROM docs ORDER BY e{i} LIMIT 3",
+                text(query)
+            ),
+        )
+        .await;
+        assert_eq!(literal, fresh, "query {query:?}");
+    }
+    let reused = physical_plans_reused(&mut client).await - before;
+    assert_eq!(reused, queries.len() as u64 - 1);
+
+    // A write: the next execution plans again and finds the new row.
+    client
+        .execute_update(
+            "INSERT INTO docs VALUES (999, 'new', [6.4, 5.7, 4.1, 8.2])".into(),
+            None,
+        )
+        .await
+        .expect("insert");
+    let before = physical_plans_reused(&mut client).await;
+    statement
+        .set_parameters(one_param(Arc::new(vectors(4, &queries[3]))))
+        .expect("bind");
+    let info = statement.execute().await.expect("execute");
+    let prepared = quiver_tests::format_rows(&fetch(&mut client, info).await.expect("fetch"));
+    assert_eq!(prepared[0][0], "999");
+    assert_eq!(physical_plans_reused(&mut client).await, before);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_prepared_search_is_planned_once_and_follows_its_collection() {
     let server = TestServer::start().await;
