@@ -3,7 +3,9 @@
 //!
 //! Invariants:
 //! - A statement runs on the session its request names ([`RequestSession`]), or, without one, on
-//!   a fresh [`QuiverSession`] over the shared catalog, so no client sees another's settings. A
+//!   a fresh [`QuiverSession`] over the shared catalog, so no client sees another's settings;
+//!   queries without a session share one session with the default settings, which a query
+//!   never changes (saving the build of a session per statement). A
 //!   `SET` without a session opens one, so that a client that keeps its session cookie keeps
 //!   the setting; a client that does not keep it sees the setting dropped, as before.
 //! - Planning runs on its own task ([`Executor::plan_detached`]): a command (DDL, `COPY`) or a
@@ -214,6 +216,9 @@ pub struct Executor {
     plans: Arc<PlanCounts>,
     /// The plans of ad-hoc query shapes.
     statements: Arc<StatementCache>,
+    /// The session queries of requests without a session of their own are planned on: a query
+    /// changes nothing in its session, so they share one rather than each building its own.
+    queries: QuiverSession,
 }
 
 impl Executor {
@@ -226,7 +231,9 @@ impl Executor {
         jobs: SchedulerConfig,
     ) -> std::io::Result<Self> {
         let scheduler = JobScheduler::new(catalog.clone(), jobs);
+        let queries = new_session(&catalog, &limits, &scheduler);
         Ok(Self {
+            queries,
             catalog,
             limits,
             scheduler,
@@ -252,6 +259,15 @@ impl Executor {
         request.session().cloned().unwrap_or_else(|| self.session())
     }
 
+    /// The session a query (`SELECT`, or `EXPLAIN` of one) of `request` is planned on: the
+    /// request's own, or the one shared by requests without a session.
+    fn query_session_of(&self, request: &RequestSession) -> QuiverSession {
+        request
+            .session()
+            .cloned()
+            .unwrap_or_else(|| self.queries.clone())
+    }
+
     /// The request's session, opened now (its cookie sent with the response) if it has none.
     pub fn open_session(&self, request: &mut RequestSession) -> Result<QuiverSession, Status> {
         self.sessions.open(request, || self.session())
@@ -269,24 +285,7 @@ impl Executor {
 
     /// A fresh session over the catalog, running jobs on the server's scheduler.
     pub fn session(&self) -> QuiverSession {
-        let runtime = match self.limits.memory {
-            // Commands the session runs itself (CREATE TABLE ... AS, COPY ... FROM) reserve from
-            // a pool of the query memory limit too.
-            Some(bytes) => {
-                let pool =
-                    TrackConsumersPool::new(GreedyMemoryPool::new(bytes), REPORTED_CONSUMERS);
-                RuntimeEnv {
-                    memory_pool: Arc::new(pool),
-                    ..RuntimeEnv::default()
-                }
-            }
-            None => RuntimeEnv::default(),
-        };
-        QuiverSession::with_runtime_and_scheduler(
-            self.catalog.clone(),
-            Arc::new(runtime),
-            self.scheduler.clone(),
-        )
+        new_session(&self.catalog, &self.limits, &self.scheduler)
     }
 
     /// [`Self::plan`] on its own task, which finishes even if the caller is dropped.
@@ -346,6 +345,8 @@ impl Executor {
         }
         let session = if sets_session(&statement) {
             self.open_session(&mut session)?
+        } else if is_query(&statement) {
+            self.query_session_of(&session)
         } else {
             self.session_of(&session)
         };
@@ -510,7 +511,7 @@ impl Executor {
         let Some(values) = values else {
             return Ok(None);
         };
-        let session = self.session_of(session);
+        let session = self.query_session_of(session);
         let bound = reusable
             .bind(&session, values)
             .await
@@ -717,6 +718,27 @@ impl Executor {
             .build_arc()?;
         Ok(Arc::new(task.with_runtime(runtime)))
     }
+}
+
+/// A fresh session over `catalog` with the server's `limits`, running jobs on `scheduler`.
+fn new_session(
+    catalog: &Arc<Catalog>,
+    limits: &QueryLimits,
+    scheduler: &Arc<JobScheduler>,
+) -> QuiverSession {
+    let runtime = match limits.memory {
+        // Commands the session runs itself (CREATE TABLE ... AS, COPY ... FROM) reserve from a
+        // pool of the query memory limit too.
+        Some(bytes) => {
+            let pool = TrackConsumersPool::new(GreedyMemoryPool::new(bytes), REPORTED_CONSUMERS);
+            RuntimeEnv {
+                memory_pool: Arc::new(pool),
+                ..RuntimeEnv::default()
+            }
+        }
+        None => RuntimeEnv::default(),
+    };
+    QuiverSession::with_runtime_and_scheduler(catalog.clone(), Arc::new(runtime), scheduler.clone())
 }
 
 /// How many times its size a result batch holds while it is sent: the batch, its Arrow IPC
@@ -944,6 +966,19 @@ pub fn is_command(statement: &QuiverStatement) -> bool {
         },
         _ => true,
     }
+}
+
+/// Whether a statement is a query (`SELECT`, `VALUES`, or `EXPLAIN` of one), which changes
+/// nothing in the session it is planned on.
+fn is_query(statement: &QuiverStatement) -> bool {
+    let QuiverStatement::DataFusion(statement) = statement else {
+        return false;
+    };
+    let inner = match statement.as_ref() {
+        DFStatement::Explain(explain) => explain.statement.as_ref(),
+        other => other,
+    };
+    matches!(inner, DFStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_)))
 }
 
 /// Whether a statement changes a session setting (`SET`), which a client keeps only in a session.

@@ -66,6 +66,8 @@ pub enum MetadataCommand {
 /// Answers metadata requests over one catalog.
 pub struct Metadata {
     catalog: Arc<Catalog>,
+    /// The session listings read the catalog through (they change nothing in it).
+    session: QuiverSession,
     sql_info: SqlInfoData,
     type_info: XdbcTypeInfoData,
 }
@@ -90,6 +92,7 @@ impl Metadata {
     /// Metadata over `catalog`.
     pub fn new(catalog: Arc<Catalog>, limits: &QueryLimits) -> Result<Self, FlightError> {
         Ok(Self {
+            session: QuiverSession::new(catalog.clone()),
             catalog,
             sql_info: sql_info(limits)?,
             type_info: type_info()?,
@@ -158,7 +161,7 @@ impl Metadata {
             .fresh_state()
             .await
             .map_err(|e| status_from_catalog(&e))?;
-        Ok(QuiverSession::new(self.catalog.clone()))
+        Ok(self.session.clone())
     }
 
     async fn tables(&self, command: CommandGetTables) -> Result<RecordBatch, Status> {
