@@ -591,13 +591,7 @@ mod tests {
         assert_eq!(kept, [false, true, true, true]);
 
         // Another setting: planned again (with the new `ef`), then kept again.
-        session
-            .sql("SET quiver.ef = 37")
-            .await
-            .expect("set")
-            .collect()
-            .await
-            .expect("set");
+        session.run_script("SET quiver.ef = 37").await.expect("set");
         let (found, physical) = bind_and_run(&session, &reusable, 7.2, 2.9).await;
         assert!(!physical);
         assert_eq!(found, fresh(&session, 7.2, 2.9).await);
@@ -605,10 +599,7 @@ mod tests {
 
         // A write makes a new version: planned again, and the new row is found.
         session
-            .sql("INSERT INTO docs VALUES (999, [5.3, 7.9])")
-            .await
-            .expect("insert")
-            .collect()
+            .run_script("INSERT INTO docs VALUES (999, [5.3, 7.9])")
             .await
             .expect("insert");
         let (found, physical) = bind_and_run(&session, &reusable, 5.3, 7.9).await;

@@ -307,6 +307,15 @@ async fn index_docs(client: &mut Client) {
     }
 }
 
+/// The rows of [`NEAREST`] for the vector `query` (as text), its distance named `alias`: a
+/// statement of a shape of its own, so planned afresh.
+async fn planned_afresh(client: &mut Client, query: &str, alias: &str) -> Vec<Vec<String>> {
+    let sql = format!(
+        "SELECT id, l2_distance(embedding, {query}) AS {alias} FROM docs ORDER BY {alias} LIMIT 3"
+    );
+    rows(client, &sql).await
+}
+
 /// Executions that ran a physical plan kept from an earlier one, from `GetServerInfo`.
 async fn physical_plans_reused(client: &mut Client) -> u64 {
     server_info(client).await["physical_plans_reused"]
@@ -337,15 +346,7 @@ async fn an_index_search_binds_its_vector_into_a_kept_physical_plan() {
             .expect("bind");
         let info = statement.execute().await.expect("execute");
         let prepared = quiver_tests::format_rows(&fetch(&mut client, info).await.expect("fetch"));
-        // A statement of a shape of its own is planned afresh.
-        let fresh = rows(
-            &mut client,
-            &format!(
-                "SELECT id, l2_distance(embedding, {}) AS d{i} FROM docs ORDER BY d{i} LIMIT 3",
-                text(query)
-            ),
-        )
-        .await;
+        let fresh = planned_afresh(&mut client, &text(query), &format!("d{i}")).await;
         assert_eq!(prepared, fresh, "query {query:?}");
     }
     let reused = physical_plans_reused(&mut client).await - before;
@@ -355,14 +356,7 @@ async fn an_index_search_binds_its_vector_into_a_kept_physical_plan() {
     let before = physical_plans_reused(&mut client).await;
     for (i, query) in queries.iter().enumerate() {
         let literal = rows(&mut client, &NEAREST.replace("$1", &text(query))).await;
-        let fresh = rows(
-            &mut client,
-            &format!(
-                "SELECT id, l2_distance(embedding, {}) AS e{i} FROM docs ORDER BY e{i} LIMIT 3",
-                text(query)
-            ),
-        )
-        .await;
+        let fresh = planned_afresh(&mut client, &text(query), &format!("e{i}")).await;
         assert_eq!(literal, fresh, "query {query:?}");
     }
     let reused = physical_plans_reused(&mut client).await - before;
