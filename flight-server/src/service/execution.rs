@@ -380,7 +380,7 @@ impl Executor {
                         .map(Arc::new);
                     slot.set(reusable.clone());
                     if let Some(reusable) = reusable {
-                        let bound = reusable.with_values(&session, values).map_err(sql_error)?;
+                        let bound = reusable.with_values(values).map_err(sql_error)?;
                         let frame = Frame::bound(state, bound);
                         return Ok(Planned::Query(Box::new(frame)));
                     }
@@ -449,9 +449,7 @@ impl Executor {
         self.statements
             .insert(key, CachedShape::Plan(reusable.clone()))
             .await;
-        let bound = reusable
-            .with_values(session, lifted.values)
-            .map_err(sql_error)?;
+        let bound = reusable.with_values(lifted.values).map_err(sql_error)?;
         let frame = Frame::bound(session.context().state(), bound);
         Ok(Some(Planned::Query(Box::new(frame))))
     }
@@ -694,7 +692,7 @@ impl Executor {
                     .create_physical_plan(&plan, &state)
                     .await?;
                 if let Some(seed) = seed {
-                    seed.keep(&physical);
+                    seed.keep(&physical, state.config().options());
                 }
                 physical
             }

@@ -22,13 +22,14 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchemaRef, Result, ScalarValue};
+use datafusion::common::{DFSchemaRef, DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::limit::{GlobalLimitExec, LocalLimitExec};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
+use lance::Dataset;
 use quiver_operators::functions::DistanceUdf;
 use quiver_operators::index::index_knn::IndexKnnExec;
 use quiver_operators::vector::scalar_vector;
@@ -48,6 +49,8 @@ pub struct PhysicalTemplate {
     options: Arc<ConfigOptions>,
     /// The dataset version its search reads.
     version: DatasetVersion,
+    /// That dataset, to ask for its newest version.
+    dataset: Arc<Dataset>,
     /// The schema of the logical plan it was made from.
     schema: DFSchemaRef,
 }
@@ -61,33 +64,30 @@ pub struct TemplateSeed {
     cell: TemplateCell,
     parameter: usize,
     value: ScalarValue,
-    options: Arc<ConfigOptions>,
     schema: DFSchemaRef,
 }
 
 impl TemplateSeed {
-    /// A seed for an execution whose query vector, placeholder `parameter`, is `value`, with
-    /// session settings `options`; `schema` is its bound plan's. A template it keeps goes to
-    /// `cell`.
+    /// A seed for an execution whose query vector, placeholder `parameter`, is `value`;
+    /// `schema` is its bound plan's. A template it keeps goes to `cell`.
     pub fn new(
         cell: TemplateCell,
         parameter: usize,
         value: ScalarValue,
-        options: Arc<ConfigOptions>,
         schema: DFSchemaRef,
     ) -> Self {
         Self {
             cell,
             parameter,
             value,
-            options,
             schema,
         }
     }
 
-    /// Keeps `plan` (planned from this execution's bound plan) as the template of later
-    /// executions, if it is one index search whose query is this execution's vector.
-    pub fn keep(self, plan: &Arc<dyn ExecutionPlan>) {
+    /// Keeps `plan` (planned from this execution's bound plan with the session settings
+    /// `options`) as the template of later executions, if it is one index search whose query
+    /// is this execution's vector.
+    pub fn keep(self, plan: &Arc<dyn ExecutionPlan>, options: &Arc<ConfigOptions>) {
         let Some(search) = only_index_search(plan) else {
             return;
         };
@@ -101,8 +101,9 @@ impl TemplateSeed {
             plan: Arc::clone(plan),
             parameter: self.parameter,
             dimension: query.len(),
-            options: self.options,
+            options: Arc::clone(options),
             version: (dataset.uri().to_string(), dataset.version().version),
+            dataset: Arc::clone(dataset),
             schema: self.schema,
         };
         *self.cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(template));
@@ -115,15 +116,30 @@ impl PhysicalTemplate {
         &self.schema
     }
 
+    /// The dataset version its search reads.
+    pub fn version(&self) -> &DatasetVersion {
+        &self.version
+    }
+
+    /// The newest version of the dataset its search reads, as the store has it now.
+    pub async fn latest_version(&self) -> Result<DatasetVersion> {
+        let latest = self
+            .dataset
+            .latest_version_id()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok((self.version.0.clone(), latest))
+    }
+
     /// The plan for an execution binding `values` with session settings `options`, reading
-    /// `versions`; `None` where the template does not serve it (see the module doc).
+    /// `version`; `None` where the template does not serve it (see the module doc).
     pub fn instantiate(
         &self,
         values: &[ScalarValue],
         options: &Arc<ConfigOptions>,
-        versions: &[DatasetVersion],
+        version: &DatasetVersion,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        if !versions.contains(&self.version) || !same_settings(&self.options, options) {
+        if version != &self.version || !same_settings(&self.options, options) {
             return Ok(None);
         }
         let Some(query) = values.get(self.parameter).and_then(read_vector) else {

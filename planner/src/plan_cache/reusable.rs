@@ -36,11 +36,10 @@ use datafusion::optimizer::{OptimizerContext, OptimizerRule};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::DFSchemaRef;
 use datafusion::physical_plan::ExecutionPlan;
-use lance::Dataset;
-use quiver_catalog::CollectionRecord;
+use quiver_catalog::{CatalogState, CollectionRecord};
 
 use crate::catalog::table::CollectionTable;
-use crate::plan_cache::physical::{query_parameter, DatasetVersion, TemplateCell, TemplateSeed};
+use crate::plan_cache::physical::{query_parameter, PhysicalTemplate, TemplateCell, TemplateSeed};
 use crate::session::QuiverSession;
 
 /// A query's optimised plan with typed placeholders.
@@ -207,24 +206,14 @@ impl ReusablePlan {
     }
 
     /// The optimised plan bound to `values`, over the collection versions it was planned on:
-    /// for the execution on `session` that made it.
-    pub fn with_values(
-        &self,
-        session: &QuiverSession,
-        values: Vec<ScalarValue>,
-    ) -> Result<BoundPlan> {
-        let options = Arc::clone(session.context().state_ref().read().config().options());
-        self.bound(self.plan.clone(), values, options)
+    /// for the execution that made it.
+    pub fn with_values(&self, values: Vec<ScalarValue>) -> Result<BoundPlan> {
+        self.bound(self.plan.clone(), values)
     }
 
     /// `plan` (this plan over some versions) bound to `values`, with a seed to keep its
     /// physical plan where that may serve later executions.
-    fn bound(
-        &self,
-        plan: LogicalPlan,
-        values: Vec<ScalarValue>,
-        options: Arc<ConfigOptions>,
-    ) -> Result<BoundPlan> {
+    fn bound(&self, plan: LogicalPlan, values: Vec<ScalarValue>) -> Result<BoundPlan> {
         let query = self
             .query_parameter
             .and_then(|parameter| Some((parameter, values.get(parameter)?.clone())));
@@ -234,7 +223,6 @@ impl ReusablePlan {
                 Arc::clone(&self.template),
                 parameter,
                 value,
-                options,
                 Arc::clone(bound.schema()),
             )
         });
@@ -252,18 +240,12 @@ impl ReusablePlan {
     ) -> Result<Option<BoundPlan>> {
         let mut current: HashMap<String, Arc<CollectionTable>> = HashMap::new();
         let mut scans = Vec::new();
-        let mut versions = Vec::new();
         self.plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
-                scans.extend(with_collection(scan, |table| {
-                    if table.is_read_only() {
-                        versions.push(version_of(table.dataset()));
-                    }
-                    Scanned {
-                        record: table.record().clone(),
-                        pinned: table.is_read_only(),
-                        schema: TableProvider::schema(table),
-                    }
+                scans.extend(with_collection(scan, |table| Scanned {
+                    record: table.record().clone(),
+                    pinned: table.is_read_only(),
+                    schema: TableProvider::schema(table),
                 }));
             }
             Ok(TreeNodeRecursion::Continue)
@@ -274,6 +256,17 @@ impl ReusablePlan {
             .fresh_state()
             .await
             .map_err(crate::error::external)?;
+        let options = Arc::clone(session.context().state_ref().read().config().options());
+        let kept = self
+            .template
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(template) = kept {
+            if let Some(plan) = kept_plan(&template, &scans, &state, &values, &options).await? {
+                return Ok(Some(BoundPlan::Physical(plan, template.schema().clone())));
+            }
+        }
         for scanned in scans {
             let record = &scanned.record;
             if scanned.pinned || current.contains_key(&record.id) {
@@ -289,19 +282,7 @@ impl ReusablePlan {
             if TableProvider::schema(&fresh) != scanned.schema {
                 return Ok(None);
             }
-            versions.push(version_of(fresh.dataset()));
             current.insert(record.id.clone(), Arc::new(fresh));
-        }
-        let options = Arc::clone(session.context().state_ref().read().config().options());
-        let kept = self
-            .template
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(template) = kept {
-            if let Some(plan) = template.instantiate(&values, &options, &versions)? {
-                return Ok(Some(BoundPlan::Physical(plan, template.schema().clone())));
-            }
         }
         let rebound = self
             .plan
@@ -322,13 +303,37 @@ impl ReusablePlan {
                 other => Ok(Transformed::no(other)),
             })?
             .data;
-        Ok(Some(self.bound(rebound, values, options)?))
+        Ok(Some(self.bound(rebound, values)?))
     }
 }
 
-/// The version of `dataset` a plan reads.
-fn version_of(dataset: &Dataset) -> DatasetVersion {
-    (dataset.uri().to_string(), dataset.version().version)
+/// The kept physical plan for an execution binding `values` with session settings `options`,
+/// where it serves it: every collection `scans` reads still is the one planned in the catalog
+/// `state`, and the kept plan's dataset has no newer version (asked of the store without
+/// opening the collection). `None` otherwise.
+async fn kept_plan(
+    template: &PhysicalTemplate,
+    scans: &[Scanned],
+    state: &CatalogState,
+    values: &[ScalarValue],
+    options: &Arc<ConfigOptions>,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let mut pinned_only = true;
+    for scanned in scans.iter().filter(|s| !s.pinned) {
+        pinned_only = false;
+        let record = &scanned.record;
+        match state.collection(&record.database, &record.name) {
+            Some(now) if now.id == record.id => {}
+            _ => return Ok(None),
+        }
+    }
+    // A snapshot's version never moves.
+    let version = if pinned_only {
+        template.version().clone()
+    } else {
+        template.latest_version().await?
+    };
+    template.instantiate(values, options, &version)
 }
 
 #[cfg(test)]
@@ -551,7 +556,7 @@ mod tests {
                     .await
                     .expect("physical plan");
                 if let Some(seed) = seed {
-                    seed.keep(&physical);
+                    seed.keep(&physical, state.config().options());
                 }
                 (physical, false)
             }
