@@ -1,5 +1,6 @@
 //! Collection DDL and catalog listings: `CREATE TABLE [AS]`, `DESCRIBE`, `SHOW DATABASES`.
 
+use quiver_catalog::CollectionRecord;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
@@ -136,9 +137,11 @@ impl QuiverSession {
             .unwrap_or(0))
     }
 
-    /// `DESCRIBE name`: columns with their SQL types (vectors as `VECTOR(n)`), nullability and
-    /// primary key.
-    pub(crate) async fn describe(&self, name: &ObjectName) -> Result<DataFrame> {
+    /// The collection `name` names and its current version.
+    pub(super) async fn open_collection(
+        &self,
+        name: &ObjectName,
+    ) -> Result<(CollectionRecord, lance::Dataset)> {
         let (database, table) = self.resolve(name)?;
         let record = self
             .catalog()
@@ -150,6 +153,13 @@ impl QuiverSession {
             .open_dataset(&record, None)
             .await
             .map_err(external)?;
+        Ok((record, dataset))
+    }
+
+    /// `DESCRIBE name`: columns with their SQL types (vectors as `VECTOR(n)`), nullability and
+    /// primary key.
+    pub(crate) async fn describe(&self, name: &ObjectName) -> Result<DataFrame> {
+        let (record, dataset) = self.open_collection(name).await?;
         let schema = Schema::from(dataset.schema());
         let fields = schema.fields();
         let batch = RecordBatch::try_new(

@@ -259,17 +259,7 @@ impl QuiverSession {
 
     /// The collection `CREATE INDEX` names, its current version and the indexed column.
     pub(super) async fn index_target(&self, create: &CreateIndex) -> Result<IndexTarget> {
-        let (database, table) = self.resolve(&create.table)?;
-        let record = self
-            .catalog()
-            .collection(&database, &table)
-            .await
-            .map_err(external)?;
-        let dataset = self
-            .catalog()
-            .open_dataset(&record, None)
-            .await
-            .map_err(external)?;
+        let (record, dataset) = self.open_collection(&create.table).await?;
         let schema = Schema::from(dataset.schema());
         let Ok(field) = schema.field_with_name(&create.column) else {
             return plan_err!(
